@@ -1,0 +1,87 @@
+"""cowork_llm: one thread-safe, rate-limited, retrying LLM client for synchronous Python.
+
+Call :func:`create_llm_client` once and share the result between all threads::
+
+    from cowork_llm import create_llm_client
+    llm = create_llm_client()          # config.toml, else COWORK_LLM_* variables
+    print(llm.generate_content("Summarise this", system_prompt="Be brief"))
+"""
+
+import logging
+
+__version__ = "0.1.0"
+
+from .config import (  # noqa: E402
+    CacheConfig,
+    LlmConfig,
+    ModelConfig,
+    ModelPrice,
+    RateLimitConfig,
+    RetryConfig,
+)
+from .errors import (  # noqa: E402
+    ApiConnectionError,
+    ApiTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ConfigNotFoundError,
+    InvalidBaseUrlError,
+    InvalidResponseError,
+    LimiterAcquireError,
+    LimiterBackendError,
+    LlmApiError,
+    LlmError,
+    MissingApiKeyError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+from .factory import create_llm_client  # noqa: E402
+from .llm import ChatResult, Llm, Usage  # noqa: E402
+from .loader import load_config  # noqa: E402
+from .rate_limiter import (  # noqa: E402
+    RateLimitedLlm,
+    RateLimiter,
+    get_global_rate_limiter,
+    init_global_rate_limiter,
+)
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "__version__",
+    "create_llm_client",
+    "load_config",
+    "Llm",
+    "ChatResult",
+    "Usage",
+    "RateLimiter",
+    "RateLimitedLlm",
+    "init_global_rate_limiter",
+    "get_global_rate_limiter",
+    "LlmConfig",
+    "ModelConfig",
+    "RateLimitConfig",
+    "RetryConfig",
+    "CacheConfig",
+    "ModelPrice",
+    "LlmError",
+    "ConfigError",
+    "ConfigNotFoundError",
+    "InvalidBaseUrlError",
+    "MissingApiKeyError",
+    "LimiterAcquireError",
+    "LimiterBackendError",
+    "LlmApiError",
+    "BadRequestError",
+    "AuthenticationError",
+    "NotFoundError",
+    "RateLimitError",
+    "QuotaExceededError",
+    "ServerError",
+    "ApiConnectionError",
+    "ApiTimeoutError",
+    "InvalidResponseError",
+]

@@ -1,0 +1,163 @@
+"""The one exception tree of cowork_llm.
+
+Everything the library raises on purpose is an :class:`LlmError`. Each class says
+whether the retry policy retries it, so a caller knows what reaching it means.
+"""
+
+from typing import Optional
+
+__all__ = [
+    "LlmError",
+    "ConfigError",
+    "ConfigNotFoundError",
+    "InvalidBaseUrlError",
+    "MissingApiKeyError",
+    "LimiterAcquireError",
+    "LimiterBackendError",
+    "LlmApiError",
+    "BadRequestError",
+    "AuthenticationError",
+    "NotFoundError",
+    "RateLimitError",
+    "QuotaExceededError",
+    "ServerError",
+    "ApiConnectionError",
+    "ApiTimeoutError",
+    "InvalidResponseError",
+]
+
+
+class LlmError(Exception):
+    """Root of every error cowork_llm raises on purpose."""
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+class ConfigError(LlmError, ValueError):
+    """The configuration is missing, malformed or inconsistent. Never retried."""
+
+
+class ConfigNotFoundError(ConfigError):
+    """Neither a config file nor COWORK_LLM_* variables were found. Never retried."""
+
+
+class InvalidBaseUrlError(ConfigError):
+    """``base_url`` is not an http(s) URL with a host. Never retried."""
+
+
+class MissingApiKeyError(ConfigError):
+    """No usable API key: unset, empty, or its secret source failed. Never retried."""
+
+
+# --- rate limiter ----------------------------------------------------------------------
+
+
+class LimiterAcquireError(LlmError):
+    """No limiter slot could be had in time (``acquire_timeout_seconds``). Not retried:
+    the wait already was the retry."""
+
+
+class LimiterBackendError(LimiterAcquireError):
+    """The shared limiter backend (SQLite file, Redis) failed. Never silently ignored:
+    running without a limit would bring back the 429s the limiter exists to prevent."""
+
+
+# --- API -------------------------------------------------------------------------------
+
+
+class LlmApiError(LlmError):
+    """A request to the provider failed.
+
+    Attributes:
+        status_code: the HTTP status, or None when no response arrived.
+        message: the provider's own message (or a description of the failure).
+        request_id: the provider's request id (``x-request-id``), when it sent one.
+        retry_after: seconds the provider asked us to wait, when it said.
+        attempts: how many attempts were made before this error was raised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        request_id: Optional[str] = None,
+        retry_after: Optional[float] = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status_code is not None:
+            parts.append(f"status {self.status_code}")
+        if self.request_id:
+            parts.append(f"request id {self.request_id}")
+        if self.attempts > 1:
+            parts.append(f"after {self.attempts} attempts")
+        if len(parts) == 1:
+            return self.message
+        return f"{parts[0]} ({', '.join(parts[1:])})"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r}, "
+            f"request_id={self.request_id!r}, retry_after={self.retry_after!r}, "
+            f"attempts={self.attempts!r})"
+        )
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keep the keyword attributes across pickling (multiprocessing, concurrent.futures).
+        return (
+            _rebuild_api_error,
+            (type(self), self.message, self.status_code, self.request_id,
+             self.retry_after, self.attempts),
+        )
+
+
+def _rebuild_api_error(cls, message, status_code, request_id, retry_after, attempts):  # type: ignore[no-untyped-def]
+    return cls(message, status_code=status_code, request_id=request_id,
+               retry_after=retry_after, attempts=attempts)
+
+
+class BadRequestError(LlmApiError):
+    """400 or 422: the request itself is wrong. Never retried, never failed over."""
+
+
+class AuthenticationError(LlmApiError):
+    """401 or 403: the key is wrong or lacks permission. Not retried (another key in
+    the rotation, or the next fallback, may be tried)."""
+
+
+class NotFoundError(LlmApiError):
+    """404: wrong base_url or model name. Not retried."""
+
+
+class RateLimitError(LlmApiError):
+    """429: too many requests. Retried, after Retry-After when the provider gives one."""
+
+
+class QuotaExceededError(RateLimitError):
+    """429 with ``insufficient_quota``: the account is out of credit. Not retried."""
+
+
+class ServerError(LlmApiError):
+    """5xx (529 "overloaded" included). Retried."""
+
+
+class ApiConnectionError(LlmApiError):
+    """The connection failed or dropped before a response arrived. Retried."""
+
+
+class ApiTimeoutError(LlmApiError):
+    """The connect or read timeout ran out. Retried."""
+
+
+class InvalidResponseError(LlmApiError):
+    """A 2xx answer we cannot use (not JSON, no choice, no content). Not retried."""

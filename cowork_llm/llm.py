@@ -1,0 +1,141 @@
+"""The ``Llm`` interface every provider, wrapper and mock implements, and its results."""
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
+
+__all__ = ["Llm", "ChatResult", "Usage", "Message", "validate_messages", "prompt_hash"]
+
+Message = Mapping[str, str]
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the provider counted for one call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> "Usage":
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One answer. ``model`` names the model that answered (a fallback's, after a
+    failover); ``cached`` is True when the response cache served it."""
+
+    content: str
+    model: str
+    finish_reason: Optional[str] = None
+    usage: Optional[Usage] = None
+    request_id: Optional[str] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cached: bool = False
+
+
+def validate_messages(messages: Any) -> List[Dict[str, str]]:
+    """Return ``messages`` as a list of plain dicts.
+
+    Raises:
+        ValueError: no messages, a message that is not a mapping, an unknown role, or
+            content that is not a non-empty string. Raised before any request is made.
+    """
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    if not messages:
+        raise ValueError("messages must not be empty")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"messages[{i}] must be a dict, got {type(message).__name__}")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise ValueError(f"messages[{i}]['role'] must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}]['content'] must be a string, got {type(content).__name__}")
+        if not content.strip():
+            raise ValueError(f"messages[{i}]['content'] must not be empty")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+def build_messages(prompt: Any, system_prompt: Optional[str] = None) -> List[Dict[str, str]]:
+    """The messages for ``generate_content``. Raises ValueError on a bad prompt."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r:.40}")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ValueError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def prompt_hash(messages: Sequence[Message]) -> str:
+    """12 hex digits of sha256 over the messages: lets logs correlate calls without
+    showing the prompt."""
+    blob = json.dumps([dict(m) for m in messages], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+class Llm(ABC):
+    """A chat model. Implementations are safe to share between threads."""
+
+    name: str = "llm"
+
+    @abstractmethod
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> ChatResult:
+        """Send ``messages`` and return the answer.
+
+        Raises:
+            ValueError: bad messages or options (before any request).
+            LlmApiError: a subclass saying what went wrong with the request.
+        """
+
+    def generate_content(self, prompt: str, system_prompt: Optional[str] = None) -> str:
+        """Answer one prompt; the text only. Raises what :meth:`chat` raises."""
+        return self.chat(build_messages(prompt, system_prompt)).content
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> Iterator[str]:
+        """Yield the answer in pieces as they arrive. This default yields the whole
+        answer as one piece; providers override it with real streaming."""
+        yield self.chat(messages, temperature=temperature, max_tokens=max_tokens).content
+
+    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> Iterator[str]:
+        """:meth:`stream` for one prompt."""
+        return self.stream(build_messages(prompt, system_prompt))
+
+    def close(self) -> None:
+        """Release connections and threads. Safe to call twice."""
+
+    def __enter__(self) -> "Llm":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
