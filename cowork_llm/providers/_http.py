@@ -1,0 +1,282 @@
+"""What every HTTP provider shares: sessions, transport checks, and turning HTTP
+failures into the :mod:`cowork_llm.errors` tree.
+
+Nothing here knows a wire protocol; ``openai.py`` (and later ``anthropic.py``) build
+requests and parse answers on top of it.
+"""
+
+import email.utils
+import ipaddress
+import json
+import threading
+import time
+from typing import Any, Iterable, List, Mapping, Optional, Tuple, Type, Union
+
+import requests
+import urllib3.exceptions
+
+from .. import __version__
+from ..errors import (
+    ApiConnectionError,
+    ApiTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    InvalidResponseError,
+    LlmApiError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "SessionPool",
+    "check_transport",
+    "request_timeouts",
+    "parse_retry_after",
+    "request_id_of",
+    "provider_message",
+    "redact",
+    "error_for_response",
+    "error_for_exception",
+]
+
+USER_AGENT = f"cowork-llm/{__version__}"
+MAX_MESSAGE_CHARS = 500
+_REDACTED = "[REDACTED]"
+_MAX_CONNECT_TIMEOUT = 10.0
+
+
+# --- transport -------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(base_url: str, host: str, allow_insecure_http: bool, *, key: str) -> None:
+    """Refuse to send an API key in clear text over the network.
+
+    Raises:
+        ConfigError: ``base_url`` is ``http://`` to a host that is not loopback and
+            ``allow_insecure_http`` is off. ``key`` names the setting in the message.
+    """
+    if base_url.lower().startswith("https://") or allow_insecure_http or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"{key}.base_url {base_url!r} is plain http to {host!r}, which would send the API key "
+        f"unencrypted: use https://, or set {key}.allow_insecure_http = true if the network "
+        "is trusted"
+    )
+
+
+def request_timeouts(timeout_seconds: float) -> Tuple[float, float]:
+    """(connect, read) timeouts: a dead host is noticed within 10 s even when a slow
+    answer may take minutes."""
+    return (min(_MAX_CONNECT_TIMEOUT, timeout_seconds), timeout_seconds)
+
+
+class SessionPool:
+    """One :class:`requests.Session` per thread (requests does not promise a Session is
+    thread-safe), each keeping its connections alive. :meth:`close` closes them all;
+    a thread that makes a request after it gets a fresh session."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: List[requests.Session] = []
+        self._generation = 0  # bumped by close(), so threads drop their closed session
+
+    def get(self) -> requests.Session:
+        """This thread's session, created on first use."""
+        cached = getattr(self._local, "entry", None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]  # type: ignore[no-any-return]
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        with self._lock:
+            self._sessions.append(session)
+            self._local.entry = (self._generation, session)
+        return session
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def close(self) -> None:
+        """Close every session of every thread. Safe to call twice."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+            self._generation += 1
+        for session in sessions:
+            session.close()
+
+
+# --- response metadata -----------------------------------------------------------------
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: Optional[float] = None) -> Optional[float]:
+    """Seconds the server asked us to wait, or None when it did not say (or said nonsense).
+
+    Reads ``retry-after-ms`` (OpenAI, milliseconds) first, then ``Retry-After`` as
+    seconds or as an HTTP date (RFC 9110). A date in the past means 0.
+    """
+    headers = _lower_keys(headers)
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        seconds = _non_negative_number(millis)
+        if seconds is not None:
+            return seconds / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _non_negative_number(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _non_negative_number(text: str) -> Optional[float]:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    if number != number or number < 0 or number == float("inf"):  # NaN, negative, inf
+        return None
+    return number
+
+
+def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
+    """The provider's request id (``x-request-id``; Anthropic sends ``request-id``)."""
+    headers = _lower_keys(headers)
+    return headers.get("x-request-id") or headers.get("request-id") or None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced (a provider may echo the key back)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _truncate(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE_CHARS:
+        return text[:MAX_MESSAGE_CHARS] + "…"
+    return text
+
+
+def _error_object(body: Any) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            return error
+    return {}
+
+
+def provider_message(response: requests.Response) -> str:
+    """The provider's own explanation: ``{"error": {"message": ...}}``, ``{"error": "..."}``,
+    ``{"message": ...}``, or the plain text body, truncated. Not redacted."""
+    text = response.text or ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    message: Any = _error_object(body).get("message")
+    if not message and isinstance(body, Mapping):
+        message = body.get("error") if isinstance(body.get("error"), str) else body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        message = text.strip() or response.reason or "no message"
+    return _truncate(message)
+
+
+def _is_quota_error(response: requests.Response) -> bool:
+    try:
+        error = _error_object(response.json())
+    except ValueError:
+        return False
+    return "insufficient_quota" in (error.get("code"), error.get("type"))
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def _error_class(status: int, response: requests.Response) -> Type[LlmApiError]:
+    if status in (400, 422):
+        return BadRequestError
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 404:
+        return NotFoundError
+    if status == 408:  # the server gave up waiting for our request: a timeout
+        return ApiTimeoutError
+    if status == 429:
+        return QuotaExceededError if _is_quota_error(response) else RateLimitError
+    if status >= 500:
+        return ServerError
+    if 400 <= status < 500:
+        return BadRequestError
+    return InvalidResponseError  # 1xx/3xx that requests did not resolve
+
+
+def error_for_response(response: requests.Response, *, provider: str, secrets: Iterable[str]) -> LlmApiError:
+    """The error for a non-2xx response, carrying the provider's message (secrets
+    redacted), status, request id and Retry-After."""
+    status = response.status_code
+    cls = _error_class(status, response)
+    message = redact(f"{provider} answered HTTP {status}: {provider_message(response)}", secrets)
+    return cls(
+        message,
+        status_code=status,
+        request_id=request_id_of(response.headers),
+        retry_after=parse_retry_after(response.headers),
+    )
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    # A timeout while reading the body reaches us as requests.ConnectionError wrapping
+    # urllib3's ReadTimeoutError, not as requests.ReadTimeout.
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 10:
+        if isinstance(current, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+            return True
+        nested: Union[BaseException, None] = None
+        if current.args and isinstance(current.args[0], BaseException):
+            nested = current.args[0]
+        current = nested or current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def error_for_exception(exc: requests.RequestException, *, provider: str, url: str,
+                        timeout: Tuple[float, float], secrets: Iterable[str]) -> LlmApiError:
+    """ApiTimeoutError for a connect/read timeout, ApiConnectionError for every other
+    transport failure (refused, reset, DNS, dropped mid-body, TLS)."""
+    detail = redact(_truncate(f"{type(exc).__name__}: {exc}"), secrets)
+    if _is_read_timeout(exc):
+        return ApiTimeoutError(
+            f"{provider} did not answer in time (connect {timeout[0]:g} s, read {timeout[1]:g} s) "
+            f"at {url}: {detail}"
+        )
+    return ApiConnectionError(f"could not reach {provider} at {url}: {detail}")
