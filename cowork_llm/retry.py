@@ -1,0 +1,142 @@
+"""The retry policy: which failures are worth another attempt, how long to wait, and
+when to give up. Built on tenacity from a :class:`RetryConfig`.
+
+| Error                                   | Retried | Wait                                   |
+|-----------------------------------------|---------|----------------------------------------|
+| ServerError (5xx, 529)                  | yes     | Retry-After, else exponential + jitter |
+| RateLimitError (429)                    | yes     | Retry-After, else exponential + jitter |
+| ApiConnectionError, ApiTimeoutError     | yes     | exponential + jitter                   |
+| QuotaExceededError, 400/401/403/404/422 | no      |                                        |
+| InvalidResponseError, ConfigError, ...  | no      |                                        |
+
+A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop after
+``max_attempts`` attempts, or before a wait that would end past ``total_timeout_seconds``.
+"""
+
+import logging
+import time
+from typing import Callable, Optional, TypeVar
+
+import tenacity
+
+from .config import RetryConfig
+from .errors import (
+    ApiConnectionError,
+    ApiTimeoutError,
+    LlmApiError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["RetryPolicy", "is_retryable", "describe_error"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RETRYABLE = (ServerError, RateLimitError, ApiConnectionError, ApiTimeoutError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for the failures another attempt may fix: 5xx, 429 (not an exhausted quota),
+    connection failures and timeouts."""
+    return isinstance(exc, _RETRYABLE) and not isinstance(exc, QuotaExceededError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ServerError 503"`` or ``"ApiConnectionError"``: the class and status, for logs."""
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__} {status}" if status is not None else type(exc).__name__
+
+
+class RetryPolicy:
+    """Runs a call again while it fails with a retryable error. One policy may be shared
+    by any number of threads: every :meth:`call` works on its own tenacity state.
+
+    ``sleep`` is injectable so tests can record waits instead of sleeping.
+    """
+
+    def __init__(self, config: RetryConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._backoff = tenacity.wait_exponential_jitter(
+            multiplier=config.initial_wait_seconds,
+            max=config.max_wait_seconds,
+            jitter=config.initial_wait_seconds,
+        )
+        self._template = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._should_retry),
+            wait=self._wait,
+            # stop_before_delay: never start a wait that would end past the total budget
+            # (it also covers stop_after_delay, as waits are never negative).
+            stop=(tenacity.stop_after_attempt(config.max_attempts)
+                  | tenacity.stop_before_delay(config.total_timeout_seconds)),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        model: str,
+        prompt_hash: str,
+        on_retry: Optional[Callable[[BaseException, float], None]] = None,
+    ) -> T:
+        """Return ``fn()``, retrying retryable errors. ``on_retry(error, wait_seconds)``
+        runs before each wait (the rate limiter uses it to pause on a Retry-After).
+
+        Raises:
+            LlmApiError: the last error itself, with ``attempts`` set to the number of
+                attempts made (1 when it was not retried).
+            Exception: anything else ``fn`` raises, at once and unchanged.
+        """
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn()
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            wait = state.upcoming_sleep
+            logger.warning(
+                "attempt %d of %d failed: %s; retrying in %.2fs (model=%s, prompt=%s)",
+                state.attempt_number, self.config.max_attempts, describe_error(error) if error else "?",
+                wait, model, prompt_hash,
+            )
+            if on_retry is not None and error is not None:
+                on_retry(error, wait)
+
+        # A copy per call: tenacity keeps its per-call state in thread-locals of the
+        # Retrying object, which a nested call in the same thread would overwrite.
+        retrying = self._template.copy(before_sleep=before_sleep)
+        try:
+            return retrying(attempt)
+        except LlmApiError as error:
+            error.attempts = attempts
+            raise
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not is_retryable(exc):
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and retry_after > self.config.max_retry_after_seconds:
+            logger.warning(
+                "%s asked to wait %.1fs, more than max_retry_after_seconds=%g: not retrying",
+                describe_error(exc), retry_after, self.config.max_retry_after_seconds,
+            )
+            return False
+        return True
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Retry-After when the provider gave one, otherwise exponential backoff with jitter."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return float(self._backoff(state))
+
+    def __repr__(self) -> str:
+        return f"RetryPolicy({self.config!r})"
