@@ -1,0 +1,239 @@
+"""Token usage and cost, totalled per model and safe to update from many threads.
+
+A :class:`UsageTracker` is told about every finished call (:meth:`~UsageTracker.record_success`
+or :meth:`~UsageTracker.record_failure`) and hands out frozen :class:`UsageSnapshot` copies.
+
+What the counters mean:
+
+- ``requests``: calls that finished, successful or not, cache hits included.
+- ``failures``: of those, calls that ended in an error.
+- ``cached_hits``: of those, calls the response cache answered. A hit used no quota, so it
+  adds no tokens and no cost.
+- ``retries``: extra HTTP attempts beyond the first, over all calls.
+- ``prompt_tokens`` / ``completion_tokens``: as the provider counted them.
+- ``unreported_usage``: successful, uncached calls whose provider sent no token counts;
+  their tokens (and cost) are missing from the totals.
+- ``waited_seconds``: time spent waiting for the rate limiter; ``latency_seconds``: time
+  from the start of the call to its end, summed.
+
+Cost comes only from the configuration (``[llm.pricing."<model>"]``); there is no built-in
+price list that silently goes stale. A model without a price has ``cost = None``, never
+``0``. The grand total is ``None`` when no model seen so far is priced; when only some are,
+it is the sum over the priced ones and ``UsageSnapshot.unpriced_models`` names the others
+(``cost_complete`` is then False and :func:`format_usage` says "excluding ...").
+"""
+
+import dataclasses
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .config import ModelPrice
+from .llm import Usage
+
+__all__ = ["UsageTracker", "UsageSnapshot", "ModelUsage", "call_cost", "format_usage"]
+
+# Provider snapshot suffixes: gpt-4o-2024-08-06, gpt-4-0613, claude-3-5-sonnet-20241022.
+# The answering model is often reported under its snapshot name while the price is
+# configured under the alias; only such date-like suffixes are stripped, so
+# "gpt-4o-mini" never picks up the price of "gpt-4o".
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+
+
+def call_cost(price: ModelPrice, usage: Usage) -> float:
+    """The cost of one call's tokens at ``price`` (per million tokens)."""
+    return (usage.prompt_tokens * price.input_per_million
+            + usage.completion_tokens * price.output_per_million) / 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """The totals of one model (or of all models, in :attr:`UsageSnapshot.total`)."""
+
+    requests: int = 0
+    failures: int = 0
+    cached_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unreported_usage: int = 0
+    waited_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    cost: Optional[float] = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def http_attempts(self) -> int:
+        """Requests that reached the provider: every uncached call once, plus retries."""
+        return self.requests - self.cached_hits + self.retries
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Totals at one moment. ``models`` maps each model name to its :class:`ModelUsage`;
+    ``total`` sums them (its ``cost`` is explained in the module docstring)."""
+
+    models: Mapping[str, ModelUsage]
+    total: ModelUsage
+    unpriced_models: Tuple[str, ...] = ()
+
+    @property
+    def cost_complete(self) -> bool:
+        """True when every model seen is priced (so ``total.cost`` is the whole cost)."""
+        return not self.unpriced_models
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "models": {name: usage.to_dict() for name, usage in self.models.items()},
+            "total": self.total.to_dict(),
+            "unpriced_models": list(self.unpriced_models),
+            "cost_complete": self.cost_complete,
+        }
+
+
+@dataclass
+class _Counters:
+    """The mutable twin of ModelUsage; only touched under the tracker's lock."""
+
+    requests: int = 0
+    failures: int = 0
+    cached_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unreported_usage: int = 0
+    waited_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    cost: float = 0.0
+
+
+class UsageTracker:
+    """Thread-safe totals per model.
+
+    ``pricing`` maps model names to prices, as ``LlmConfig.pricing`` does. A model is
+    looked up by its exact name, then without a date-like snapshot suffix
+    (``gpt-4o-2024-08-06`` → ``gpt-4o``).
+    """
+
+    def __init__(self, pricing: Optional[Mapping[str, ModelPrice]] = None) -> None:
+        self._pricing: Dict[str, ModelPrice] = dict(pricing or {})
+        self._lock = threading.Lock()
+        self._counters: Dict[str, _Counters] = {}
+
+    def price_for(self, model: str) -> Optional[ModelPrice]:
+        """The configured price of ``model``, or None when it has none."""
+        price = self._pricing.get(model)
+        if price is None:
+            alias = _SNAPSHOT_SUFFIX.sub("", model)
+            if alias != model:
+                price = self._pricing.get(alias)
+        return price
+
+    def record_success(
+        self,
+        model: str,
+        usage: Optional[Usage],
+        *,
+        latency: float,
+        waited: float = 0.0,
+        retries: int = 0,
+        cached: bool = False,
+    ) -> Optional[float]:
+        """Count one call that returned an answer. Returns what it cost: None when the
+        model has no price or the provider reported no usage, 0.0 for a cache hit of a
+        priced model."""
+        price = self.price_for(model)
+        cost: Optional[float] = None
+        if price is not None:
+            if cached:
+                cost = 0.0
+            elif usage is not None:
+                cost = call_cost(price, usage)
+        with self._lock:
+            counters = self._counters_for(model)
+            counters.requests += 1
+            counters.retries += retries
+            counters.waited_seconds += waited
+            counters.latency_seconds += latency
+            if cached:
+                counters.cached_hits += 1
+            elif usage is None:
+                counters.unreported_usage += 1
+            else:
+                counters.prompt_tokens += usage.prompt_tokens
+                counters.completion_tokens += usage.completion_tokens
+                counters.cost += cost or 0.0
+        return cost
+
+    def record_failure(self, model: str, *, retries: int = 0, waited: float = 0.0,
+                       latency: float = 0.0) -> None:
+        """Count one call that ended in an error (after ``retries`` extra attempts)."""
+        with self._lock:
+            counters = self._counters_for(model)
+            counters.requests += 1
+            counters.failures += 1
+            counters.retries += retries
+            counters.waited_seconds += waited
+            counters.latency_seconds += latency
+
+    def snapshot(self) -> UsageSnapshot:
+        """A consistent, frozen copy of the totals."""
+        with self._lock:
+            copied = {name: dataclasses.replace(c) for name, c in self._counters.items()}
+        models: Dict[str, ModelUsage] = {}
+        unpriced = []
+        for name in sorted(copied):
+            values = dataclasses.asdict(copied[name])
+            if self.price_for(name) is None:
+                values["cost"] = None
+                unpriced.append(name)
+            models[name] = ModelUsage(**values)
+        return UsageSnapshot(models=models, total=_sum(models.values()), unpriced_models=tuple(unpriced))
+
+    def reset(self) -> None:
+        """Forget every total (the prices stay)."""
+        with self._lock:
+            self._counters.clear()
+
+    def _counters_for(self, model: str) -> _Counters:
+        counters = self._counters.get(model)
+        if counters is None:
+            counters = self._counters[model] = _Counters()
+        return counters
+
+
+def _sum(entries: Any) -> ModelUsage:
+    entries = list(entries)
+    costs = [e.cost for e in entries if e.cost is not None]
+    sums = {f.name: sum(getattr(e, f.name) for e in entries)
+            for f in dataclasses.fields(ModelUsage) if f.name != "cost"}
+    return ModelUsage(**sums, cost=sum(costs) if costs else None)
+
+
+def format_usage(snapshot: UsageSnapshot) -> str:
+    """One human line for the totals, e.g. ``usage: 3 requests (1 cached, 0 failed,
+    2 retries), 1,200 prompt + 340 completion tokens, waited 4.0 s, cost 0.006400``."""
+    total = snapshot.total
+    line = (
+        f"usage: {total.requests} request{'s' if total.requests != 1 else ''} "
+        f"({total.cached_hits} cached, {total.failures} failed, {total.retries} "
+        f"retr{'y' if total.retries == 1 else 'ies'}), "
+        f"{total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens"
+    )
+    if total.unreported_usage:
+        line += f" ({total.unreported_usage} without a token count)"
+    line += f", waited {total.waited_seconds:.1f} s"
+    if total.cost is None:
+        line += ", cost unknown (no price configured)" if total.requests else ""
+    else:
+        line += f", cost {total.cost:.6f}"
+        if snapshot.unpriced_models:
+            line += f" excluding unpriced {', '.join(snapshot.unpriced_models)}"
+    return line
