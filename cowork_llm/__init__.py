@@ -11,6 +11,7 @@ import logging
 
 __version__ = "0.1.0"
 
+from ._logging import configure_logging_from_env as _configure_logging_from_env  # noqa: E402
 from .config import (  # noqa: E402
     CacheConfig,
     LlmConfig,
@@ -49,6 +50,7 @@ from .rate_limiter import (  # noqa: E402
 )
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+_configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable
 
 __all__ = [
     "__version__",

@@ -10,6 +10,7 @@ reads the real annotations.
 """
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -69,6 +70,8 @@ def _check_type(path: str, value: Any, expected: Any) -> None:
     if not ok:
         shown = "(hidden)" if path.rsplit(".", 1)[-1] in _SECRET_FIELDS else repr(value)
         raise ConfigError(f"{path} must be {_TYPE_WORDS.get(expected, expected)}, got {shown}")
+    if expected is float and not math.isfinite(value):  # TOML allows nan and inf
+        raise ConfigError(f"{path} must be a finite number, got {value!r}")
 
 
 class _Section(DataClassJsonMixin):

@@ -1,0 +1,66 @@
+"""What every subcommand shares: the --config option and turning errors into exit codes.
+
+Expected failures print ONE line on stderr (a traceback only with COWORK_LOG_LEVEL=debug):
+exit 2 for a configuration error, 1 for an API, limiter or other library error, 130 when
+interrupted. Anything else is a bug and keeps its traceback.
+"""
+
+import argparse
+import os
+import sys
+import traceback
+
+from .._logging import LOG_LEVEL_VARIABLE, configure_logging_from_env, install_stderr_handler
+from ..errors import ConfigError, LlmError
+
+__all__ = ["add_config_argument", "run_command", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG",
+           "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+_EXIT_BROKEN_PIPE = 141  # what a shell reports for SIGPIPE
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Give a subcommand the ``--config PATH`` option (read by ``load_config(args.config)``)."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="config file to read (default: $COWORK_CONFIG, else ./config.toml)",
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"cowork-llm: {type(error).__name__}: {text}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)`` and return its exit status; never lets an expected error escape."""
+    # The CLI shows the library's warnings (unknown keys, unsafe permissions) on stderr.
+    configure_logging_from_env()
+    install_stderr_handler()
+    debug = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower() == "debug"
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return EXIT_OK if status is None else int(status)
+    except KeyboardInterrupt:
+        print("cowork-llm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`cowork-llm init --template | head`): nothing left to say.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a real file (tests, embedding)
+            pass
+        return _EXIT_BROKEN_PIPE
+    except LlmError as error:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        print(_one_line(error), file=sys.stderr)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_ERROR

@@ -1,0 +1,169 @@
+"""``cowork-llm init``: show the resolved configuration, or print a commented template.
+
+``cowork-llm init [--config PATH]`` prints every field with its value (the key masked) and
+where it came from; exit 0 when the configuration is valid, 2 otherwise.
+``cowork-llm init --template > config.toml`` writes a starting point with every key.
+"""
+
+import argparse
+import json
+import textwrap
+from typing import Any, List
+
+from ..config import LlmConfig, mask_secret
+from ..loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
+from ._common import add_config_argument
+
+__all__ = ["add_parser", "render_template", "describe_config", "KEY_MEANINGS"]
+
+# What each key means: the template's comments. docs/configuration.md says the same.
+KEY_MEANINGS = {
+    "model.base_url": "Base URL of the API, up to and without /chat/completions (or /messages).",
+    "model.api_key": "The API key. A list [\"k1\", \"k2\"] (or \"k1,k2\" in the variable) is a "
+                     "rotation tried in turn on 429/401; \"keyring:SERVICE/USER\" reads the keyring.",
+    "model.model_name": "The model to ask, e.g. gpt-4o-mini or claude-sonnet-4-5.",
+    "model.temperature": "Sampling temperature, 0 to 2; unset means the provider's default.",
+    "model.max_tokens": "Most tokens one answer may have; unset means the provider's default.",
+    "model.provider": "Wire protocol: openai (also any OpenAI-compatible server) or anthropic.",
+    "model.timeout_seconds": "Connect and read timeout of one HTTP request.",
+    "model.allow_insecure_http": "Allow an http:// base_url to a host other than localhost.",
+    "model.api_key_command": "A command whose output is the key, run once (no shell, 10 s limit).",
+    "model.ca_bundle": "A CA bundle file for a private certificate authority (verification stays on).",
+    "rate_limit.min_interval_seconds": "Least time between the starts of two requests.",
+    "rate_limit.max_concurrent": "Most requests in flight at once.",
+    "rate_limit.requests_per_minute": "Most requests started in any 60 s; unset means no such limit.",
+    "rate_limit.tokens_per_minute": "Most tokens used in any 60 s; unset means no such limit.",
+    "rate_limit.acquire_timeout_seconds": "Longest wait for a limiter slot before "
+                                          "LimiterAcquireError; unset means wait as long as it takes.",
+    "rate_limit.backend": "Where the limiter keeps its state: memory (one process), "
+                          "sqlite (processes on one host) or redis (several hosts).",
+    "rate_limit.path": "The SQLite file, for backend = \"sqlite\".",
+    "rate_limit.redis_url": "The Redis URL, for backend = \"redis\".",
+    "rate_limit.key": "Name of the shared limit: clients with the same key share one budget.",
+    "retry.max_attempts": "Most attempts per call, the first one included.",
+    "retry.initial_wait_seconds": "Wait before the first retry; it doubles (with jitter) after that.",
+    "retry.max_wait_seconds": "Longest wait between two attempts.",
+    "retry.max_retry_after_seconds": "Longest Retry-After we honour; a longer one fails at once.",
+    "retry.total_timeout_seconds": "Time budget of one call across all its attempts.",
+    "cache.backend": "Response cache: none (off), memory or sqlite.",
+    "cache.path": "The SQLite file, for backend = \"sqlite\".",
+    "cache.ttl_seconds": "How long a cached answer stays valid.",
+    "cache.max_entries": "Most answers kept; the oldest go first.",
+}
+
+# Values written (uncommented) into the template for the required keys.
+_TEMPLATE_EXAMPLES = {"model.base_url": "https://api.openai.com/v1", "model.model_name": "gpt-4o-mini"}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "init",
+        help="show the resolved configuration, or print a config.toml template",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_config_argument(parser)
+    parser.add_argument("--template", action="store_true",
+                        help="print a commented config.toml with every key and its default")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.template:
+        print(render_template(), end="")
+        return 0
+    config = load_config(args.config)
+    print(describe_config(config))
+    return 0
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def _key_lines(key: ConfigKey) -> List[str]:
+    meaning = KEY_MEANINGS[key.path]
+    if key.required:
+        status = "required" + (" (unless api_key_command is set)" if key.name == "api_key" else "")
+    elif key.default is None:
+        status = "default: not set"
+    else:
+        status = f"default: {_toml_value(key.default)}"
+    lines = [f"# {line}" for line in textwrap.wrap(meaning, 86)]
+    lines.append(f"# {status}; variable {key.variable}")
+    if key.path in _TEMPLATE_EXAMPLES:
+        lines.append(f"{key.name} = {_toml_value(_TEMPLATE_EXAMPLES[key.path])}")
+    elif key.name == "api_key":
+        lines.append('# api_key = "sk-..."')
+    elif key.default is None:
+        lines.append(f"# {key.name} =")
+    else:
+        lines.append(f"# {key.name} = {_toml_value(key.default)}")
+    return lines
+
+
+def render_template() -> str:
+    """A commented config.toml: every key with its default, variable and meaning."""
+    lines = [
+        "# cowork-llm configuration (written by `cowork-llm init --template`).",
+        "# A key left out or commented out here comes from its COWORK_LLM_* variable,",
+        "# else from its default; a key set here wins over its variable.",
+        f"# Read from ./config.toml, or the file named by --config or {CONFIG_PATH_VARIABLE}.",
+        "# If you put an API key in this file, keep it private (chmod 600) and out of git;",
+        "# or leave api_key out and set COWORK_LLM_API_KEY instead.",
+    ]
+    section = None
+    for key in CONFIG_KEYS:
+        if key.section != section:
+            section = key.section
+            lines += ["", f"[llm.{section}]"]
+        lines += _key_lines(key)
+    lines += [
+        "",
+        "# Prices per million tokens, for the usage report (file only, no variables).",
+        '# [llm.pricing."gpt-4o-mini"]',
+        "# input_per_million = 0.15",
+        "# output_per_million = 0.6",
+        "",
+        "# Models tried in turn when the primary finally fails (file only, no variables).",
+        "# Each entry is a full model section with the keys of [llm.model].",
+        "# [[llm.fallback]]",
+        '# base_url = "https://api.anthropic.com/v1"',
+        '# provider = "anthropic"',
+        '# model_name = "claude-sonnet-4-5"',
+        '# api_key = "sk-ant-..."',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _shown(name: str, value: Any) -> str:
+    if name == "api_key":
+        return mask_secret(value)
+    if name == "extra_api_keys":
+        return "(" + ", ".join(mask_secret(k) for k in value) + ")"
+    return repr(value)
+
+
+def describe_config(config: LlmConfig) -> str:
+    """Every field, its value (keys masked) and its source, one per line."""
+    rows = []
+    for key in CONFIG_KEYS:
+        value = getattr(getattr(config, key.section), key.name)
+        rows.append((key.path, _shown(key.name, value), config.sources.get(key.path, "default")))
+        if key.path == "model.api_key" and config.model.extra_api_keys:
+            rows.append(("model.extra_api_keys", _shown("extra_api_keys", config.model.extra_api_keys),
+                         config.sources.get("model.api_key", "default")))
+    for model_name, price in config.pricing.items():
+        rows.append((f'pricing."{model_name}"',
+                     f"input {price.input_per_million}, output {price.output_per_million} per million",
+                     config.sources.get("pricing", "")))
+    for index, model in enumerate(config.fallback):
+        rows.append((f"fallback[{index}]", repr(model), config.sources.get("fallback", "")))
+    width = max(len(path) for path, _, _ in rows)
+    value_width = min(max(len(value) for _, value, _ in rows), 40)
+    lines = [f"{path:<{width}}  {value:<{value_width}}  {source}" for path, value, source in rows]
+    lines.append("configuration is valid")
+    return "\n".join(lines)
