@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 CONFIG_PATH_VARIABLE = "COWORK_CONFIG"
 DEFAULT_CONFIG_FILE = "config.toml"
 _ENV_PREFIX = "COWORK_LLM_"
-_SECTIONS = {"model": ModelConfig, "rate_limit": RateLimitConfig, "retry": RetryConfig,
-             "cache": CacheConfig}
+_SECTIONS: Dict[str, Any] = {"model": ModelConfig, "rate_limit": RateLimitConfig,
+                             "retry": RetryConfig, "cache": CacheConfig}
 _FILE_ONLY_SECTIONS = ("pricing", "fallback")
 # Filled from a list-valued api_key, never set on its own.
 _DERIVED_FIELDS = frozenset({"extra_api_keys"})
