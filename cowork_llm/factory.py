@@ -1,5 +1,48 @@
-"""create_llm_client(): configuration in, a shared rate-limited client out. (stub)"""
+"""create_llm_client(): configuration in, a shared rate-limited, retrying client out."""
+
+import logging
+import os
+from typing import Optional
+
+from .config import LlmConfig
+from .llm import Llm
+from .loader import load_config
+from .providers import build_provider
+from .rate_limiter import RateLimitedLlm, init_global_rate_limiter
+from .retry import RetryPolicy
+
+__all__ = ["create_llm_client"]
+
+logger = logging.getLogger(__name__)
 
 
-def create_llm_client(config=None, *, path=None):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def create_llm_client(
+    config: Optional[LlmConfig] = None, *, path: "Optional[str | os.PathLike[str]]" = None
+) -> Llm:
+    """A client for ``config`` (loaded with :func:`load_config(path) <load_config>`
+    when None), safe to share between threads.
+
+    The provider named by ``model.provider`` runs behind the process-wide limiter for
+    ``rate_limit.key`` (shared with every other client using that key) and a retry
+    policy built from ``retry``.
+
+    Raises:
+        ConfigError: unchanged from loading or from building the provider or limiter.
+        ValueError: both ``config`` and ``path`` were given.
+    """
+    if config is None:
+        config = load_config(path)
+    elif path is not None:
+        raise ValueError("create_llm_client takes a config or a path, not both")
+    provider = build_provider(config.model)
+    limiter = init_global_rate_limiter(config.rate_limit)
+    client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry))
+    limits = config.rate_limit
+    logger.info(
+        "LLM client: provider=%s model=%s host=%s; limits: min_interval=%gs "
+        "max_concurrent=%d requests_per_minute=%s backend=%s key=%s; max_attempts=%d",
+        config.model.provider, config.model.model_name, config.model.host,
+        limits.min_interval_seconds, limits.max_concurrent, limits.requests_per_minute,
+        limits.backend, limits.key, config.retry.max_attempts,
+    )
+    return client

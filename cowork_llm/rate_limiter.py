@@ -1,17 +1,284 @@
-"""RateLimiter, the process-wide registry, RateLimitedLlm. (stub)"""
+"""RateLimiter: a first-come-first-served gate in front of a pyrate-limiter bucket, and
+the process-wide registry of limiters keyed by ``RateLimitConfig.key``.
+
+A request takes a :class:`Slot` before it starts and gives it back when its response
+has been read. Waiters queue in arrival order (pyrate-limiter's own blocking wait is
+not FIFO); the head of the queue is admitted when fewer than ``max_concurrent`` slots
+are out, no pause is running, and the backend's rates allow another start.
+
+What this guarantees, per limiter: starts at least ``min_interval_seconds`` apart (to
+the millisecond pyrate counts in), at most ``max_concurrent`` in flight, admission in
+arrival order. What it does not: the time a request takes on the wire after its start.
+"""
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Deque, Dict, Iterator, Optional
+
+from .config import RateLimitConfig
+from .errors import LimiterAcquireError
+from .limiter_backends import LimiterBackend, build_backend
+
+__all__ = [
+    "RateLimiter",
+    "Slot",
+    "RateLimitedLlm",
+    "init_global_rate_limiter",
+    "get_global_rate_limiter",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """Permission for one request to be in flight. Give it back with :meth:`release`
+    (or use :meth:`RateLimiter.slot`); releasing twice is harmless."""
+
+    ticket: int  #: arrival order at the gate (0, 1, 2, ...)
+    waited_seconds: float  #: from asking to being admitted: queue, pause and interval
+    admitted_at: float  #: time.monotonic() when the start was recorded
+    _limiter: "RateLimiter" = field(repr=False)
+    _released: bool = field(default=False, repr=False)
+
+    def release(self) -> None:
+        """Let the next request in. Idempotent and thread-safe."""
+        self._limiter._release(self)
+
+    @property
+    def released(self) -> bool:
+        return self._released
 
 
 class RateLimiter:
-    pass
+    """At most ``max_concurrent`` requests in flight, admitted in arrival order, starts
+    spaced by the backend's rates. Thread-safe; share one per quota (see
+    :func:`init_global_rate_limiter`).
+    """
+
+    def __init__(self, config: Optional[RateLimitConfig] = None, *,
+                 backend: Optional[LimiterBackend] = None) -> None:
+        """Raises ConfigError when the configured backend is not available."""
+        self.config = config if config is not None else RateLimitConfig()
+        self.backend = backend if backend is not None else build_backend(self.config)
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: Deque[int] = deque()  # tickets waiting, in arrival order
+        self._tickets = itertools.count()
+        self._in_flight = 0
+        self._closed = False
+
+    # --- taking and giving back slots ---------------------------------------------------
+
+    @contextmanager
+    def slot(self, weight: int = 1) -> Iterator[Slot]:
+        """Hold a slot for the ``with`` block; it is released on every way out.
+
+        Raises LimiterAcquireError (see :meth:`acquire`).
+        """
+        taken = self.acquire(weight)
+        try:
+            yield taken
+        finally:
+            taken.release()
+
+    def acquire(self, weight: int = 1) -> Slot:
+        """Wait for a slot, in arrival order, and return it.
+
+        ``weight`` is what this request counts for in the request rates (1 for a
+        request). The wait (queue, pause and interval together) is bounded by
+        ``acquire_timeout_seconds`` when set.
+
+        Raises:
+            LimiterAcquireError: the timeout ran out, the limiter was closed, or
+                ``weight`` can never fit the rates.
+            LimiterBackendError: the shared backend failed.
+        """
+        asked_at = time.monotonic()
+        timeout = self.config.acquire_timeout_seconds
+        deadline = None if timeout is None else asked_at + timeout
+        with self._cond:
+            self._check_open()
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            try:
+                admitted_at = self._wait_for_turn(ticket, weight, asked_at, deadline)
+            finally:
+                # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
+                # backend error) leaves the queue, so later tickets are never stuck.
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+            self._in_flight += 1
+        return Slot(ticket, admitted_at - asked_at, admitted_at, self)
+
+    def _wait_for_turn(self, ticket: int, weight: int, asked_at: float,
+                       deadline: Optional[float]) -> float:
+        """With the lock held: wait until ``ticket`` may start; return when it did."""
+        while True:
+            self._check_open()
+            wait: Optional[float] = None  # None: until notified
+            if self._queue[0] == ticket and self._in_flight < self.config.max_concurrent:
+                asked_backend_at = time.monotonic()
+                # Only the head calls the backend, so releasing the lock meanwhile (a
+                # shared backend may be slow) cannot reorder anyone.
+                self._cond.release()
+                try:
+                    wait = self.backend.try_acquire(weight)
+                finally:
+                    self._cond.acquire()
+                if wait <= 0:
+                    return asked_backend_at
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._timeout_error(ticket, asked_at)
+                wait = left if wait is None else min(wait, left)
+            self._cond.wait(wait)
+
+    def _release(self, slot: Slot) -> None:
+        with self._cond:
+            if slot._released:
+                return
+            slot._released = True
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every waiter (not only the caller) for ``seconds``, e.g. a 429's
+        Retry-After. Requests already in flight are not affected."""
+        if seconds <= 0:
+            return
+        self.backend.pause(seconds)
+        logger.info("rate limiter %r paused for %.2f s", self.config.key, seconds)
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the backend; waiters and later acquisitions get LimiterAcquireError.
+        Safe to call twice."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self.backend.close()
+
+    # --- introspection ------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """How many callers are waiting for a slot."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """How many slots are out."""
+        with self._cond:
+            return self._in_flight
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wait_for_queued(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` callers are waiting; False if ``timeout``
+        ran out first. For tests and diagnostics: lets a test line threads up in a
+        known order without sleeping."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._queue) >= count, timeout)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"<RateLimiter key={c.key!r} backend={self.backend.description} "
+                f"min_interval={c.min_interval_seconds}s max_concurrent={c.max_concurrent} "
+                f"rpm={c.requests_per_minute} queued={len(self._queue)} "
+                f"in_flight={self._in_flight}>")
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LimiterAcquireError(
+                f"rate limiter {self.config.key!r} is closed; create a new one "
+                "(or a new client) to send more requests"
+            )
+
+    def _timeout_error(self, ticket: int, asked_at: float) -> LimiterAcquireError:
+        ahead = sum(1 for t in self._queue if t < ticket)
+        return LimiterAcquireError(
+            f"no rate-limiter slot after waiting {time.monotonic() - asked_at:.2f} s "
+            f"(llm.rate_limit.acquire_timeout_seconds = {self.config.acquire_timeout_seconds}); "
+            f"{len(self._queue)} requests were queued ({ahead} ahead of this one), "
+            f"{self._in_flight} in flight, key {self.config.key!r}. Raise the timeout, "
+            "lower the number of threads, or raise the limits if the provider allows"
+        )
 
 
-class RateLimitedLlm:
-    pass
+# --- the process-wide registry -------------------------------------------------------------
+
+_registry: Dict[str, RateLimiter] = {}
+_registry_lock = threading.Lock()
 
 
-def init_global_rate_limiter(config=None):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def init_global_rate_limiter(config: Optional[RateLimitConfig] = None) -> RateLimiter:
+    """The process-wide limiter for ``config.key``, created on first use.
+
+    Every client of the process that talks to the same quota should share it. A later
+    call for the same key with different settings logs a WARNING and returns the
+    first limiter unchanged. Raises ConfigError when the backend is not available.
+    """
+    config = config if config is not None else RateLimitConfig()
+    with _registry_lock:
+        limiter = _registry.get(config.key)
+        if limiter is None or limiter.closed:
+            limiter = _registry[config.key] = RateLimiter(config)
+        elif limiter.config != config:
+            logger.warning(
+                "rate limiter %r already exists with %r; keeping it and ignoring %r "
+                "(use another llm.rate_limit.key for a separate quota)",
+                config.key, limiter.config, config,
+            )
+        return limiter
 
 
-def get_global_rate_limiter(key="default"):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def get_global_rate_limiter(key: str = "default") -> RateLimiter:
+    """The process-wide limiter registered under ``key``.
+
+    The ``"default"`` limiter always exists: when nobody initialised it, it is created
+    with default settings (one request at a time, starts 2 s apart). Any other key must
+    first be created with :func:`init_global_rate_limiter`, so a mistyped key cannot
+    silently get a limit of its own.
+
+    Raises:
+        LookupError: no limiter is registered under ``key`` (other than "default").
+    """
+    with _registry_lock:
+        limiter = _registry.get(key)
+        if limiter is not None and not limiter.closed:
+            return limiter
+        if key != "default":
+            known = ", ".join(repr(k) for k in sorted(_registry)) or "none"
+            raise LookupError(
+                f"no rate limiter registered under key {key!r} (registered: {known}); "
+                f"call init_global_rate_limiter(RateLimitConfig(key={key!r}, ...)) first"
+            )
+    return init_global_rate_limiter(RateLimitConfig())
+
+
+def _reset_global_rate_limiters() -> None:
+    """Close and forget every registered limiter. For tests."""
+    with _registry_lock:
+        limiters = list(_registry.values())
+        _registry.clear()
+    for limiter in limiters:
+        limiter.close()
+
+
+# Re-exported so `from cowork_llm.rate_limiter import RateLimitedLlm` works; imported
+# last because rate_limited_llm imports this module.
+from .rate_limited_llm import RateLimitedLlm  # noqa: E402

@@ -1,0 +1,164 @@
+"""RateLimitedLlm: any :class:`~cowork_llm.llm.Llm` behind a rate limiter and a retry
+policy. Every attempt, retries included, takes its own limiter slot: each is a request
+and counts against the quota.
+
+The call runs in layers, each a method, so later features wrap one of them:
+:meth:`RateLimitedLlm.chat` checks the arguments and logs the outcome;
+:meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
+request inside one slot.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+from .config import RetryConfig
+from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
+from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
+
+if TYPE_CHECKING:
+    from .rate_limiter import RateLimiter
+    from .retry import RetryPolicy
+
+__all__ = ["RateLimitedLlm", "CallRecord"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CallRecord:
+    """What one :meth:`RateLimitedLlm.chat` call cost, attempt by attempt."""
+
+    prompt_hash: str
+    attempts: int = 0
+    waited_seconds: float = 0.0  #: for limiter slots, over all attempts
+    request_seconds: float = 0.0  #: inside the slot, over all attempts
+
+
+def check_options(temperature: Any, max_tokens: Any) -> None:
+    """Raises ValueError for a temperature outside 0..2 or a max_tokens below 1."""
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise ValueError(f"temperature must be a number or None, got {temperature!r}")
+        if not 0 <= temperature <= 2:
+            raise ValueError(f"temperature must be between 0 and 2, got {temperature!r}")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+
+
+class RateLimitedLlm(Llm):
+    """Wraps ``inner``: each attempt waits for a slot of ``limiter`` (the process-wide
+    "default" limiter when None), and ``retry`` (a RetryPolicy) runs failed attempts
+    again. Safe to share between threads.
+
+    A 429 carrying Retry-After pauses the whole limiter before the slot is given back,
+    so the other threads wait too (unless it asks for more than
+    ``max_retry_after_seconds``: then the call fails at once and nobody is held).
+    """
+
+    def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
+                 retry: "Optional[RetryPolicy]" = None) -> None:
+        if limiter is None:
+            from .rate_limiter import get_global_rate_limiter
+
+            limiter = get_global_rate_limiter()
+        self.inner = inner
+        self.limiter = limiter
+        self.retry = retry
+        self.name = inner.name
+        retry_config = getattr(retry, "config", None)
+        self._max_pause = (retry_config if isinstance(retry_config, RetryConfig)
+                           else RetryConfig()).max_retry_after_seconds
+        self._closed = False
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> ChatResult:
+        """Send ``messages`` once a limiter slot is free, retrying per the policy.
+
+        Raises:
+            ValueError: bad messages or options, before any slot or request.
+            LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
+            LlmApiError: the last attempt's error, with ``attempts`` set.
+        """
+        checked = validate_messages(messages)
+        check_options(temperature, max_tokens)
+        record = CallRecord(prompt_hash(checked))
+        try:
+            result = self._call(checked, temperature, max_tokens, record)
+        except LlmError as error:
+            self._log_failure(error, record)
+            raise
+        logger.debug("%s answered (prompt=%s, attempts=%d, waited %.3fs, request %.3fs)",
+                     self.name, record.prompt_hash, record.attempts,
+                     record.waited_seconds, record.request_seconds)
+        return result
+
+    def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
+              max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+        """The retry loop around :meth:`_attempt`."""
+
+        def attempt() -> ChatResult:
+            return self._attempt(messages, temperature, max_tokens, record)
+
+        if self.retry is None:
+            return attempt()
+        return self.retry.call(attempt, model=self.name, prompt_hash=record.prompt_hash)
+
+    def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                 max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+        """One request inside one limiter slot, held until the answer has been read."""
+        record.attempts += 1
+        with self.limiter.slot() as slot:
+            record.waited_seconds += slot.waited_seconds
+            logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
+                         self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
+            started = time.monotonic()
+            try:
+                return self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            except RateLimitError as error:
+                # Pause while still holding the slot: the next waiter must not start
+                # a request inside the window the provider asked us to leave empty.
+                self._pause_for(error)
+                raise
+            finally:
+                elapsed = time.monotonic() - started
+                record.request_seconds += elapsed
+                logger.debug("%s: request took %.3fs (prompt=%s)",
+                             self.name, elapsed, record.prompt_hash)
+
+    def _pause_for(self, error: RateLimitError) -> None:
+        retry_after = error.retry_after
+        if retry_after is None or retry_after <= 0 or isinstance(error, QuotaExceededError):
+            return  # an exhausted quota is not a matter of waiting
+        if retry_after > self._max_pause:
+            return  # the retry policy fails at once; holding everyone would only delay that
+        self.limiter.pause(retry_after)
+
+    def _log_failure(self, error: LlmError, record: CallRecord) -> None:
+        # Never the prompt text (only its hash) and never the key.
+        if isinstance(error, LlmApiError):
+            logger.error(
+                "%s call failed: %s (status=%s, request_id=%s, attempts=%d, prompt=%s)",
+                self.name, type(error).__name__, error.status_code, error.request_id,
+                error.attempts, record.prompt_hash,
+            )
+        else:
+            logger.error("%s call failed: %s: %s (attempts=%d, prompt=%s)",
+                         self.name, type(error).__name__, error, record.attempts,
+                         record.prompt_hash)
+
+    def close(self) -> None:
+        """Close the inner client. The limiter is shared and stays open."""
+        if not self._closed:
+            self._closed = True
+            self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"<RateLimitedLlm {self.name} limiter={self.limiter.config.key!r}>"
