@@ -259,7 +259,8 @@ def _is_read_timeout(exc: BaseException) -> bool:
     seen = 0
     current: Optional[BaseException] = exc
     while current is not None and seen < 10:
-        if isinstance(current, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+        # Not urllib3's TimeoutError: its NewConnectionError (connection refused) is one.
+        if isinstance(current, (requests.Timeout, urllib3.exceptions.ReadTimeoutError)):
             return True
         nested: Union[BaseException, None] = None
         if current.args and isinstance(current.args[0], BaseException):
