@@ -1,0 +1,215 @@
+"""The HTTP side of FakeLlmServer: one handler per connection, keep-alive, faults.
+
+Each request is recorded first, then takes its fault (if one is queued for it), then is
+checked like a real server would (key, ``anthropic-version``, body), then answered.
+"""
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from urllib.parse import urlsplit
+
+from . import _fake_protocol as wire
+from ._echo import prompt_tokens
+from ._fake_record import RecordedRequest, headers_of
+from .fake_faults import Fault
+
+if TYPE_CHECKING:
+    from .fake_server import FakeLlmServer
+
+logger = logging.getLogger("cowork_llm.testing.fake_server")
+
+CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
+MODELS_PATH = "/v1/models"
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout)
+
+
+class FakeLlmHandler(BaseHTTPRequestHandler):
+    """Serves one connection; ``self.server.owner`` is the FakeLlmServer."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
+    server_version = "FakeLlmServer/1.0"
+
+    @property
+    def owner(self) -> "FakeLlmServer":
+        return self.server.owner  # type: ignore[attr-defined,no-any-return]
+
+    def parse_request(self) -> bool:
+        self._arrival = (time.monotonic(), time.time())  # as soon as the request line is in
+        return super().parse_request()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    # --- one request ---------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            self._handle()
+        except _GONE:  # the client went away: nothing to answer, nothing to report
+            self.close_connection = True
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        request = RecordedRequest(
+            method=self.command, path=path, headers=headers_of(self.headers), body=body,
+            raw_body=raw, arrival_monotonic=self._arrival[0], arrival_wall=self._arrival[1],
+            thread=threading.current_thread().name, client_port=self.client_address[1],
+        )
+        self.owner._record(request)
+        self.anthropic = path.startswith(MESSAGES_PATH) or (
+            path == MODELS_PATH and "anthropic-version" in request.headers)
+        fault = self.owner._faults.take(path, request.stream)
+        pause = self.owner.latency_seconds + (fault.delay_seconds if fault else 0.0)
+        if pause and not self.owner._pause(pause):
+            self.close_connection = True  # the server is stopping
+            return
+        if fault is not None and fault.kind in ("error", "drop", "malformed"):
+            self._serve_fault(fault)
+            return
+        try:
+            self._check_auth(request)
+            if (self.command, path) == ("GET", MODELS_PATH):
+                self._send_json(200, self._model_list())
+            elif self.command == "POST" and path in (CHAT_PATH, MESSAGES_PATH):
+                self._chat(request, fault)
+            else:
+                raise wire.ApiProblem(404, f"Unknown request URL: {self.command} {path}.", "unknown_url")
+        except wire.ApiProblem as problem:
+            self._send_error(problem.status, problem.message, problem.code)
+
+    def _check_auth(self, request: RecordedRequest) -> None:
+        keys = self.owner.api_keys
+        if self.anthropic:
+            if "anthropic-version" not in request.headers:
+                raise wire.ApiProblem(400, "anthropic-version: header is required")
+            sent = request.headers.get("x-api-key")
+        else:
+            bearer = request.headers.get("authorization", "")
+            sent = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
+        if keys is None:
+            return
+        if not sent:
+            message = ("x-api-key header is required" if self.anthropic else
+                       "You didn't provide an API key. Provide it in the Authorization header "
+                       "(Authorization: Bearer YOUR_KEY).")
+            raise wire.ApiProblem(401, message, None if self.anthropic else "invalid_api_key")
+        if sent not in keys:  # the message never repeats the key: it would leak into errors
+            raise wire.ApiProblem(401)
+
+    def _model_list(self) -> Dict[str, Any]:
+        names = self.owner.models or ("fake-model",)
+        if self.anthropic:
+            data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"}
+                    for n in names]
+            return {"data": data, "has_more": False, "first_id": names[0], "last_id": names[-1]}
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 1735689600,
+                                            "owned_by": "cowork-llm-fake"} for n in names]}
+
+    def _chat(self, request: RecordedRequest, fault: Optional[Fault]) -> None:
+        parsed = wire.parse_anthropic(request.body) if self.anthropic else wire.parse_openai(request.body)
+        if self.owner.models and parsed.model not in self.owner.models:
+            raise wire.ApiProblem(404, f"The model `{parsed.model}` does not exist.", "model_not_found")
+        try:
+            text = self.owner.reply(parsed.messages)
+        except Exception as error:  # a test's reply callable failed: answer 500, say why
+            logger.warning("FakeLlmServer reply callable raised %r", error)
+            raise wire.ApiProblem(500, f"reply callable raised {type(error).__name__}: {error}") from None
+        text, cut = wire.truncate(text, parsed.max_tokens)
+        n = self.owner._next_id()
+        tokens = prompt_tokens(parsed.messages)
+        empty = fault is not None and fault.kind == "empty"
+        if self.anthropic:
+            rid, stop = f"msg_fake{n:08d}", ("max_tokens" if cut else "end_turn")
+            if parsed.stream and not empty:
+                events = wire.anthropic_stream(rid, parsed.model, text, stop, tokens)
+                return self._send_stream(events, fault, {"request-id": f"req_fake{n:08d}"})
+            body = wire.anthropic_message(rid, parsed.model, None if empty else text, stop, tokens)
+            return self._send_json(200, body, {"request-id": f"req_fake{n:08d}"})
+        rid, finish = f"chatcmpl-fake{n:08d}", ("length" if cut else "stop")
+        if parsed.stream and not empty:
+            events = wire.openai_stream(rid, parsed.model, text, finish, tokens, parsed.include_usage)
+            return self._send_stream(events, fault, {"x-request-id": f"req_fake{n:08d}"})
+        body = wire.openai_completion(rid, parsed.model, None if empty else text, finish, tokens)
+        self._send_json(200, body, {"x-request-id": f"req_fake{n:08d}"})
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _serve_fault(self, fault: Fault) -> None:
+        if fault.kind == "drop":  # no status line at all: the client sees the connection close
+            self.close_connection = True
+            return
+        if fault.kind == "malformed":
+            self._send_body(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess',
+                            "application/json", fault.response_headers())
+            return
+        if fault.body is not None:
+            self._send_body(fault.status, fault.body, "application/json", fault.response_headers())
+            return
+        self._send_error(fault.status, fault.message, fault.error_code, fault.response_headers())
+
+    def _send_error(self, status: int, message: Optional[str], code: Optional[str],
+                    headers: Optional[Mapping[str, str]] = None) -> None:
+        shape = wire.anthropic_error if self.anthropic else wire.openai_error
+        id_header = "request-id" if self.anthropic else "x-request-id"
+        extra = {id_header: f"req_fake_err{self.owner._next_id():08d}"}
+        extra.update(headers or {})
+        self._send_json(status, shape(status, message, code), extra)
+
+    def _send_json(self, status: int, body: Any, headers: Optional[Mapping[str, str]] = None) -> None:
+        self._send_body(status, body, "application/json", headers)
+
+    def _send_body(self, status: int, body: Union[bytes, str, Mapping[str, Any]], content_type: str,
+                   headers: Optional[Mapping[str, str]] = None) -> None:
+        data = body if isinstance(body, bytes) else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, events: List[bytes], fault: Optional[Fault], headers: Dict[str, str]) -> None:
+        """Server-sent events in chunked transfer encoding, as the real APIs stream."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        cut_after = fault.after_chunks if fault is not None and fault.kind == "mid_stream" else None
+        for i, event in enumerate(events):
+            if cut_after is not None and i >= cut_after:
+                # no terminating chunk: the client sees the stream end prematurely
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            pause = self.owner.stream_delay_seconds
+            if i and pause and not self.owner._pause(pause):
+                self.close_connection = True
+                return
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")

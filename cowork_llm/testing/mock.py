@@ -1,0 +1,267 @@
+"""MockLlm: an in-process :class:`~cowork_llm.llm.Llm` that answers from a script.
+
+No network, no threads of its own, fully deterministic. Use it to test code that takes
+an ``Llm``, and to test wrappers (``RateLimitedLlm``, retries, fallbacks) without a server::
+
+    from cowork_llm.testing import MockLlm
+    from cowork_llm.errors import ServerError
+
+    llm = MockLlm()                                   # echoes: "echo: <last user message>"
+    assert llm.generate_content("hi") == "echo: hi"
+
+    llm = MockLlm(["first", "second"])                # a script; a third call fails loudly
+    llm.enqueue(ServerError("boom", status_code=500)) # the next reply after those is an error
+
+    llm = MockLlm(lambda messages: messages[-1]["content"].upper())   # computed answers
+
+    assert llm.call_count == 1 and llm.calls[0].messages[-1]["content"] == "hi"
+
+Queued replies (from the list and :meth:`MockLlm.enqueue`) are used first, in order; when
+the queue is empty the *responder* answers: the callable when one was given, the echo
+when nothing was given, and an ``AssertionError`` when a list was given (running off the
+end of a script is a bug in the test).
+"""
+
+import copy
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+from ..llm import ChatResult, Llm, Message, Usage, validate_messages
+from ._echo import echo_reply, estimate_tokens, prompt_tokens, split_pieces
+
+__all__ = ["MockLlm", "MockCall", "Reply", "Responder"]
+
+#: One scripted answer: text, a whole ChatResult, or an exception (instance or class) to raise.
+Reply = Union[str, ChatResult, BaseException, type]
+#: Computes the answer text from the messages.
+Responder = Callable[[List[Dict[str, str]]], str]
+
+
+@dataclass(frozen=True)
+class MockCall:
+    """One call that reached the mock (bad arguments are rejected before recording).
+
+    ``kind`` is ``"chat"`` or ``"stream"``; ``options`` holds ``temperature`` and
+    ``max_tokens`` as passed; ``thread`` is the calling thread's name; ``monotonic`` and
+    ``wall`` are ``time.monotonic()`` / ``time.time()`` when the call arrived.
+    """
+
+    index: int
+    messages: List[Dict[str, str]]
+    options: Dict[str, Any]
+    thread: str
+    monotonic: float
+    wall: float
+    kind: str = "chat"
+    reply: Optional[str] = field(default=None, compare=False)
+
+    @property
+    def prompt(self) -> str:
+        """The content of the last message (usually the user's prompt)."""
+        return self.messages[-1]["content"]
+
+
+class MockLlm(Llm):
+    """A scripted :class:`~cowork_llm.llm.Llm`; safe to share between threads.
+
+    Args:
+        replies: a list of :data:`Reply` (a script), a callable ``(messages) -> str``, or
+            None to echo ``"echo: <last user message>"``.
+        model: the model name; ``name`` becomes ``"mock:<model>"``.
+        latency_seconds: sleep this long inside every call (to hold a limiter slot).
+        gate: when given, every call waits until this event is set before answering —
+            a deterministic way to keep calls in flight while a test looks at them.
+
+    ``usage`` in each result is a deterministic estimate (characters / 4).
+    """
+
+    def __init__(
+        self,
+        replies: Union[Iterable[Reply], Responder, None] = None,
+        *,
+        model: str = "mock-model",
+        latency_seconds: float = 0.0,
+        gate: Optional[threading.Event] = None,
+    ) -> None:
+        if latency_seconds < 0:
+            raise ValueError(f"latency_seconds must be 0 or more, got {latency_seconds!r}")
+        self.model = model
+        self.name = f"mock:{model}"
+        self.latency_seconds = latency_seconds
+        self.gate = gate
+        self.closed = False
+        self._lock = threading.Lock()
+        self._queue: Deque[Reply] = deque()
+        self._calls: List[MockCall] = []
+        self._counter = itertools.count(1)
+        self._responder: Optional[Responder]
+        if replies is None:
+            self._responder = echo_reply
+        elif callable(replies):
+            self._responder = replies
+        elif isinstance(replies, (str, bytes)):
+            raise TypeError("replies must be a list of replies, a callable or None, not a string")
+        else:
+            self._responder = None
+            self._queue.extend(replies)
+
+    # --- scripting -------------------------------------------------------------------
+
+    def enqueue(self, *replies: Reply) -> "MockLlm":
+        """Queue replies for the next calls, in order; returns self for chaining.
+        An exception (instance or class) is raised by the call that takes it."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def fail_next(self, error: Union[BaseException, type], times: int = 1) -> "MockLlm":
+        """Make the next ``times`` calls raise ``error`` (a fresh copy each time)."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times!r}")
+        return self.enqueue(*([error] * times))
+
+    @property
+    def pending(self) -> int:
+        """How many queued replies are left."""
+        with self._lock:
+            return len(self._queue)
+
+    # --- the record ------------------------------------------------------------------
+
+    @property
+    def calls(self) -> List[MockCall]:
+        """A copy of every call so far, in arrival order."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def call_count(self) -> int:
+        with self._lock:
+            return len(self._calls)
+
+    @property
+    def last_call(self) -> MockCall:
+        """The most recent call. Raises AssertionError when there was none."""
+        with self._lock:
+            if not self._calls:
+                raise AssertionError("MockLlm was never called")
+            return self._calls[-1]
+
+    @property
+    def prompts(self) -> List[str]:
+        """The last message's content of each call, in arrival order."""
+        return [call.prompt for call in self.calls]
+
+    def reset(self) -> None:
+        """Forget the calls and drop the queued replies."""
+        with self._lock:
+            self._calls.clear()
+            self._queue.clear()
+
+    # --- the Llm interface -------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> ChatResult:
+        """Answer from the script.
+
+        Raises:
+            ValueError: bad messages or options (nothing is recorded).
+            AssertionError: a script given as a list has run out.
+            Any exception queued for this call.
+        """
+        checked, call = self._arrive(messages, temperature, max_tokens, "chat")
+        content = self._answer(checked, call)
+        if isinstance(content, ChatResult):
+            return content
+        usage = Usage.of(prompt_tokens(checked), estimate_tokens(content))
+        return ChatResult(
+            content=content,
+            model=self.model,
+            finish_reason="stop",
+            usage=usage,
+            request_id=f"mock-{call.index}",
+            raw={"mock": True, "call": call.index},
+        )
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> Iterator[str]:
+        """Yield the scripted answer in word-sized pieces. Bad arguments raise ValueError
+        at once; a queued exception is raised when iteration starts."""
+        checked, call = self._arrive(messages, temperature, max_tokens, "stream")
+        return self._pieces(checked, call)
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _arrive(self, messages: Sequence[Message], temperature: Optional[float],
+                max_tokens: Optional[int], kind: str) -> "tuple[List[Dict[str, str]], MockCall]":
+        checked = validate_messages(messages)
+        if temperature is not None and not (isinstance(temperature, (int, float))
+                                             and 0 <= temperature <= 2):
+            raise ValueError(f"temperature must be a number between 0 and 2, got {temperature!r}")
+        if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens >= 1):
+            raise ValueError(f"max_tokens must be an integer of at least 1, got {max_tokens!r}")
+        with self._lock:
+            call = MockCall(
+                index=next(self._counter),
+                messages=checked,
+                options={"temperature": temperature, "max_tokens": max_tokens},
+                thread=threading.current_thread().name,
+                monotonic=time.monotonic(),
+                wall=time.time(),
+                kind=kind,
+            )
+            self._calls.append(call)
+        return checked, call
+
+    def _answer(self, messages: List[Dict[str, str]], call: MockCall) -> Union[str, ChatResult]:
+        if self.gate is not None:
+            self.gate.wait()
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        with self._lock:
+            reply: Optional[Reply] = self._queue.popleft() if self._queue else None
+        if reply is None:
+            if self._responder is None:
+                raise AssertionError(
+                    f"MockLlm: no reply left for call {call.index} "
+                    "(the scripted replies ran out; enqueue more or pass a callable)"
+                )
+            reply = self._responder(messages)
+        if isinstance(reply, type) and issubclass(reply, BaseException):
+            raise reply(f"MockLlm: injected {reply.__name__} on call {call.index}")
+        if isinstance(reply, BaseException):
+            raise _fresh(reply)
+        if not isinstance(reply, (str, ChatResult)):
+            raise TypeError(f"MockLlm reply must be a str, ChatResult or exception, got {reply!r:.60}")
+        return reply
+
+    def _pieces(self, messages: List[Dict[str, str]], call: MockCall) -> Iterator[str]:
+        answer = self._answer(messages, call)
+        text = answer.content if isinstance(answer, ChatResult) else answer
+        yield from split_pieces(text)
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of ``error``, so raising it from several calls (or threads) does not
+    pile tracebacks onto one shared object."""
+    try:
+        return copy.copy(error)
+    except Exception:  # an exception class that cannot be copied: raise the original
+        return error
