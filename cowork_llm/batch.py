@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 FATAL_ERRORS: Tuple[Type[BaseException], ...] = (
     AuthenticationError, QuotaExceededError, NotFoundError, ConfigError, LimiterBackendError,
 )
-_TICK_SECONDS = 0.2  # how often the waiting thread updates progress and checks stop_event
+_TICK_SECONDS = 0.2  # how often the waiting thread updates the progress display
 
 
 @dataclass
@@ -145,12 +145,13 @@ class _Run:
     """The state one batch run shares between its worker threads."""
 
     def __init__(self, client: Llm, todo: List[BatchItem], writer: JournalWriter, progress: Any,
-                 max_consecutive_failures: Optional[int]) -> None:
+                 max_consecutive_failures: Optional[int], stop_event: Optional[threading.Event]) -> None:
         self.client, self.writer, self.progress = client, writer, progress
         self.max_failures = max_consecutive_failures
         self.lock = threading.Lock()
         self.pending = iter(todo)
         self.stop = threading.Event()
+        self.stop_event = stop_event  # the caller's: read, never set
         self.all_finished = threading.Event()
         self.counts = {"succeeded": 0, "failed": 0, "started": 0,
                        "prompt_tokens": 0, "completion_tokens": 0}
@@ -167,9 +168,12 @@ class _Run:
                 logger.error("batch: stopping: %s", reason)
         self.stop.set()
 
+    def stopping(self) -> bool:
+        return self.stop.is_set() or (self.stop_event is not None and self.stop_event.is_set())
+
     def work(self) -> None:
         try:
-            while not self.stop.is_set():
+            while not self.stopping():
                 with self.lock:
                     item = next(self.pending, None)
                     if item is None:
@@ -224,12 +228,10 @@ class _Run:
             self.stop_because(f"the last {self.consecutive_failures} items all failed "
                               f"(latest: {record['error']['type']}: {record['error']['message']})")
 
-    def wait(self, stop_event: Optional[threading.Event]) -> None:
+    def wait(self) -> None:
         while not self.all_finished.wait(_TICK_SECONDS):
             with self.lock:
                 self.progress.tick()
-            if stop_event is not None and stop_event.is_set():
-                self.stop.set()
 
 
 def run_batch(
@@ -275,7 +277,7 @@ def run_batch(
                     summary.already_done, summary.total, path, len(todo))
     display = make_progress(progress, len(todo), log_interval_seconds=log_interval_seconds)
     writer = JournalWriter(path, fsync_interval_seconds=fsync_interval_seconds)
-    run = _Run(client, todo, writer, display, max_consecutive_failures)
+    run = _Run(client, todo, writer, display, max_consecutive_failures, stop_event)
     run.live_workers = min(workers, len(todo))
     if not todo:
         run.all_finished.set()
@@ -283,14 +285,14 @@ def run_batch(
         threading.Thread(target=run.work, name=f"cowork-batch-{number}", daemon=True).start()
     interrupted_by_keyboard = abandon = False
     try:
-        run.wait(stop_event)
+        run.wait()
     except KeyboardInterrupt:
         interrupted_by_keyboard = True
         run.stop.set()
         logger.warning("batch: interrupted; finishing the items in flight. Press Ctrl-C again "
                        "to abandon them (they will run again next time).")
         try:
-            run.wait(None)
+            run.wait()
         except KeyboardInterrupt:
             abandon = True
     finally:
@@ -306,7 +308,8 @@ def run_batch(
         summary.abandoned = unwritten
     else:  # an item whose line could not be written runs again next time
         summary.not_started += unwritten
-    summary.interrupted = interrupted_by_keyboard or bool(stop_event is not None and stop_event.is_set())
+    stopped_by_caller = stop_event is not None and stop_event.is_set() and summary.not_started > 0
+    summary.interrupted = interrupted_by_keyboard or stopped_by_caller
     summary.stopped_reason = run.stopped_reason
     summary.elapsed_seconds = time.monotonic() - started
     if run.write_error is not None:
