@@ -115,10 +115,11 @@ def load_config(path: "Optional[str | os.PathLike[str]]" = None) -> LlmConfig:
             elif key.variable in env:
                 values[key.name] = _parse_variable(key, env[key.variable])
                 sources[key.path] = f"env:{key.variable}"
-            elif key.required and not (key.name == "api_key" and values.get("api_key_command")):
-                missing.append(key)
-            else:
+            elif not key.required:
                 sources[key.path] = "default"
+        if section == "model" and "api_key" not in values and values.get("api_key_command"):
+            values["api_key"], sources["model.api_key"] = "", "default"  # fetched by the client
+        missing += [k for k in CONFIG_KEYS if k.section == section and k.required and k.name not in values]
         chosen[section] = values
     if missing:
         raise _missing_error(missing, file_path, ignored_because)
