@@ -109,8 +109,8 @@ class RetryPolicy:
             if on_retry is not None and error is not None:
                 on_retry(error, wait)
 
-        # A copy per call: tenacity keeps its per-call state in thread-locals of the
-        # Retrying object, which a nested call in the same thread would overwrite.
+        # A copy per call, because before_sleep carries this call's model, prompt hash
+        # and on_retry; tenacity keeps its own loop state in thread-locals already.
         retrying = self._template.copy(before_sleep=before_sleep)
         try:
             return retrying(attempt)
