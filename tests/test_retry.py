@@ -61,8 +61,10 @@ def test_retryable_errors(error):
     assert is_retryable(error)
 
 
-@pytest.mark.parametrize("error", NOT_RETRYABLE + [ValueError("x"), ConfigError("x"), LimiterAcquireError("x"),
-                                                   KeyboardInterrupt()], ids=repr)
+OTHER = [ValueError("x"), ConfigError("x"), LimiterAcquireError("x"), KeyboardInterrupt()]
+
+
+@pytest.mark.parametrize("error", NOT_RETRYABLE + OTHER, ids=repr)
 def test_not_retryable_errors(error):
     assert not is_retryable(error)
 
@@ -193,7 +195,8 @@ def test_total_timeout_counts_time_spent(monkeypatch):
 def test_warning_before_each_sleep(caplog):
     caplog.set_level(logging.WARNING, logger="cowork_llm")
     retry_policy, _ = policy(max_attempts=4)
-    fn = Script(ServerError("boom", status_code=503, retry_after=2.0), ApiConnectionError("reset", retry_after=1.0))
+    fn = Script(ServerError("boom", status_code=503, retry_after=2.0),
+                ApiConnectionError("reset", retry_after=1.0))
     call(retry_policy, fn)
     messages = [r.getMessage() for r in caplog.records if r.name == "cowork_llm.retry"]
     assert messages == [
