@@ -25,8 +25,9 @@ KEY_MEANINGS = {
     "model.temperature": "Sampling temperature, 0 to 2; unset means the provider's default.",
     "model.max_tokens": "Most tokens one answer may have; unset means the provider's default.",
     "model.provider": "Wire protocol: openai (also any OpenAI-compatible server) or anthropic.",
-    "model.timeout_seconds": "Connect and read timeout of one HTTP request.",
-    "model.allow_insecure_http": "Allow an http:// base_url to a host other than localhost.",
+    "model.timeout_seconds": "Read timeout of one HTTP request (the connect timeout is at most 10 s).",
+    "model.allow_insecure_http": "Allow a plain http:// base_url to a host that is not loopback "
+                                 "(the key would travel unencrypted).",
     "model.api_key_command": "A command whose output is the key, run once (no shell, 10 s limit).",
     "model.ca_bundle": "A CA bundle file for a private certificate authority (verification stays on).",
     "rate_limit.min_interval_seconds": "Least time between the starts of two requests.",
