@@ -1,0 +1,163 @@
+"""Is the provider reachable, and does it accept our key? Without spending quota.
+
+:func:`check_health` asks ``GET {base_url}/models`` — a listing that costs no completion
+tokens — with a short timeout, and sums the answer up in a :class:`HealthStatus` whose
+``detail`` names the failure in one phrase (DNS, refused, TLS, timeout, 401, 404, 5xx).
+It never raises for a network or HTTP failure, and the key never appears in ``detail``.
+"""
+
+import json
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import requests
+import urllib3.exceptions
+
+from .config import ModelConfig
+from .errors import MissingApiKeyError
+from .providers import _http
+
+__all__ = ["HealthStatus", "check_health", "auth_headers", "ANTHROPIC_VERSION"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    """``ok`` when the provider answered 2xx; ``latency_ms`` of the check (also on
+    failure); ``detail`` one phrase for a person, starting with the host."""
+
+    ok: bool
+    latency_ms: float
+    detail: str
+
+
+def auth_headers(provider: str, api_key: str) -> Dict[str, str]:
+    """The headers that carry ``api_key`` for ``provider`` (openai: Bearer; anthropic:
+    x-api-key and the API version)."""
+    if provider == "anthropic":
+        return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def check_health(model: ModelConfig, *, timeout: float = 5.0,
+                 session: Optional[requests.Session] = None,
+                 api_key: Optional[str] = None) -> HealthStatus:
+    """Check ``model``'s provider with one ``GET {base_url}/models``.
+
+    ``api_key`` replaces ``model.api_key`` (a key from ``api_key_command``); ``session``
+    lets a client reuse its connections. Redirects are not followed (the key stays with
+    the configured host; a redirect means base_url is wrong).
+
+    Raises:
+        ConfigError: ``base_url`` is plain http to a non-loopback host without
+            ``allow_insecure_http`` (the key would travel unencrypted).
+        MissingApiKeyError: no key to check (``api_key_command`` not run yet).
+    """
+    key = model.api_key if api_key is None else api_key
+    if not key:
+        raise MissingApiKeyError("llm.model.api_key is empty: set COWORK_LLM_API_KEY or model.api_key "
+                                 "in config.toml (a key from api_key_command must be passed as api_key)")
+    _http.check_transport(model.base_url, model.host, model.allow_insecure_http, key="llm.model")
+    url = model.base_url.rstrip("/") + "/models"
+    headers = {"User-Agent": _http.USER_AGENT, "Accept": "application/json"}
+    headers.update(auth_headers(model.provider, key))
+    secrets = (key,) + tuple(model.extra_api_keys)
+    started = time.perf_counter()
+    try:
+        if session is None:
+            with requests.Session() as own:
+                response = _get(own, url, headers, timeout, model)
+        else:
+            response = _get(session, url, headers, timeout, model)
+    except requests.RequestException as error:
+        latency = (time.perf_counter() - started) * 1000
+        phrase = _redact(_describe_exception(error, timeout, model.host), secrets)
+        return HealthStatus(False, latency, f"{model.host}: {phrase}")
+    latency = (time.perf_counter() - started) * 1000
+    ok, phrase = _describe_response(response, model.model_name)
+    return HealthStatus(ok, latency, f"{model.host}: {_redact(phrase, secrets)}")
+
+
+def _get(session: requests.Session, url: str, headers: Dict[str, str], timeout: float,
+         model: ModelConfig) -> requests.Response:
+    response = session.get(url, headers=headers, timeout=(timeout, timeout),
+                           verify=model.ca_bundle or True, allow_redirects=False)
+    response.content  # read the body inside the timing and the error handling  # noqa: B018
+    return response
+
+
+def _redact(text: str, secrets: Tuple[str, ...]) -> str:
+    return _http.redact(text, secrets)
+
+
+def _describe_response(response: requests.Response, model_name: str) -> Tuple[bool, str]:
+    status = response.status_code
+    if 200 <= status < 300:
+        listed = _listed_models(response)
+        note = ""
+        if listed is not None and model_name not in listed:
+            note = f"; model {model_name!r} is not among the {len(listed)} listed"
+        return True, f"ok (HTTP {status}){note}"
+    if status in (401, 403):
+        return False, f"authentication failed (HTTP {status}): check the API key"
+    if status == 404:
+        return False, f"not found (HTTP 404) at {response.url}: check base_url (often it ends in /v1)"
+    if status == 429:
+        return False, "rate limited (HTTP 429): the key works, but the provider asks to slow down"
+    if status >= 500:
+        return False, f"server error (HTTP {status}): the provider is having trouble"
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "elsewhere")
+        return False, f"redirected (HTTP {status}) to {where}: check base_url"
+    return False, f"unexpected answer (HTTP {status})"
+
+
+def _listed_models(response: requests.Response) -> Optional[Set[Any]]:
+    """The model ids of an OpenAI/Anthropic-style listing, or None when it is not one."""
+    try:
+        data: Any = json.loads(response.content)
+    except ValueError:
+        return None
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    return {item.get("id") for item in items if isinstance(item, dict)}
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: requests nests urllib3's errors in ``args[0]``."""
+    seen = 0
+    current: Optional[BaseException] = error
+    while current is not None and seen < 12:
+        yield current
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError wraps its cause here
+        if not isinstance(reason, BaseException):
+            reason = None
+        current = nested or reason or current.__cause__ or current.__context__
+        seen += 1
+
+
+def _describe_exception(error: requests.RequestException, timeout: float, host: str) -> str:
+    chain = list(_causes(error))
+    if any(isinstance(e, (requests.exceptions.SSLError, ssl.SSLError)) for e in chain):
+        return f"TLS error: {_innermost(chain)}"
+    if any(isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)) for e in chain):
+        return f"DNS lookup failed: {host!r} does not resolve"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused: nothing is listening there"
+    if any(isinstance(e, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)) for e in chain):
+        return f"timed out connecting after {timeout:g} s"
+    if any(isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)) for e in chain):
+        return f"no answer within {timeout:g} s"
+    return f"connection failed: {_innermost(chain)}"
+
+
+def _innermost(chain: List[BaseException]) -> str:
+    error = chain[-1]
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
