@@ -14,7 +14,7 @@ from typing import List, Optional
 from .. import __version__
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("init",)
+_COMMANDS = ("init", "health")
 
 
 def build_parser() -> argparse.ArgumentParser:

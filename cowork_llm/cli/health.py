@@ -1,0 +1,53 @@
+"""``cowork-llm health [--config PATH] [--timeout SECONDS]``: is the provider reachable,
+and does it take our key?
+
+One ``GET {base_url}/models`` (no completion quota), one line on stdout: exit 0 when
+healthy, 1 when not (the line says why: DNS, refused, TLS, timeout, 401, 404, 5xx), 2 on a
+configuration error. The key is never printed.
+"""
+
+import argparse
+from typing import Any
+
+from ..health import HealthStatus, check_health
+from ..loader import load_config
+from ._common import EXIT_ERROR, EXIT_OK, add_config_argument
+
+__all__ = ["add_parser", "run", "describe_status"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "health",
+        help="check that the provider answers and accepts the key (uses no quota)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_config_argument(parser)
+    parser.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                        help="give up after this long (default: 5)")
+    parser.set_defaults(func=run)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, got {text!r}")
+    return value
+
+
+def describe_status(provider: str, model_name: str, status: HealthStatus) -> str:
+    """The one line: ``healthy: openai gpt-4o at api.openai.com: ok (HTTP 200), 85 ms``."""
+    verdict = "healthy" if status.ok else "unhealthy"
+    return f"{verdict}: {provider} {model_name} at {status.detail}, {status.latency_ms:.0f} ms"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Raises ConfigError (exit 2 through run_command) for a bad configuration."""
+    config = load_config(args.config)
+    model = config.model
+    status = check_health(model, timeout=args.timeout)
+    print(describe_status(model.provider, model.model_name, status))
+    return EXIT_OK if status.ok else EXIT_ERROR
