@@ -71,7 +71,9 @@ def test_an_error_class_is_instantiated_with_a_message():
         llm.generate_content("x")
 
 
-@pytest.mark.parametrize("bad", [[], [{"role": "robot", "content": "x"}], "hello", [{"role": "user", "content": ""}]])
+@pytest.mark.parametrize("bad", [
+    [], [{"role": "robot", "content": "x"}], "hello", [{"role": "user", "content": ""}],
+])
 def test_bad_messages_raise_value_error_and_are_not_recorded(bad):
     llm = MockLlm()
     with pytest.raises(ValueError):

@@ -165,7 +165,10 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
         if fault.body is not None:
             self._send_body(fault.status, fault.body, "application/json", fault.response_headers())
             return
-        self._send_error(fault.status, fault.message, fault.error_code, fault.response_headers())
+        status = fault.status
+        if self.anthropic and fault.error_code == "insufficient_quota":
+            status = 400  # Anthropic's "credit balance is too low" is a 400, not a 429
+        self._send_error(status, fault.message, fault.error_code, fault.response_headers())
 
     def _send_error(self, status: int, message: Optional[str], code: Optional[str],
                     headers: Optional[Mapping[str, str]] = None) -> None:
