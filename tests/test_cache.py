@@ -367,6 +367,8 @@ _CHILD = textwrap.dedent("""
     from cowork_llm.llm import ChatResult
     path, who, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cache = SqliteCache(path)
+    print("ready", flush=True)
+    sys.stdin.readline()  # both processes start writing at the same moment
     for n in range(count):
         k = cache_key("openai", "https://h", "m", [{"role": "user", "content": f"{who} {n}"}])
         cache.put(k, ChatResult(content=f"from {who} {n}", model="m"))
@@ -384,13 +386,18 @@ _CHILD = textwrap.dedent("""
 
 def test_two_processes_share_one_file(tmp_path):
     path = tmp_path / "shared.sqlite"
-    count = 150
+    count = 300
     # Two separate processes write at the same time, then each reads the other's entries.
     children = [
         subprocess.Popen([sys.executable, "-c", _CHILD, str(path), who, str(count)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for who in ("child", "parent")
     ]
+    for child in children:
+        assert child.stdout.readline() == "ready\n"
+    for child in children:
+        child.stdin.write("go\n")
+        child.stdin.flush()
     for child in children:
         out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err
