@@ -152,13 +152,11 @@ class _Run:
         self.pending = iter(todo)
         self.stop = threading.Event()
         self.stop_event = stop_event  # the caller's: read, never set
-        self.all_finished = threading.Event()
         self.counts = {"succeeded": 0, "failed": 0, "started": 0,
                        "prompt_tokens": 0, "completion_tokens": 0}
         self.consecutive_failures = 0
         self.stopped_reason: Optional[str] = None
         self.write_error: Optional[BaseException] = None
-        self.live_workers = 0
         self._unexpected_logged = False
 
     def stop_because(self, reason: str) -> None:
@@ -172,19 +170,13 @@ class _Run:
         return self.stop.is_set() or (self.stop_event is not None and self.stop_event.is_set())
 
     def work(self) -> None:
-        try:
-            while not self.stopping():
-                with self.lock:
-                    item = next(self.pending, None)
-                    if item is None:
-                        return
-                    self.counts["started"] += 1
-                self._finish(item, self._call(item))
-        finally:
+        while not self.stopping():
             with self.lock:
-                self.live_workers -= 1
-                if self.live_workers == 0:
-                    self.all_finished.set()
+                item = next(self.pending, None)
+                if item is None:
+                    return
+                self.counts["started"] += 1
+            self._finish(item, self._call(item))
 
     def _call(self, item: BatchItem) -> Union[ChatResult, BaseException]:
         try:
@@ -228,10 +220,14 @@ class _Run:
             self.stop_because(f"the last {self.consecutive_failures} items all failed "
                               f"(latest: {record['error']['type']}: {record['error']['message']})")
 
-    def wait(self) -> None:
-        while not self.all_finished.wait(_TICK_SECONDS):
-            with self.lock:
-                self.progress.tick()
+    def wait(self, threads: List[threading.Thread]) -> None:
+        """Until every started worker has ended. A thread whose start a Ctrl-C cut short
+        is not alive yet, but it sees ``stop`` (already set then) before taking an item."""
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(_TICK_SECONDS)
+                with self.lock:
+                    self.progress.tick()
 
 
 def run_batch(
@@ -278,23 +274,28 @@ def run_batch(
     display = make_progress(progress, len(todo), log_interval_seconds=log_interval_seconds)
     writer = JournalWriter(path, fsync_interval_seconds=fsync_interval_seconds)
     run = _Run(client, todo, writer, display, max_consecutive_failures, stop_event)
-    run.live_workers = min(workers, len(todo))
-    if not todo:
-        run.all_finished.set()
-    for number in range(run.live_workers):
-        threading.Thread(target=run.work, name=f"cowork-batch-{number}", daemon=True).start()
-    interrupted_by_keyboard = abandon = False
+    threads: List[threading.Thread] = []
+    interrupts = 0
+    abandon = False
     try:
-        run.wait()
-    except KeyboardInterrupt:
-        interrupted_by_keyboard = True
-        run.stop.set()
-        logger.warning("batch: interrupted; finishing the items in flight. Press Ctrl-C again "
-                       "to abandon them (they will run again next time).")
-        try:
-            run.wait()
-        except KeyboardInterrupt:
-            abandon = True
+        while True:
+            try:
+                if interrupts:  # said inside the try: a Ctrl-C while saying it still counts
+                    logger.warning("batch: interrupted; finishing the items in flight. Press "
+                                   "Ctrl-C again to abandon them (they will run again next time).")
+                # Started inside the try: a Ctrl-C at any point leaves no worker uncounted.
+                while len(threads) < min(workers, len(todo)) and not interrupts:
+                    threads.append(threading.Thread(target=run.work, daemon=True,
+                                                    name=f"cowork-batch-{len(threads)}"))
+                    threads[-1].start()
+                run.wait(threads)
+                break
+            except KeyboardInterrupt:
+                interrupts += 1
+                run.stop.set()
+                if interrupts > 1:
+                    abandon = True
+                    break
     finally:
         writer.close()  # from here on, abandoned workers' results are dropped, not written
         display.close()
@@ -309,11 +310,11 @@ def run_batch(
     else:  # an item whose line could not be written runs again next time
         summary.not_started += unwritten
     stopped_by_caller = stop_event is not None and stop_event.is_set() and summary.not_started > 0
-    summary.interrupted = interrupted_by_keyboard or stopped_by_caller
+    summary.interrupted = interrupts > 0 or stopped_by_caller
     summary.stopped_reason = run.stopped_reason
     summary.elapsed_seconds = time.monotonic() - started
     if run.write_error is not None:
         raise run.write_error
-    if interrupted_by_keyboard:
+    if interrupts:
         raise BatchInterrupted(summary)
     return summary
