@@ -23,6 +23,13 @@ def chat_body(text="hello world", **extra):
     return {"model": "fake-model", "messages": [{"role": "user", "content": text}], **extra}
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_server_threads():
+    yield
+    leaked = [t.name for t in threading.enumerate() if t.name.startswith("fake-llm-")]
+    assert leaked == [], "a stopped FakeLlmServer left threads behind"
+
+
 @pytest.fixture
 def server():
     with FakeLlmServer(api_key=KEY) as running:

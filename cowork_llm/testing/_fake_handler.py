@@ -1,16 +1,18 @@
-"""The HTTP side of FakeLlmServer: one handler per connection, keep-alive, faults.
+"""The HTTP side of FakeLlmServer: a threading server that can end its connections, and
+the handler (one per connection, keep-alive) that records, injects faults and answers.
 
 Each request is recorded first, then takes its fault (if one is queued for it), then is
 checked like a real server would (key, ``anthropic-version``, body), then answered.
 """
 
+import itertools
 import json
 import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from . import _fake_protocol as wire
@@ -216,3 +218,55 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
+
+
+class FakeHttpServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its connections and threads, so stop() can end them."""
+
+    daemon_threads = True  # a server the test forgot to stop must not hang interpreter exit
+    request_queue_size = 128  # 64 clients connecting at once must not overflow the backlog
+
+    def __init__(self, address: Tuple[str, int], owner: "FakeLlmServer") -> None:
+        self.owner = owner
+        self._lock = threading.Lock()
+        self._connections: set = set()
+        self._handler_threads: set = set()
+        self._numbers = itertools.count(1)
+        super().__init__(address, FakeLlmHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True,
+            name=f"fake-llm-{self.server_address[1]}-conn-{next(self._numbers)}",
+        )
+        with self._lock:
+            self._connections.add(request)
+            self._handler_threads.add(thread)
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._lock:
+                self._connections.discard(request)
+                self._handler_threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print a traceback to stderr; a vanished client is normal here
+        logger.debug("FakeLlmServer: error on a connection from %s", client_address, exc_info=True)
+
+    def close_connections(self) -> List[threading.Thread]:
+        """Shut every open connection (waking handlers idle on keep-alive); return the
+        handler threads still to be joined."""
+        with self._lock:
+            connections, threads = list(self._connections), list(self._handler_threads)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
+        return threads

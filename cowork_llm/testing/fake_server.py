@@ -27,73 +27,19 @@ responses always carry Content-Length; streams use chunked encoding, as the real
 
 import itertools
 import logging
-import socket
 import threading
-from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..config import LlmConfig
 from ._echo import echo_reply
 from ._fake_config import config_env, fake_config
-from ._fake_handler import CHAT_PATH, MESSAGES_PATH, MODELS_PATH, FakeLlmHandler
+from ._fake_handler import CHAT_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer
 from ._fake_record import RecordedRequest, RequestLog
 from .fake_faults import Fault, FaultQueue
 
 __all__ = ["FakeLlmServer", "RecordedRequest", "Fault"]
 
 logger = logging.getLogger(__name__)
-
-
-class _HttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its connections and threads, so stop() can end them."""
-
-    daemon_threads = True  # a server the test forgot to stop must not hang interpreter exit
-    request_queue_size = 128  # 64 clients connecting at once must not overflow the backlog
-
-    def __init__(self, address: Tuple[str, int], owner: "FakeLlmServer") -> None:
-        self.owner = owner
-        self._lock = threading.Lock()
-        self._connections: set = set()
-        self._handler_threads: set = set()
-        self._numbers = itertools.count(1)
-        super().__init__(address, FakeLlmHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), daemon=True,
-            name=f"fake-llm-{self.server_address[1]}-conn-{next(self._numbers)}",
-        )
-        with self._lock:
-            self._connections.add(request)
-            self._handler_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._lock:
-                self._connections.discard(request)
-                self._handler_threads.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver would print a traceback to stderr; a vanished client is normal here
-        logger.debug("FakeLlmServer: error on a connection from %s", client_address, exc_info=True)
-
-    def close_connections(self) -> List[threading.Thread]:
-        """Shut every open connection (waking handlers idle on keep-alive); return the
-        handler threads still to be joined."""
-        with self._lock:
-            connections, threads = list(self._connections), list(self._handler_threads)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
-        return threads
 
 
 class FakeLlmServer:
@@ -142,7 +88,7 @@ class FakeLlmServer:
         self._ids_lock = threading.Lock()
         self._stopping = threading.Event()
         self._lifecycle = threading.Lock()
-        self._httpd: Optional[_HttpServer] = None
+        self._httpd: Optional[FakeHttpServer] = None
         self._serve_thread: Optional[threading.Thread] = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -154,7 +100,7 @@ class FakeLlmServer:
             if self._httpd is not None:
                 return self
             self._stopping.clear()
-            httpd = _HttpServer(("127.0.0.1", self._port), self)
+            httpd = FakeHttpServer(("127.0.0.1", self._port), self)
             self._port = httpd.server_address[1]
             self._httpd = httpd
             self._serve_thread = threading.Thread(
