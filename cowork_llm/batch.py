@@ -163,7 +163,7 @@ class _Run:
         with self.lock:
             if self.stopped_reason is None:
                 self.stopped_reason = reason
-                logger.error("batch: stopping: %s", reason)
+                logger.error("stopping: %s", reason)
         self.stop.set()
 
     def stopping(self) -> bool:
@@ -190,7 +190,7 @@ class _Run:
         except Exception as exc:  # a bug somewhere: record it, keep the thread alive
             if not self._unexpected_logged:
                 self._unexpected_logged = True
-                logger.error("batch: unexpected error on item %r", item.id, exc_info=True)
+                logger.error("unexpected error on item %r", item.id, exc_info=True)
             return exc
 
     def _finish(self, item: BatchItem, outcome: Union[ChatResult, BaseException]) -> None:
@@ -269,7 +269,7 @@ def run_batch(
     summary = BatchSummary(str(path), total=len(checked), already_done=len(checked) - len(todo),
                            repaired_bytes=state.repaired_bytes)
     if summary.already_done:
-        logger.info("batch: %d of %d items already done in %s; running the other %d",
+        logger.info("%d of %d items already done in %s; running the other %d",
                     summary.already_done, summary.total, path, len(todo))
     display = make_progress(progress, len(todo), log_interval_seconds=log_interval_seconds)
     writer = JournalWriter(path, fsync_interval_seconds=fsync_interval_seconds)
@@ -281,7 +281,7 @@ def run_batch(
         while True:
             try:
                 if interrupts:  # said inside the try: a Ctrl-C while saying it still counts
-                    logger.warning("batch: interrupted; finishing the items in flight. Press "
+                    logger.warning("interrupted; finishing the items in flight. Press "
                                    "Ctrl-C again to abandon them (they will run again next time).")
                 # Started inside the try: a Ctrl-C at any point leaves no worker uncounted.
                 while len(threads) < min(workers, len(todo)) and not interrupts:

@@ -68,10 +68,10 @@ class LogProgress(Progress):
     def tick(self) -> None:
         if self._clock() - self._last_line >= self._interval:
             self._last_line = self._clock()
-            logger.info("batch: %s", self.status())
+            logger.info("%s", self.status())
 
     def close(self) -> None:
-        logger.info("batch: %s", self.status())
+        logger.info("%s", self.status())
 
 
 class BarProgress(Progress):

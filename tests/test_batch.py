@@ -369,7 +369,7 @@ def test_log_progress_prints_done_failed_rate_and_eta(caplog):
     assert not caplog.records  # not yet time for a line
     now[0] = 8.0
     progress.tick()
-    assert caplog.records[-1].getMessage() == "batch: 4/10 done, 1 failed, 0.50/s, ETA 12s"
+    assert caplog.records[-1].getMessage() == "4/10 done, 1 failed, 0.50/s, ETA 12s"
 
 
 def test_bar_progress_shows_count_and_failures():
