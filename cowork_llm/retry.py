@@ -6,6 +6,7 @@ when to give up. Built on tenacity from a :class:`RetryConfig`.
 | ServerError (5xx, 529)                  | yes     | Retry-After, else exponential + jitter |
 | RateLimitError (429)                    | yes     | Retry-After, else exponential + jitter |
 | ApiConnectionError, ApiTimeoutError     | yes     | exponential + jitter                   |
+| 401 for one key while another remains   | yes     | none (the next key is used at once)    |
 | QuotaExceededError, 400/401/403/404/422 | no      |                                        |
 | InvalidResponseError, ConfigError, ...  | no      |                                        |
 
@@ -28,6 +29,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .providers._keys import KeyRejectedError
 
 __all__ = ["RetryPolicy", "is_retryable", "describe_error"]
 
@@ -40,7 +42,10 @@ _RETRYABLE = (ServerError, RateLimitError, ApiConnectionError, ApiTimeoutError)
 
 def is_retryable(exc: BaseException) -> bool:
     """True for the failures another attempt may fix: 5xx, 429 (not an exhausted quota),
-    connection failures and timeouts."""
+    connection failures and timeouts, and a 401 for one key while the rotation still
+    holds another (:class:`~cowork_llm.providers._keys.KeyRejectedError`)."""
+    if isinstance(exc, KeyRejectedError):
+        return True
     return isinstance(exc, _RETRYABLE) and not isinstance(exc, QuotaExceededError)
 
 

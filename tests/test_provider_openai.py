@@ -31,6 +31,7 @@ from cowork_llm.errors import (
     ServerError,
 )
 from cowork_llm.providers import build_provider
+from cowork_llm.providers._keys import KeyRotation
 from cowork_llm.providers.openai import OpenAIClient
 
 KEY = "sk-test-0123456789abcdefSECRET"
@@ -348,7 +349,7 @@ def test_key_is_read_per_request(mock, client):
     # The hook a key rotation will use: the next request sends the new key.
     mock.post(URL, json=completion())
     client.chat(MESSAGES)
-    client._api_key = "sk-rotated-1111111111"
+    client._keys = KeyRotation(["sk-rotated-1111111111"])
     client.chat(MESSAGES)
     assert [c.request.headers["Authorization"] for c in mock.calls] == [
         f"Bearer {KEY}", "Bearer sk-rotated-1111111111"]
@@ -396,9 +397,14 @@ def test_redirect_on_the_same_host_keeps_the_authorization_header(mock, client):
     assert mock.calls[1].request.headers["Authorization"] == f"Bearer {KEY}"
 
 
-def test_registry():
+def test_registry(monkeypatch):
+    from cowork_llm import providers
+
     with build_provider(make_config()) as llm:
         assert isinstance(llm, OpenAIClient) and llm.name == "openai:gpt-4o-mini"
+    with build_provider(make_config(provider="anthropic")) as llm:
+        assert llm.name == "anthropic:gpt-4o-mini"
+    monkeypatch.delitem(providers._PROVIDERS, "anthropic")  # an installation without it
     with pytest.raises(ConfigError, match="anthropic"):
         build_provider(make_config(provider="anthropic"))
 

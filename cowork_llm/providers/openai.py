@@ -8,59 +8,41 @@ A ``content: null`` answer is accepted only when ``finish_reason`` explains it
 (``length``, ``content_filter``, ``tool_calls``, ``function_call``): the result then has
 ``content == ""`` and the reason in ``finish_reason``. A null content with a ``refusal``
 or with no explaining reason is an :class:`InvalidResponseError`.
+
+:meth:`OpenAIClient.stream` asks for ``"stream": true`` with
+``stream_options.include_usage``, and reads ``chat.completion.chunk`` events up to
+``data: [DONE]``; usage comes from the last chunk.
 """
 
 import logging
-import os
-import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, TypeGuard
+from typing import Any, Dict, Iterator, Optional, Sequence, TypeGuard
 
 import requests
 
-from ..config import ModelConfig
-from ..errors import ConfigError, InvalidResponseError, MissingApiKeyError
-from ..llm import ChatResult, Llm, Message, Usage, validate_messages
-from . import _http
+from ..errors import InvalidResponseError
+from ..llm import ChatResult, Message, Usage, validate_messages
+from ..streaming import StreamState
+from . import _http, _sse
+from ._base import HttpProvider, check_max_tokens, check_temperature, event_json, stream_error
 
 __all__ = ["OpenAIClient", "parse_chat_response"]
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "openai"
-_CONFIG_KEY = "llm.model"
 # finish_reason values under which a null content is a legitimate (empty) answer.
 _EXPLAINED_EMPTY = frozenset({"length", "content_filter", "tool_calls", "function_call"})
 
 
-class OpenAIClient(Llm):
+class OpenAIClient(HttpProvider):
     """A client for ``POST {base_url}/chat/completions``. Safe to share between threads:
     each thread gets its own HTTP session.
 
-    Raises (at construction):
-        ConfigError: plain ``http://`` to a non-loopback host without
-            ``allow_insecure_http``, or a ``ca_bundle`` file that does not exist.
-        MissingApiKeyError: no key in the config and none passed as ``api_key``.
+    Raises (at construction): what :class:`~cowork_llm.providers._base.HttpProvider` raises.
     """
 
-    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None) -> None:
-        key = api_key if api_key is not None else config.api_key
-        if not key:
-            raise MissingApiKeyError(
-                f"{_CONFIG_KEY}.api_key is empty: set COWORK_LLM_API_KEY or model.api_key in config.toml"
-            )
-        _http.check_transport(config.base_url, config.host, config.allow_insecure_http, key=_CONFIG_KEY)
-        if config.ca_bundle is not None and not os.path.exists(config.ca_bundle):
-            raise ConfigError(f"{_CONFIG_KEY}.ca_bundle {config.ca_bundle!r} does not exist: "
-                                "give the path of a PEM file (or directory) of CA certificates")
-        self.config = config
-        self.name = f"{PROVIDER}:{config.model_name}"
-        # The one place the key lives; read once per request, so a key rotation can
-        # replace it between requests.
-        self._api_key = key
-        self._url = config.base_url.rstrip("/") + "/chat/completions"
-        self._timeout = _http.request_timeouts(config.timeout_seconds)
-        self._verify = config.ca_bundle if config.ca_bundle else True
-        self._sessions = _http.SessionPool()
+    PROVIDER = PROVIDER
+    PATH = "/chat/completions"
 
     # --- the Llm interface -------------------------------------------------------------
 
@@ -81,11 +63,7 @@ class OpenAIClient(Llm):
         response = self._send(body)
         return parse_chat_response(response, fallback_model=self.config.model_name, secrets=self._secrets())
 
-    def close(self) -> None:
-        """Close the HTTP sessions of every thread. Safe to call twice."""
-        self._sessions.close()
-
-    # --- request building and sending (shared with a future stream()) --------------------
+    # --- the wire format ------------------------------------------------------------------
 
     def request_body(
         self,
@@ -101,8 +79,8 @@ class OpenAIClient(Llm):
             ValueError: bad messages, temperature (0 to 2) or max_tokens (at least 1).
         """
         checked = validate_messages(messages)
-        temperature = _check_temperature(temperature) if temperature is not None else self.config.temperature
-        max_tokens = _check_max_tokens(max_tokens) if max_tokens is not None else self.config.max_tokens
+        temperature = check_temperature(temperature) if temperature is not None else self.config.temperature
+        max_tokens = check_max_tokens(max_tokens) if max_tokens is not None else self.config.max_tokens
         body: Dict[str, Any] = {"model": self.config.model_name, "messages": checked}
         if temperature is not None:
             body["temperature"] = temperature
@@ -110,38 +88,38 @@ class OpenAIClient(Llm):
             body["max_tokens"] = max_tokens
         if stream:
             body["stream"] = True
+            body["stream_options"] = {"include_usage": True}  # usage arrives in a last chunk
         return body
 
-    def _send(self, body: Mapping[str, Any], *, stream: bool = False) -> requests.Response:
-        """POST ``body``; return a 2xx response (its body already read unless ``stream``).
+    def _headers(self, api_key: str) -> Dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
-        Raises:
-            LlmApiError: the mapped error for a transport failure or a non-2xx status.
-        """
-        api_key = self._api_key
-        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
-        started = time.monotonic()
-        try:
-            response = self._sessions.get().post(
-                self._url, json=body, headers=headers, timeout=self._timeout,
-                verify=self._verify, stream=stream,
-            )
-            if not stream:
-                response.content  # noqa: B018 -- read now, so a drop mid-body is a connection error
-        except requests.RequestException as exc:
-            raise _http.error_for_exception(
-                exc, provider=PROVIDER, url=self._url, timeout=self._timeout, secrets=self._secrets()
-            ) from exc
-        logger.debug("POST %s (model %s): HTTP %s in %.3f s", self._url, self.config.model_name,
-                     response.status_code, time.monotonic() - started)
-        if not 200 <= response.status_code < 300:
-            error = _http.error_for_response(response, provider=PROVIDER, secrets=self._secrets())
-            response.close()
-            raise error
-        return response
-
-    def _secrets(self) -> Tuple[str, ...]:
-        return (self._api_key,) + self.config.api_keys
+    def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
+        secrets = self._secrets()
+        for event in events:
+            if event.data.strip() == "[DONE]":
+                return
+            chunk = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
+            if "error" in chunk:  # some compatible servers report a failure inside the stream
+                raise stream_error(chunk["error"], provider=PROVIDER, request_id=state.request_id,
+                                   secrets=secrets)
+            model = chunk.get("model")
+            if isinstance(model, str) and model:
+                state.model = model
+            usage = _usage(chunk.get("usage"))
+            if usage is not None:
+                state.usage = usage
+            choices = chunk.get("choices")
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                continue  # the usage chunk has no choices
+            finish_reason = choices[0].get("finish_reason")
+            if isinstance(finish_reason, str):
+                state.finish_reason = finish_reason
+            delta = choices[0].get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                yield content
+        raise self._stream_ended_early("data: [DONE]", state)
 
 
 def parse_chat_response(response: requests.Response, *, fallback_model: str,
@@ -216,15 +194,3 @@ def _usage(raw: Any) -> Optional[Usage]:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_temperature(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
-        raise ValueError(f"temperature must be a number from 0 to 2, got {value!r}")
-    return value
-
-
-def _check_max_tokens(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_tokens must be an integer of at least 1, got {value!r}")
-    return value

@@ -1,0 +1,101 @@
+"""API-key rotation: the keys of ``ModelConfig.api_keys``, shared by every thread of
+one provider client.
+
+- A 429 moves the rotation to the next key, for the attempts that follow (the error is
+  still raised, so the retry policy waits and retries through the limiter).
+- A 401 takes the key out of the rotation for the life of the process (WARNING, key
+  masked). When another key remains, the provider raises :class:`KeyRejectedError`,
+  which the retry policy retries at once with the next key; when none remains, the
+  plain :class:`~cowork_llm.errors.AuthenticationError`.
+
+Both react only to the key that failed: forty threads that got a 429 with the same key
+move the rotation on once, not forty times.
+"""
+
+import logging
+import threading
+from typing import List, Sequence, Tuple
+
+from ..config import mask_secret
+from ..errors import AuthenticationError
+
+__all__ = ["KeyRotation", "KeyRejectedError"]
+
+logger = logging.getLogger(__name__)
+
+
+class KeyRejectedError(AuthenticationError):
+    """401 for one key of a rotation while another key remains: that key is gone for
+    good, and the retry policy retries at once (``retry_after == 0``) with the next one."""
+
+
+class KeyRotation:
+    """The usable keys, and which one the next request sends. Thread-safe.
+
+    ``label`` names the setting in messages (``llm.model``).
+
+    Raises (at construction):
+        ValueError: no keys, or an empty key.
+    """
+
+    def __init__(self, keys: Sequence[str], *, label: str = "llm.model") -> None:
+        if not keys or not all(keys):
+            raise ValueError(f"{label}: a key rotation needs at least one non-empty key")
+        self.label = label
+        self._all: Tuple[str, ...] = tuple(dict.fromkeys(keys))  # duplicates would only repeat a 401
+        self._keys: List[str] = list(self._all)
+        self._index = 0
+        self._lock = threading.Lock()
+
+    def current(self) -> str:
+        """The key the next request should send.
+
+        Raises:
+            AuthenticationError: every key has been rejected with a 401.
+        """
+        with self._lock:
+            if not self._keys:
+                raise AuthenticationError(
+                    f"every API key of {self.label} was rejected (HTTP 401) earlier in this process: "
+                    f"fix {self.label}.api_key (or COWORK_LLM_API_KEY) and restart",
+                    status_code=401,
+                )
+            return self._keys[self._index]
+
+    def on_rate_limited(self, key: str) -> None:
+        """``key`` got a 429: later requests use the next key. Nothing happens when the
+        rotation has already moved past ``key`` or holds only one key."""
+        with self._lock:
+            if len(self._keys) > 1 and self._keys[self._index] == key:
+                self._index = (self._index + 1) % len(self._keys)
+                logger.info("%s: key %s was rate limited; next requests use key %s", self.label,
+                            mask_secret(key), mask_secret(self._keys[self._index]))
+
+    def on_unauthorized(self, key: str) -> bool:
+        """``key`` got a 401: it leaves the rotation for good (a WARNING names it,
+        masked). Returns True when another key remains to try."""
+        with self._lock:
+            if key in self._keys:
+                position = self._keys.index(key)
+                del self._keys[position]
+                if position < self._index:
+                    self._index -= 1
+                if self._index >= len(self._keys):
+                    self._index = 0
+                logger.warning("%s: API key %s was rejected (HTTP 401) and is no longer used; "
+                               "%d key(s) left", self.label, mask_secret(key), len(self._keys))
+            return bool(self._keys)
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """Every key ever in the rotation, removed ones included (to redact from text)."""
+        return self._all
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            shown = ", ".join(mask_secret(k) for k in self._keys)
+            return f"KeyRotation({self.label}: [{shown}], current={self._index})"

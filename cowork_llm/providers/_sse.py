@@ -1,0 +1,115 @@
+"""Server-sent events (the WHATWG ``text/event-stream`` format) read from a streamed
+:class:`requests.Response`, as both chat APIs send their streams.
+
+Three small steps, each usable on its own: :func:`iter_chunks` (bytes as they arrive),
+:func:`iter_lines` (lines ending in CRLF, LF or CR, even when a chunk boundary falls
+between a CR and its LF) and :func:`iter_events` (``event:``/``data:``/``id:`` fields,
+multi-line data, ``:`` comments ignored).
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Optional
+
+import requests
+import urllib3.exceptions
+
+__all__ = ["SseEvent", "iter_chunks", "iter_lines", "iter_events", "iter_response_events"]
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One dispatched event: its type (``message`` unless an ``event:`` field named
+    one), its data lines joined with ``\\n``, and the last event id seen."""
+
+    event: str
+    data: str
+    id: Optional[str] = None
+
+
+def iter_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body of a ``stream=True`` response, each piece as soon as it has arrived.
+
+    A chunked body goes through ``iter_content``, which yields chunk by chunk. A body
+    without chunked encoding would make ``iter_content(None)`` read to the end before
+    yielding, so it is read with ``read1`` (whatever the socket has) instead.
+
+    Raises:
+        requests.RequestException: the transport failed (urllib3 errors are wrapped
+            the way requests wraps them, so callers map one family).
+    """
+    raw = response.raw
+    if getattr(raw, "chunked", True) or not hasattr(raw, "read1"):
+        yield from response.iter_content(chunk_size=None)
+        return
+    while True:
+        try:
+            data = raw.read1(_READ_SIZE, decode_content=True)
+        except urllib3.exceptions.ProtocolError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except urllib3.exceptions.HTTPError as exc:  # ReadTimeoutError, SSLError, ...
+            raise requests.ConnectionError(exc) from exc
+        if not data:
+            return
+        yield data
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines of UTF-8 text, without their terminator. Bytes after the last terminator
+    are dropped: a line the stream ended in the middle of is not a line."""
+    pending = b""
+    skip_lf = False  # the previous chunk ended in CR: a LF starting this one is its pair
+    first = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if first:
+            chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a leading BOM is not data
+            first = False
+        if skip_lf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        skip_lf = False
+        pending += chunk
+        start = 0
+        for match in _EOL.finditer(pending):
+            yield pending[start:match.start()].decode("utf-8", "replace")
+            start = match.end()
+            skip_lf = match.group() == b"\r" and start == len(pending)
+        pending = pending[start:]
+
+
+def iter_events(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """Events as the WHATWG parsing rules build them: a blank line dispatches the
+    fields gathered since the last one; an event without data is dropped. An event
+    still open when the lines end is dispatched too (some servers omit the final
+    blank line); a cut-off stream shows as a missing end event, not here."""
+    data: List[str] = []
+    event_type = ""
+    last_id: Optional[str] = None
+    for line in lines:
+        if not line:
+            if data:
+                yield SseEvent(event_type or "message", "\n".join(data), last_id)
+            data, event_type = [], ""
+            continue
+        if line.startswith(":"):
+            continue  # a comment (keep-alive)
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event_type = value
+        elif name == "id" and "\0" not in value:
+            last_id = value
+        # "retry" and unknown fields are ignored, as the standard says
+    if data:
+        yield SseEvent(event_type or "message", "\n".join(data), last_id)
+
+
+def iter_response_events(response: requests.Response) -> Iterator[SseEvent]:
+    """:func:`iter_events` over a streamed response. Raises what :func:`iter_chunks` raises."""
+    return iter_events(iter_lines(iter_chunks(response)))
