@@ -34,6 +34,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# A signal (Ctrl-C) that lands just before a thread blocks on a lock is only handled when
+# the wait ends; the main thread therefore waits in slices this long, so a KeyboardInterrupt
+# is raised promptly even while no slot frees up.
+_MAIN_THREAD_WAIT_SLICE = 0.2
+
 
 @dataclass
 class Slot:
@@ -66,10 +71,14 @@ class RateLimiter:
         """Raises ConfigError when the configured backend is not available."""
         self.config = config if config is not None else RateLimitConfig()
         self.backend = backend if backend is not None else build_backend(self.config)
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        # Same lock; only wait_for_queued() listens, so arrivals do not wake every waiter.
+        self._arrived = threading.Condition(lock)
         self._queue: Deque[int] = deque()  # tickets waiting, in arrival order
         self._tickets = itertools.count()
         self._in_flight = 0
+        self._admitted = 0
         self._closed = False
 
     # --- taking and giving back slots ---------------------------------------------------
@@ -105,6 +114,7 @@ class RateLimiter:
             self._check_open()
             ticket = next(self._tickets)
             self._queue.append(ticket)
+            self._arrived.notify_all()
             try:
                 admitted_at = self._wait_for_turn(ticket, weight, asked_at, deadline)
             finally:
@@ -113,6 +123,7 @@ class RateLimiter:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
             self._in_flight += 1
+            self._admitted += 1
         return Slot(ticket, admitted_at - asked_at, admitted_at, self)
 
     def _wait_for_turn(self, ticket: int, weight: int, asked_at: float,
@@ -137,6 +148,8 @@ class RateLimiter:
                 if left <= 0:
                     raise self._timeout_error(ticket, asked_at)
                 wait = left if wait is None else min(wait, left)
+            if threading.current_thread() is threading.main_thread():
+                wait = _MAIN_THREAD_WAIT_SLICE if wait is None else min(wait, _MAIN_THREAD_WAIT_SLICE)
             self._cond.wait(wait)
 
     def _release(self, slot: Slot) -> None:
@@ -182,6 +195,12 @@ class RateLimiter:
             return self._in_flight
 
     @property
+    def admitted_count(self) -> int:
+        """How many slots were handed out since the limiter was made."""
+        with self._cond:
+            return self._admitted
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -189,8 +208,8 @@ class RateLimiter:
         """Block until at least ``count`` callers are waiting; False if ``timeout``
         ran out first. For tests and diagnostics: lets a test line threads up in a
         known order without sleeping."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self._queue) >= count, timeout)
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._queue) >= count, timeout)
 
     def __repr__(self) -> str:
         c = self.config
