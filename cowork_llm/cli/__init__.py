@@ -14,7 +14,7 @@ from typing import List, Optional
 from .. import __version__
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("init", "health", "batch")
+_COMMANDS = ("init", "ask", "health", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,112 @@
+"""``cowork-llm ask "PROMPT" [--system TEXT] [--config PATH]``: print the answer to one prompt.
+
+A PROMPT of ``-`` is read from stdin (``git diff | cowork-llm ask --system "Review this" -``).
+The call goes through the same rate-limited, retrying client as the library. Exit 0 with
+the answer on stdout; 2 for a configuration error or an empty prompt, 1 for an API or
+network error, each as one line on stderr (a traceback only with COWORK_LOG_LEVEL=debug).
+"""
+
+import argparse
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List
+
+from .._logging import LOG_LEVEL_VARIABLE, PACKAGE_LOGGER
+from ..factory import create_llm_client
+from ..llm import ChatResult, build_messages
+from ..loader import load_config
+from ._common import EXIT_CONFIG, EXIT_OK, add_config_argument
+
+__all__ = ["add_parser", "run", "read_prompt"]
+
+STDIN_PROMPT = "-"
+EXIT_USAGE = EXIT_CONFIG  # 2, as argparse exits for a bad command line
+
+
+class PromptError(ValueError):
+    """The prompt (or system prompt) cannot be sent; the message says why."""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ask",
+        help="send one prompt and print the answer",
+        description="Send one prompt to the configured LLM (through the rate limiter and "
+                    "retries) and print the answer.",
+        epilog='examples:\n  cowork-llm ask "Name three rivers"\n'
+               '  git diff | cowork-llm ask --system "Review this diff briefly" -',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
+    parser.add_argument("--system", metavar="TEXT", default=None,
+                        help="a system prompt sent before PROMPT")
+    add_config_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def read_prompt(argument: str) -> str:
+    """The prompt text: ``argument`` itself, or all of stdin when it is ``-``.
+
+    Raises PromptError when stdin is not valid text.
+    """
+    if argument != STDIN_PROMPT:
+        return argument
+    if sys.stdin is None:
+        raise PromptError('PROMPT is "-" but there is no stdin to read it from')
+    if sys.stdin.isatty():
+        print("cowork-llm ask: reading the prompt from stdin; end it with Ctrl-D",
+              file=sys.stderr)
+    try:
+        return sys.stdin.read().rstrip("\n")
+    except UnicodeDecodeError as error:
+        raise PromptError(f"stdin is not valid {error.encoding} text ({error.reason} at "
+                          f"byte {error.start})") from None
+
+
+def _messages(args: argparse.Namespace) -> List[Dict[str, str]]:
+    """Raises PromptError for an empty prompt or system prompt."""
+    prompt = read_prompt(args.prompt)
+    if not prompt.strip():
+        source = "stdin" if args.prompt == STDIN_PROMPT else "PROMPT"
+        raise PromptError(f"the prompt is empty (from {source}); give the text to send")
+    if args.system is not None and not args.system.strip():
+        raise PromptError("--system is empty; give a system prompt or leave the option out")
+    return build_messages(prompt, args.system)
+
+
+def _show(result: ChatResult) -> None:
+    """Print the answer. (Output options such as a usage line belong here.)"""
+    print(result.content)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Raises ConfigError (exit 2) and LlmApiError (exit 1) through run_command."""
+    config = load_config(args.config)  # first: nobody types a prompt for a broken setup
+    try:
+        messages = _messages(args)
+    except PromptError as error:
+        print(f"cowork-llm ask: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with create_llm_client(config) as llm, _library_logs_quiet():
+        result = llm.chat(messages)
+    _show(result)
+    return EXIT_OK
+
+
+@contextmanager
+def _library_logs_quiet() -> Iterator[None]:
+    """During the call, hide the library's own log lines (a failed call is logged as an
+    ERROR, a rejected key as a WARNING) unless COWORK_LOG_LEVEL asks for them: the
+    command reports a failure as its one line on stderr already."""
+    if os.environ.get(LOG_LEVEL_VARIABLE, "").strip():
+        yield
+        return
+    package_logger = logging.getLogger(PACKAGE_LOGGER)
+    level = package_logger.level
+    package_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        package_logger.setLevel(level)
