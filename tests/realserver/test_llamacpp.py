@@ -150,29 +150,63 @@ def test_two_threads_sharing_the_client_respect_the_interval_at_the_server(serve
     assert min(gaps) >= interval - 0.05, gaps
 
 
-def _streams_for_real(llm: Llm) -> bool:
-    """False while the provider still inherits Llm.stream (the whole answer as one
-    piece): then there is no streaming to test yet."""
+def _why_no_streaming(llm: Llm) -> str:
+    """Why there is no real streaming to test yet ("" when there is): a class that
+    still inherits Llm.stream yields the whole answer as one piece."""
     from cowork_llm.providers.openai import OpenAIClient
 
-    return OpenAIClient.stream is not Llm.stream and type(llm).stream is not Llm.stream
+    if OpenAIClient.stream is Llm.stream:
+        return "OpenAIClient.stream is not implemented yet (issue 7)"
+    if type(llm).stream is Llm.stream:
+        return f"{type(llm).__name__}.stream (the public client) does not stream yet (issue 7)"
+    return ""
 
 
-def test_stream_yields_pieces_and_frees_the_slot_when_abandoned(server: Any) -> None:
+def test_provider_streams_pieces_usage_and_errors_from_the_real_server(server: Any) -> None:
+    from cowork_llm.providers.openai import OpenAIClient
+
+    if OpenAIClient.stream is Llm.stream:
+        pytest.skip("OpenAIClient.stream is not implemented yet (issue 7)")
+    provider = OpenAIClient(server.config().model)
+    try:
+        stream = provider.stream(HELLO, max_tokens=8)
+        pieces = list(stream)
+        assert len(pieces) >= 2, pieces  # one SSE event per token
+        assert all(isinstance(p, str) and p for p in pieces), pieces  # the null first delta is dropped
+        usage = getattr(stream, "usage", None)
+        assert usage is not None and 1 <= usage.completion_tokens <= 8  # from the choices: [] event
+        assert len(pieces) <= usage.completion_tokens
+        assert getattr(stream, "finish_reason", None) in ("stop", "length")
+
+        # Errors before the first event are plain JSON, not SSE: mapped like chat's.
+        with pytest.raises(BadRequestError):
+            list(provider.stream([{"role": "user", "content": "word " * (server.n_ctx + 500)}], max_tokens=2))
+
+        # Abandoned after one piece: the server frees its only slot for the next request.
+        abandoned = provider.stream(HELLO, max_tokens=500)
+        assert next(iter(abandoned))
+        abandoned.close()  # type: ignore[attr-defined]
+        assert provider.chat(HELLO, max_tokens=2).content
+    finally:
+        provider.close()
+
+
+def test_public_client_stream_yields_pieces_and_frees_the_slot_when_abandoned(server: Any) -> None:
     config = server.config(
         rate_limit=RateLimitConfig(key="realserver-stream", acquire_timeout_seconds=10.0),
         retry=FAST_RETRY,
     )
     with create_llm_client(config) as llm:
-        if not _streams_for_real(llm):
-            pytest.skip("OpenAIClient.stream is not implemented yet (issue 7)")
+        missing = _why_no_streaming(llm)
+        if missing:
+            pytest.skip(missing)
         pieces = list(llm.stream(HELLO, max_tokens=8))
-        assert len(pieces) >= 2, pieces  # one SSE event per token
-        assert all(isinstance(p, str) for p in pieces)
+        assert len(pieces) >= 2, pieces
+        assert all(isinstance(p, str) and p for p in pieces), pieces
         assert "".join(pieces).strip()
 
-        # Stop after the first piece: the slot must come back, or the next call would
-        # time out waiting for it (acquire_timeout_seconds).
+        # Stop after the first piece: the limiter slot must come back, or the next call
+        # would time out waiting for it (acquire_timeout_seconds).
         stream = llm.stream(HELLO, max_tokens=64)
         assert next(iter(stream))
         stream.close()  # type: ignore[attr-defined]
