@@ -169,14 +169,17 @@ class _Run:
     def stopping(self) -> bool:
         return self.stop.is_set() or (self.stop_event is not None and self.stop_event.is_set())
 
-    def work(self) -> None:
-        while not self.stopping():
-            with self.lock:
-                item = next(self.pending, None)
-                if item is None:
-                    return
-                self.counts["started"] += 1
-            self._finish(item, self._call(item))
+    def work(self, finished: threading.Event) -> None:
+        try:
+            while not self.stopping():
+                with self.lock:
+                    item = next(self.pending, None)
+                    if item is None:
+                        return
+                    self.counts["started"] += 1
+                self._finish(item, self._call(item))
+        finally:
+            finished.set()
 
     def _call(self, item: BatchItem) -> Union[ChatResult, BaseException]:
         try:
@@ -220,12 +223,11 @@ class _Run:
             self.stop_because(f"the last {self.consecutive_failures} items all failed "
                               f"(latest: {record['error']['type']}: {record['error']['message']})")
 
-    def wait(self, threads: List[threading.Thread]) -> None:
-        """Until every started worker has ended. A thread whose start a Ctrl-C cut short
-        is not alive yet, but it sees ``stop`` (already set then) before taking an item."""
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(_TICK_SECONDS)
+    def wait(self, workers_finished: List[threading.Event]) -> None:
+        """Until every launched worker has finished. (Not Thread.join: on CPython 3.11 a
+        Ctrl-C inside join() can mark a running thread as stopped.)"""
+        for finished in workers_finished:
+            while not finished.wait(_TICK_SECONDS):
                 with self.lock:
                     self.progress.tick()
 
@@ -274,7 +276,7 @@ def run_batch(
     display = make_progress(progress, len(todo), log_interval_seconds=log_interval_seconds)
     writer = JournalWriter(path, fsync_interval_seconds=fsync_interval_seconds)
     run = _Run(client, todo, writer, display, max_consecutive_failures, stop_event)
-    threads: List[threading.Thread] = []
+    launched: List[threading.Event] = []
     interrupts = 0
     abandon = False
     try:
@@ -283,12 +285,15 @@ def run_batch(
                 if interrupts:  # said inside the try: a Ctrl-C while saying it still counts
                     logger.warning("interrupted; finishing the items in flight. Press "
                                    "Ctrl-C again to abandon them (they will run again next time).")
-                # Started inside the try: a Ctrl-C at any point leaves no worker uncounted.
-                while len(threads) < min(workers, len(todo)) and not interrupts:
-                    threads.append(threading.Thread(target=run.work, daemon=True,
-                                                    name=f"cowork-batch-{len(threads)}"))
-                    threads[-1].start()
-                run.wait(threads)
+                # A worker counts once its start() returned. One whose start a Ctrl-C cut
+                # short is not waited for: it finds `stop` set, or its line is refused by
+                # the closed writer and its item counts as not started.
+                while len(launched) < min(workers, len(todo)) and not interrupts:
+                    finished = threading.Event()
+                    threading.Thread(target=run.work, args=(finished,), daemon=True,
+                                     name=f"cowork-batch-{len(launched)}").start()
+                    launched.append(finished)
+                run.wait(launched)
                 break
             except KeyboardInterrupt:
                 interrupts += 1

@@ -20,11 +20,11 @@ from .._logging import LOG_LEVEL_VARIABLE
 from ..batch import BatchInterrupted, BatchOutputError, BatchSummary, read_batch_file, run_batch
 from ..batch_progress import PROGRESS_MODES
 from ..factory import create_llm_client
+from ..loader import load_config
 from ._common import EXIT_CONFIG, add_config_argument
 
 __all__ = ["add_parser", "run", "resume_command"]
 
-DEFAULT_WORKERS = 4
 DEFAULT_LOG_EVERY = 10.0
 _SHOWN_PROBLEMS = 50
 
@@ -61,9 +61,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("input", metavar="INPUT.jsonl", help="one JSON item per line")
     parser.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True,
                         help="results are appended here, one JSON line per item")
-    parser.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"threads sharing the client (default {DEFAULT_WORKERS}); "
-                             "the rate limit, not this number, sets the pace")
+    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                        help="threads sharing the client (default: rate_limit.max_concurrent, "
+                             "as more would only queue for the limiter, which sets the pace)")
     add_config_argument(parser)
     parser.add_argument("--skip-invalid", action="store_true",
                         help="run the valid lines and report the invalid ones, instead of stopping")
@@ -80,7 +80,7 @@ def resume_command(args: argparse.Namespace) -> str:
     if Path(sys.argv[0]).name == "__main__.py":
         program = ["python", "-m", "cowork_llm"]
     words = ["batch", args.input, "-o", args.output]
-    if args.workers != DEFAULT_WORKERS:
+    if args.workers is not None:
         words += ["--workers", str(args.workers)]
     if args.config:
         words += ["--config", args.config]
@@ -119,9 +119,15 @@ def run(args: argparse.Namespace) -> int:
     if not os.environ.get(LOG_LEVEL_VARIABLE):
         # The progress lines are INFO; show them unless the user chose a level.
         logging.getLogger("cowork_llm.batch").setLevel(logging.INFO)
-    client = create_llm_client(path=args.config)
+    config = load_config(args.config)
+    limit = config.rate_limit.max_concurrent
+    workers = args.workers or limit
+    if workers > limit:
+        _say(f"cowork-llm batch: note: at most {limit} request(s) run at once "
+             f"(rate_limit.max_concurrent); the other workers wait for a slot")
+    client = create_llm_client(config)
     try:
-        summary = run_batch(client, items, args.output, workers=args.workers,
+        summary = run_batch(client, items, args.output, workers=workers,
                             progress=args.progress, log_interval_seconds=args.log_every)
     except BatchInterrupted as interrupted:
         summary = interrupted.summary
