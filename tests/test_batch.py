@@ -15,29 +15,22 @@ from cowork_llm.batch_input import BatchInputError, read_batch_file
 from cowork_llm.batch_journal import BatchOutputError, JournalWriter, recover_journal
 from cowork_llm.batch_progress import LogProgress, make_progress
 from cowork_llm.errors import AuthenticationError, BadRequestError, ServerError
-from cowork_llm.llm import ChatResult, Llm, Usage
+from cowork_llm.testing import MockLlm
 
 WAIT = 10  # seconds; every wait in these tests is for an event that should come at once
 
 
-class EchoLlm(Llm):
-    """Answers ``echo: <last message>``; ``behaviour(prompt)`` may raise or block first."""
+def EchoLlm(behaviour: Optional[Callable[[str], None]] = None) -> MockLlm:
+    """A MockLlm answering ``echo: <prompt>``, after ``behaviour(prompt)`` (which may
+    raise, or block on an event)."""
 
-    name = "echo"
-
-    def __init__(self, behaviour: Optional[Callable[[str], None]] = None) -> None:
-        self.behaviour = behaviour
-        self.prompts: List[str] = []
-        self._lock = threading.Lock()
-
-    def chat(self, messages, *, temperature=None, max_tokens=None):  # type: ignore[no-untyped-def]
+    def respond(messages: List[Dict[str, str]]) -> str:
         prompt = messages[-1]["content"]
-        with self._lock:
-            self.prompts.append(prompt)
-        if self.behaviour is not None:
-            self.behaviour(prompt)
-        return ChatResult(content=f"echo: {prompt}", model="echo-1", usage=Usage.of(3, 2),
-                          finish_reason="stop")
+        if behaviour is not None:
+            behaviour(prompt)
+        return f"echo: {prompt}"
+
+    return MockLlm(respond, model="echo-1")
 
 
 def items(n: int, prefix: str = "p") -> List[Dict[str, object]]:
@@ -112,11 +105,15 @@ def test_every_item_gets_one_line_and_ids_keep_their_type(tmp_path):
     summary = run_batch(EchoLlm(), [{"id": 1, "prompt": "p1"}, {"id": "a", "prompt": "pa"}],
                         out, workers=2, progress="none")
     assert summary.exit_code == 0 and summary.succeeded == 2 and summary.failed == 0
-    assert (summary.prompt_tokens, summary.completion_tokens) == (6, 4)
     by_id = {json.dumps(r["id"]): r for r in read_lines(out)}
     assert set(by_id) == {"1", '"a"'}
-    assert by_id["1"] == {"id": 1, "output": "echo: p1", "model": "echo-1", "finish_reason": "stop",
-                          "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    record = by_id["1"]
+    assert set(record) == {"id", "output", "model", "usage", "finish_reason"}
+    assert (record["output"], record["model"], record["finish_reason"]) == ("echo: p1", "echo-1", "stop")
+    usage = record["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert summary.prompt_tokens == sum(r["usage"]["prompt_tokens"] for r in by_id.values())
+    assert summary.completion_tokens == sum(r["usage"]["completion_tokens"] for r in by_id.values())
 
 
 def test_per_item_failures_are_recorded_while_the_batch_goes_on(tmp_path):

@@ -245,3 +245,15 @@ def test_workers_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["batch", "in.jsonl", "-o", "out.jsonl", "--workers", "0"])
     assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_the_sample_input_runs_cleanly(tmp_path, server, monkeypatch):
+    for name, value in server.env(max_concurrent=2).items():
+        monkeypatch.setenv(name, value)
+    sample = Path(__file__).resolve().parents[1] / "examples" / "batch_prompts.jsonl"
+    assert main(["batch", str(sample), "-o", "out.jsonl", "--progress", "none"]) == 0
+    records = complete_lines(tmp_path / "out.jsonl")
+    assert sorted(map(str, (r["id"] for r in records))) == ["1", "2", "5", "haiku", "review-7"]
+    assert all("output" in r for r in records)
+    by_prompt = {r.messages[-1]["content"]: r.json for r in server.chat_requests}
+    assert by_prompt["Write a haiku about rate limits."]["max_tokens"] == 60
