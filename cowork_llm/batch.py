@@ -32,6 +32,7 @@ from .errors import (
     ConfigError,
     LimiterBackendError,
     LlmApiError,
+    LlmError,
     NotFoundError,
     QuotaExceededError,
 )
@@ -188,7 +189,7 @@ class _Run:
         except FATAL_ERRORS as exc:
             self.stop_because(f"{type(exc).__name__}: {exc} (every other item would fail the same way)")
             return exc
-        except (ValueError, LlmApiError) as exc:  # expected, about this item: record it
+        except (ValueError, LlmError) as exc:  # expected (a limiter timeout too): record it
             return exc
         except Exception as exc:  # a bug somewhere: record it, keep the thread alive
             if not self._unexpected_logged:
