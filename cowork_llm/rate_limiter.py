@@ -60,6 +60,12 @@ class Slot:
         return self._released
 
 
+@dataclass(eq=False)
+class _Waiter:
+    ticket: int
+    wakeup: threading.Condition  # on the limiter's lock; notified when it may move
+
+
 class RateLimiter:
     """At most ``max_concurrent`` requests in flight, admitted in arrival order, starts
     spaced by the backend's rates. Thread-safe; share one per quota (see
@@ -71,11 +77,10 @@ class RateLimiter:
         """Raises ConfigError when the configured backend is not available."""
         self.config = config if config is not None else RateLimitConfig()
         self.backend = backend if backend is not None else build_backend(self.config)
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)
-        # Same lock; only wait_for_queued() listens, so arrivals do not wake every waiter.
-        self._arrived = threading.Condition(lock)
-        self._queue: Deque[int] = deque()  # tickets waiting, in arrival order
+        self._lock = threading.Lock()
+        # Only wait_for_queued() listens here, so an arrival wakes no other waiter.
+        self._arrived = threading.Condition(self._lock)
+        self._queue: Deque[_Waiter] = deque()  # in arrival order; the head is next in
         self._tickets = itertools.count()
         self._in_flight = 0
         self._admitted = 0
@@ -110,55 +115,64 @@ class RateLimiter:
         asked_at = time.monotonic()
         timeout = self.config.acquire_timeout_seconds
         deadline = None if timeout is None else asked_at + timeout
-        with self._cond:
+        with self._lock:
             self._check_open()
-            ticket = next(self._tickets)
-            self._queue.append(ticket)
+            me = _Waiter(next(self._tickets), threading.Condition(self._lock))
+            self._queue.append(me)
             self._arrived.notify_all()
             try:
-                admitted_at = self._wait_for_turn(ticket, weight, asked_at, deadline)
+                admitted_at = self._wait_for_turn(me, weight, asked_at, deadline)
             finally:
                 # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
                 # backend error) leaves the queue, so later tickets are never stuck.
-                self._queue.remove(ticket)
-                self._cond.notify_all()
+                was_head = self._queue[0] is me
+                self._queue.remove(me)
+                if was_head:
+                    self._wake_head()
             self._in_flight += 1
             self._admitted += 1
-        return Slot(ticket, admitted_at - asked_at, admitted_at, self)
+        return Slot(me.ticket, admitted_at - asked_at, admitted_at, self)
 
-    def _wait_for_turn(self, ticket: int, weight: int, asked_at: float,
+    def _wait_for_turn(self, me: "_Waiter", weight: int, asked_at: float,
                        deadline: Optional[float]) -> float:
-        """With the lock held: wait until ``ticket`` may start; return when it did."""
+        """With the lock held: wait until ``me`` may start; return when it did."""
         while True:
             self._check_open()
-            wait: Optional[float] = None  # None: until notified
-            if self._queue[0] == ticket and self._in_flight < self.config.max_concurrent:
+            wait: Optional[float] = None  # None: until woken
+            if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
                 asked_backend_at = time.monotonic()
                 # Only the head calls the backend, so releasing the lock meanwhile (a
                 # shared backend may be slow) cannot reorder anyone.
-                self._cond.release()
+                self._lock.release()
                 try:
                     wait = self.backend.try_acquire(weight)
                 finally:
-                    self._cond.acquire()
+                    self._lock.acquire()
                 if wait <= 0:
                     return asked_backend_at
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise self._timeout_error(ticket, asked_at)
+                    raise self._timeout_error(me, asked_at)
                 wait = left if wait is None else min(wait, left)
             if threading.current_thread() is threading.main_thread():
                 wait = _MAIN_THREAD_WAIT_SLICE if wait is None else min(wait, _MAIN_THREAD_WAIT_SLICE)
-            self._cond.wait(wait)
+            me.wakeup.wait(wait)
+
+    def _wake_head(self) -> None:
+        """With the lock held: let the head look again. Only the head can move, so only
+        it is woken; waking every waiter would have them fight for the GIL just when
+        the admitted request is being sent."""
+        if self._queue:
+            self._queue[0].wakeup.notify()
 
     def _release(self, slot: Slot) -> None:
-        with self._cond:
+        with self._lock:
             if slot._released:
                 return
             slot._released = True
             self._in_flight -= 1
-            self._cond.notify_all()
+            self._wake_head()
 
     def pause(self, seconds: float) -> None:
         """Hold every waiter (not only the caller) for ``seconds``, e.g. a 429's
@@ -167,17 +181,18 @@ class RateLimiter:
             return
         self.backend.pause(seconds)
         logger.info("rate limiter %r paused for %.2f s", self.config.key, seconds)
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._wake_head()
 
     def close(self) -> None:
         """Stop the backend; waiters and later acquisitions get LimiterAcquireError.
         Safe to call twice."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+            for waiter in self._queue:
+                waiter.wakeup.notify()
         self.backend.close()
 
     # --- introspection ------------------------------------------------------------------
@@ -185,19 +200,19 @@ class RateLimiter:
     @property
     def queued(self) -> int:
         """How many callers are waiting for a slot."""
-        with self._cond:
+        with self._lock:
             return len(self._queue)
 
     @property
     def in_flight(self) -> int:
         """How many slots are out."""
-        with self._cond:
+        with self._lock:
             return self._in_flight
 
     @property
     def admitted_count(self) -> int:
         """How many slots were handed out since the limiter was made."""
-        with self._cond:
+        with self._lock:
             return self._admitted
 
     @property
@@ -227,8 +242,8 @@ class RateLimiter:
                 "(or a new client) to send more requests"
             )
 
-    def _timeout_error(self, ticket: int, asked_at: float) -> LimiterAcquireError:
-        ahead = sum(1 for t in self._queue if t < ticket)
+    def _timeout_error(self, me: "_Waiter", asked_at: float) -> LimiterAcquireError:
+        ahead = self._queue.index(me)
         return LimiterAcquireError(
             f"no rate-limiter slot after waiting {time.monotonic() - asked_at:.2f} s "
             f"(llm.rate_limit.acquire_timeout_seconds = {self.config.acquire_timeout_seconds}); "
