@@ -16,9 +16,9 @@ import os
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional, Tuple
 
-from cowork_llm import ConfigError, LlmError, RateLimitConfig, create_llm_client, load_config
+from cowork_llm import ConfigError, LlmConfig, LlmError, RateLimitConfig, create_llm_client, load_config
 from cowork_llm.testing import FakeLlmServer
 
 PROMPTS = [
@@ -35,61 +35,55 @@ def nothing_configured() -> bool:
                 or any(name.startswith("COWORK_LLM_") for name in os.environ))
 
 
+def choose_config() -> Tuple[LlmConfig, Optional[FakeLlmServer]]:
+    """Your configuration; with none, the built-in fake server with the default limits.
+
+    Raises ConfigError (naming the key, variable or file) for a configuration that is wrong.
+    """
+    if not nothing_configured():
+        return load_config(), None  # ./config.toml, else $COWORK_CONFIG, then COWORK_LLM_*
+    print("no LLM configured — demo against the built-in fake server; "
+          "set COWORK_LLM_* or write config.toml to use a real one")
+    server = FakeLlmServer().start()
+    return server.config(rate_limit=RateLimitConfig()), server
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    server: Optional[FakeLlmServer] = None
     try:
-        if nothing_configured():
-            print("no LLM configured — demo against the built-in fake server; "
-                  "set COWORK_LLM_* or write config.toml to use a real one")
-            server = FakeLlmServer().start()
-            # The fake server's address and key, with the library's default limits.
-            config = server.config(rate_limit=RateLimitConfig())
-        else:
-            config = load_config()  # ./config.toml, else $COWORK_CONFIG, then COWORK_LLM_*
-        client = create_llm_client(config)
+        config, server = choose_config()
+        client = create_llm_client(config)  # ONE client, shared by every thread below
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-
     interval = config.rate_limit.min_interval_seconds
     print(f"{len(PROMPTS)} threads share one client for {config.model.model_name} at "
           f"{config.model.base_url}; requests start at least {interval:g} s apart")
+
     t0 = time.monotonic()
     print_lock = threading.Lock()
-    starts: List[float] = []
-    failures = 0
+    failures: List[int] = []
 
-    def started_at(prompt: str) -> Optional[float]:
-        """When the request for ``prompt`` arrived, as the fake server recorded it."""
-        if server is None:
-            return None  # a real provider does not tell us; we show the answer time only
-        arrivals: Dict[str, float] = {r.messages[-1]["content"]: r.arrival_monotonic
-                                      for r in server.chat_requests}
-        return arrivals[prompt] - t0
-
-    def ask(number: int, prompt: str) -> None:
-        nonlocal failures
+    def ask(number: int, prompt: str) -> None:  # runs in its own thread
         try:
             result = client.chat([{"role": "user", "content": prompt}], max_tokens=20)
         except LlmError as error:  # one line per failure; the other threads carry on
             with print_lock:
-                failures += 1
+                failures.append(number)
                 print(f"call {number} failed after {time.monotonic() - t0:.1f} s: {error}")
             return
-        answered = time.monotonic() - t0
-        start = started_at(prompt)
+        if server is not None:  # the fake server recorded when the request arrived
+            when = f"started +{server_arrival(server, prompt) - t0:.1f} s"
+        else:  # a real provider does not say, so show when the answer came back
+            when = f"answered +{time.monotonic() - t0:.1f} s"
         usage = result.usage
         tokens = (f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
                   if usage else "no token usage reported")
         with print_lock:
-            when = f"started +{start:.1f} s" if start is not None else f"answered +{answered:.1f} s"
-            if start is not None:
-                starts.append(start)
             print(f"call {number}  {when}  {prompt!r} -> {result.content.strip()!r}  ({tokens})")
 
-    threads = [threading.Thread(target=ask, args=(n, p), daemon=True)
-               for n, p in enumerate(PROMPTS, start=1)]
+    threads = [threading.Thread(target=ask, args=(number, prompt), daemon=True)
+               for number, prompt in enumerate(PROMPTS, start=1)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -98,15 +92,21 @@ def main() -> int:
     if server is not None:
         server.stop()
 
-    if len(starts) > 1:
-        starts.sort()
+    if server is not None and not failures:
+        starts = sorted(r.arrival_monotonic for r in server.chat_requests)
         gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-        print(f"{len(starts)} calls, starts {min(gaps):.1f} s apart or more: all four threads "
-              f"asked at once and the shared limiter spaced them {interval:g} s apart")
+        print(f"{len(starts)} calls, starts {min(gaps):.1f} s apart or more: all {len(PROMPTS)} "
+              f"threads asked at once and the shared limiter spaced them {interval:g} s apart")
     elif not failures:
         print(f"{len(PROMPTS)} calls in {time.monotonic() - t0:.1f} s: the shared limiter "
               f"started them at least {interval:g} s apart, in the order the threads asked")
     return 1 if failures else 0
+
+
+def server_arrival(server: FakeLlmServer, prompt: str) -> float:
+    """time.monotonic() when the (last) request carrying ``prompt`` reached the server."""
+    return [r.arrival_monotonic for r in server.chat_requests
+            if r.messages[-1]["content"] == prompt][-1]
 
 
 if __name__ == "__main__":
