@@ -106,7 +106,7 @@ def test_starts_are_spaced_by_the_interval(make_limiter):
         with limiter.slot() as slot:
             admitted.append(slot.admitted_at)
     gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
-    assert min(gaps) >= 0.05 * 0.9, gaps
+    assert min(gaps) >= 0.05 - 0.001, gaps  # admission is exact to pyrate's millisecond
 
 
 def test_a_request_longer_than_the_interval_leaves_nothing_to_wait(make_limiter):
@@ -442,7 +442,7 @@ def test_hammer_40_threads(make_limiter):
     times = [s.admitted_at for s in ordered]
     assert times == sorted(times)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.002 * 0.9
+    assert min(gaps) >= 0.002 - 0.001
 
 
 def test_hammer_with_timeouts_leaks_nothing(make_limiter):
