@@ -6,9 +6,12 @@ has been read. Waiters queue in arrival order (pyrate-limiter's own blocking wai
 not FIFO); the head of the queue is admitted when fewer than ``max_concurrent`` slots
 are out, no pause is running, and the backend's rates allow another start.
 
-What this guarantees, per limiter: starts at least ``min_interval_seconds`` apart (to
-the millisecond pyrate counts in), at most ``max_concurrent`` in flight, admission in
-arrival order. What it does not: the time a request takes on the wire after its start.
+What this guarantees, per limiter: admissions (request starts) at least
+``min_interval_seconds`` apart (pyrate counts whole milliseconds and rounds in our
+favour), at most ``max_concurrent`` in flight, admission in arrival order. What it does
+not: the time from admission to the request reaching the server (building and sending
+it, scheduling); on a busy 2-core machine that varied by a few milliseconds, so gaps seen
+by the server can be that much shorter than the admissions' gaps.
 """
 
 import itertools
