@@ -1,10 +1,12 @@
 """Every test runs in its own temp directory with no COWORK_* variables set, and leaves
-the process-wide limiter registry as it found it."""
+the process-wide limiter registry and the package logger as it found them."""
 
 import logging
 import os
 
 import pytest
+
+from cowork_llm.rate_limiter import _reset_global_rate_limiters
 
 
 @pytest.fixture(autouse=True)
@@ -13,5 +15,7 @@ def _isolated(tmp_path, monkeypatch):
         if name.startswith("COWORK_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    _reset_global_rate_limiters()
     yield
+    _reset_global_rate_limiters()
     logging.getLogger("cowork_llm").setLevel(logging.NOTSET)
