@@ -123,7 +123,7 @@ class Llm(ABC):
         """:meth:`stream` for one prompt."""
         return self.stream(build_messages(prompt, system_prompt))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most Llms hold nothing to close
         """Release connections and threads. Safe to call twice."""
 
     def __enter__(self) -> "Llm":
