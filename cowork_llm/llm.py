@@ -5,7 +5,10 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
+
+if TYPE_CHECKING:
+    from .health import HealthStatus
 
 __all__ = ["Llm", "ChatResult", "Usage", "Message", "validate_messages", "prompt_hash"]
 
@@ -29,7 +32,13 @@ class Usage:
 @dataclass(frozen=True)
 class ChatResult:
     """One answer. ``model`` names the model that answered (a fallback's, after a
-    failover); ``cached`` is True when the response cache served it."""
+    failover); ``cached`` is True when the response cache served it.
+
+    Set by :class:`~cowork_llm.rate_limited_llm.RateLimitedLlm`: ``started_at`` is the
+    wall-clock time (``time.time()``) the last attempt's slot was granted, i.e. when its
+    request was sent (None for a cache hit, which sent nothing); ``waited_seconds`` the
+    time spent waiting for the rate limiter, over all attempts.
+    """
 
     content: str
     model: str
@@ -38,6 +47,8 @@ class ChatResult:
     request_id: Optional[str] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     cached: bool = False
+    started_at: Optional[float] = field(default=None, compare=False)
+    waited_seconds: float = field(default=0.0, compare=False)
 
 
 def validate_messages(messages: Any) -> List[Dict[str, str]]:
@@ -122,6 +133,15 @@ class Llm(ABC):
     def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> Iterator[str]:
         """:meth:`stream` for one prompt."""
         return self.stream(build_messages(prompt, system_prompt))
+
+    def health(self, *, timeout: float = 5.0) -> "HealthStatus":
+        """Check that the provider answers and accepts the key, using no completion quota.
+
+        Raises:
+            NotImplementedError: this Llm cannot check a provider (HTTP providers and
+                RateLimitedLlm can).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no health check")
 
     def close(self) -> None:  # noqa: B027 - optional hook: most Llms hold nothing to close
         """Release connections and threads. Safe to call twice."""

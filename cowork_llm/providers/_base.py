@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from abc import abstractmethod
-from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type
 
 import requests
 
@@ -32,6 +32,9 @@ from ..llm import Llm, Message
 from ..streaming import ChatStream, StreamState
 from . import _http, _sse
 from ._keys import KeyRejectedError, KeyRotation
+
+if TYPE_CHECKING:
+    from ..health import HealthStatus
 
 __all__ = ["HttpProvider", "check_temperature", "check_max_tokens", "stream_error", "event_json"]
 
@@ -128,6 +131,19 @@ class HttpProvider(Llm):
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name, request_id=_http.request_id_of(response.headers))
         return ChatStream(self._pieces(response, state), state, response=response)
+
+    def health(self, *, timeout: float = 5.0) -> "HealthStatus":
+        """``GET {base_url}/models`` with the key the next request would send (no
+        completion quota, no rate-limiter slot). The key stays in here: only the status
+        comes out. Raises nothing for a network or HTTP failure."""
+        from ..health import HealthStatus, check_health  # health builds on this package
+
+        try:
+            api_key = self._keys.current()
+        except AuthenticationError as error:  # every key was rejected earlier
+            return HealthStatus(False, 0.0, f"{self.config.host}: {error}")
+        return check_health(self.config, timeout=timeout, session=self._sessions.get(),
+                            api_key=api_key)
 
     def close(self) -> None:
         """Close the HTTP sessions of every thread. Safe to call twice."""
