@@ -3,21 +3,27 @@ policy. Every attempt, retries included, takes its own limiter slot: each is a r
 and counts against the quota.
 
 The call runs in layers, each a method, so later features wrap one of them:
-:meth:`RateLimitedLlm.chat` checks the arguments and logs the outcome;
+:meth:`RateLimitedLlm.chat` checks the arguments, answers from the response cache when it
+can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome;
 :meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
 request inside one slot.
 """
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from .config import RetryConfig
+from ._client_stream import open_limited_stream
+from .cache import ResponseCache, cache_key
+from .config import ModelConfig, RetryConfig
 from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
 from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
+from .usage import UsageSnapshot, UsageTracker
+from .streaming import ChatStream
 
 if TYPE_CHECKING:
+    from .health import HealthStatus
     from .rate_limiter import RateLimiter
     from .retry import RetryPolicy
 
@@ -32,8 +38,10 @@ class CallRecord:
 
     prompt_hash: str
     attempts: int = 0
+    retries: int = 0  #: attempts the retry policy started again
     waited_seconds: float = 0.0  #: for limiter slots, over all attempts
     request_seconds: float = 0.0  #: inside the slot, over all attempts
+    started_at: Optional[float] = None  #: time.time() when the last attempt's slot was granted
 
 
 def check_options(temperature: Any, max_tokens: Any) -> None:
@@ -56,10 +64,16 @@ class RateLimitedLlm(Llm):
     A 429 carrying Retry-After pauses the whole limiter before the slot is given back,
     so the other threads wait too (unless it asks for more than
     ``max_retry_after_seconds``: then the call fails at once and nobody is held).
+
+    ``usage`` receives every call's tokens, waits and cost (a tracker without prices
+    when None; read it with :meth:`usage`). ``cache``, when given, answers repeated
+    requests without the limiter or the network; the client owns it and closes it.
     """
 
     def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
-                 retry: "Optional[RetryPolicy]" = None) -> None:
+                 retry: "Optional[RetryPolicy]" = None, *,
+                 usage: Optional[UsageTracker] = None,
+                 cache: Optional[ResponseCache] = None) -> None:
         if limiter is None:
             from .rate_limiter import get_global_rate_limiter
 
@@ -68,6 +82,13 @@ class RateLimitedLlm(Llm):
         self.limiter = limiter
         self.retry = retry
         self.name = inner.name
+        self.usage_tracker = usage if usage is not None else UsageTracker()
+        self.response_cache = cache
+        # The HTTP providers carry their ModelConfig: it names the model for usage and
+        # pricing, and scopes cache keys to one endpoint.
+        model_config = getattr(inner, "config", None)
+        self._model_config = model_config if isinstance(model_config, ModelConfig) else None
+        self._model_name = self._model_config.model_name if self._model_config else inner.name
         retry_config = getattr(retry, "config", None)
         self._max_pause = (retry_config if isinstance(retry_config, RetryConfig)
                            else RetryConfig()).max_retry_after_seconds
@@ -99,6 +120,33 @@ class RateLimitedLlm(Llm):
                      self.name, record.prompt_hash, record.attempts,
                      record.waited_seconds, record.request_seconds)
         return result
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> ChatStream:
+        """The answer in pieces as they arrive, as a :class:`ChatStream` (an iterator and
+        a context manager). Each attempt takes a limiter slot; attempts are retried only
+        until the first piece arrives; the slot is held until the stream is exhausted
+        or closed (``with``, ``close()``, or the stream being dropped).
+
+        Raises:
+            ValueError: bad messages or options, before any slot or request.
+            LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
+            LlmApiError: the last attempt's error before the first piece, with
+                ``attempts`` set; iterating raises the mapped error of a failure mid-stream.
+        """
+        checked = validate_messages(messages)
+        check_options(temperature, max_tokens)
+        record = CallRecord(prompt_hash(checked))
+        try:
+            return open_limited_stream(self, checked, temperature, max_tokens, record)
+        except LlmError as error:
+            self._log_failure(error, record)
+            raise
 
     def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
               max_tokens: Optional[int], record: CallRecord) -> ChatResult:

@@ -1,0 +1,174 @@
+"""Streaming through :class:`~cowork_llm.rate_limited_llm.RateLimitedLlm`: a limiter slot
+per attempt, retries only until the first piece, and the slot held until the stream ends.
+
+An attempt takes a slot, opens the inner stream and reads its first piece. Everything
+that can fail before the answer starts (the connection, an error status, an error event
+or a failure before any text) fails the attempt, which gives the slot back and may be
+retried. Once a piece has arrived the answer is the consumer's: a failure after that is
+raised from iteration and never retried (pieces already shown cannot be taken back).
+
+The slot's release is registered on the returned :class:`ChatStream`'s ``on_close``, so
+it runs exactly once however the consumer leaves: exhausted, ``with`` block, ``close()``,
+a failure mid-stream, or the stream being garbage-collected.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
+
+from .errors import LlmError, RateLimitError
+from .llm import Llm
+from .streaming import ChatStream, StreamState
+
+if TYPE_CHECKING:
+    from .rate_limited_llm import CallRecord, RateLimitedLlm
+    from .rate_limiter import Slot
+
+__all__ = ["open_limited_stream"]
+
+logger = logging.getLogger(__name__)
+
+_NOTHING = object()  # the inner stream ended before its first piece
+
+
+@dataclass
+class _Outcome:
+    """How the relay ended; read by the on_close callback. Holds no reference to the
+    outer stream, so dropping the stream still frees it at once."""
+
+    finished: bool = False
+    error: Optional[BaseException] = None
+
+
+def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]],
+                        temperature: Optional[float], max_tokens: Optional[int],
+                        record: "CallRecord") -> ChatStream:
+    """Open a stream of ``client.inner`` inside a slot of ``client.limiter``, retried per
+    ``client.retry`` until its first piece arrives. ``messages`` are already checked.
+
+    Raises:
+        LimiterAcquireError: no slot in time.
+        LlmApiError: the last attempt's error before the first piece (``attempts`` set).
+    """
+
+    def attempt() -> ChatStream:
+        return _attempt(client, messages, temperature, max_tokens, record)
+
+    started = time.monotonic()
+    try:
+        if client.retry is None:
+            return attempt()
+        return client.retry.call(attempt, model=client.name, prompt_hash=record.prompt_hash)
+    except LlmError:
+        tracker = getattr(client, "usage_tracker", None)
+        if tracker is not None:
+            tracker.record_failure(client.name, retries=record.attempts - 1,
+                                   waited=record.waited_seconds, latency=time.monotonic() - started)
+        raise
+
+
+def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
+             temperature: Optional[float], max_tokens: Optional[int],
+             record: "CallRecord") -> ChatStream:
+    """One attempt: a slot, the inner stream, its first piece. On any failure the inner
+    stream is closed and the slot given back before the error propagates."""
+    record.attempts += 1
+    slot = client.limiter.acquire()
+    record.waited_seconds += slot.waited_seconds
+    started = time.monotonic()
+    inner: Any = None
+    try:
+        inner = client.inner.stream(messages, temperature=temperature, max_tokens=max_tokens)
+        pieces = iter(inner)
+        first = next(pieces, _NOTHING)
+    except BaseException as error:
+        _close_quietly(inner)
+        if isinstance(error, RateLimitError):
+            client._pause_for(error)  # as chat does: pause while still holding the slot
+        slot.release()
+        record.request_seconds += time.monotonic() - started
+        raise
+    logger.debug("%s: stream open after %.3fs (prompt=%s, attempt %d)",
+                 client.name, time.monotonic() - started, record.prompt_hash, record.attempts)
+    state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None))
+    outcome = _Outcome()
+    stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
+    stream.on_close.append(_ender(client, slot, started, record, state, outcome))
+    return stream
+
+
+def _relay(first: object, pieces: Iterator[str], inner: Any, state: StreamState,
+           outcome: _Outcome) -> Iterator[str]:
+    """The first piece, then the rest; at the end, what the inner stream learnt (usage
+    from the final event, finish reason) is copied into ``state``."""
+    try:
+        if first is not _NOTHING:
+            yield first  # type: ignore[misc]
+            yield from pieces
+    except GeneratorExit:
+        raise  # closed early: neither finished nor failed
+    except BaseException as error:
+        outcome.error = error
+        raise
+    for name in ("usage", "finish_reason", "model", "request_id"):
+        value = getattr(inner, name, None)
+        if value is not None:
+            setattr(state, name, value)
+    outcome.finished = True
+
+
+class _Closer:
+    """Lets ChatStream close the inner stream as its "response" (a generator or a
+    ChatStream alike)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def close(self) -> None:
+        _close_quietly(self._inner)
+
+
+def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, record: "CallRecord",
+           state: StreamState, outcome: _Outcome) -> Callable[[], None]:
+    """The on_close callback: give the slot back, then log and count the call."""
+
+    def end() -> None:
+        slot.release()
+        elapsed = time.monotonic() - started
+        record.request_seconds += elapsed
+        tracker = getattr(client, "usage_tracker", None)
+        retries = record.attempts - 1
+        if outcome.error is not None:
+            if isinstance(outcome.error, LlmError):
+                client._log_failure(outcome.error, record)
+            if tracker is not None:
+                tracker.record_failure(client.name, retries=retries, waited=record.waited_seconds,
+                                       latency=elapsed)
+            return
+        # Closed early counts as answered too: the request used quota, its tokens unknown.
+        logger.debug("%s stream %s (prompt=%s, attempts=%d, waited %.3fs, stream %.3fs)",
+                     client.name, "finished" if outcome.finished else "closed early",
+                     record.prompt_hash, record.attempts, record.waited_seconds, elapsed)
+        if tracker is not None:
+            tracker.record_success(state.model, state.usage if outcome.finished else None,
+                                   latency=elapsed, waited=record.waited_seconds, retries=retries)
+
+    return end
+
+
+def _model_of(inner_stream: Any, inner_llm: Llm) -> str:
+    model = getattr(inner_stream, "model", None) or getattr(inner_llm, "model", None)
+    return model if isinstance(model, str) and model else inner_llm.name
+
+
+def _close_quietly(inner: Any) -> None:
+    close = getattr(inner, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except ValueError:
+        pass  # "generator already executing": being read in another thread, which will stop
+    except Exception:  # nothing more to release; the slot must still be given back
+        logger.debug("closing an inner stream failed", exc_info=True)
