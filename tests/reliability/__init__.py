@@ -1,0 +1,1 @@
+"""Long-haul reliability suites: the whole stack under faults, load, fuzzing and leak checks."""
