@@ -19,8 +19,8 @@ from .cache import ResponseCache, cache_key
 from .config import ModelConfig, RetryConfig
 from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
 from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
-from .usage import UsageSnapshot, UsageTracker
 from .streaming import ChatStream
+from .usage import UsageSnapshot, UsageTracker
 
 if TYPE_CHECKING:
     from .health import HealthStatus
@@ -100,8 +100,14 @@ class RateLimitedLlm(Llm):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
+        cache: bool = True,
     ) -> ChatResult:
         """Send ``messages`` once a limiter slot is free, retrying per the policy.
+
+        With a response cache, an identical earlier request (same endpoint, model,
+        messages, temperature and max_tokens) is answered from it, without a slot or a
+        request, as a result with ``cached=True``; ``cache=False`` skips the lookup and
+        the store for this call. Only answers are stored, never errors.
 
         Raises:
             ValueError: bad messages or options, before any slot or request.
@@ -111,15 +117,73 @@ class RateLimitedLlm(Llm):
         checked = validate_messages(messages)
         check_options(temperature, max_tokens)
         record = CallRecord(prompt_hash(checked))
+        began = time.monotonic()
+        key = None
+        if cache and self.response_cache is not None:
+            key = self._cache_key(checked, temperature, max_tokens)
+            hit = self.response_cache.get(key)
+            if hit is not None:
+                self._account(hit, record, time.monotonic() - began)
+                return hit
         try:
             result = self._call(checked, temperature, max_tokens, record)
         except LlmError as error:
+            self.usage_tracker.record_failure(self._model_name, retries=record.retries,
+                                              waited=record.waited_seconds,
+                                              latency=time.monotonic() - began)
             self._log_failure(error, record)
             raise
-        logger.debug("%s answered (prompt=%s, attempts=%d, waited %.3fs, request %.3fs)",
-                     self.name, record.prompt_hash, record.attempts,
-                     record.waited_seconds, record.request_seconds)
+        result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)
+        if key is not None and self.response_cache is not None:
+            self.response_cache.put(key, result)
+        self._account(result, record, time.monotonic() - began)
         return result
+
+    def usage(self) -> UsageSnapshot:
+        """The totals of every call so far (requests, failures, retries, tokens, limiter
+        waits, cost), per model and overall."""
+        return self.usage_tracker.snapshot()
+
+    def health(self, *, timeout: float = 5.0) -> "HealthStatus":
+        """The provider's health check (``GET {base_url}/models`` with the key the next
+        request would use): no completion quota and no limiter slot.
+
+        Raises:
+            NotImplementedError: the wrapped Llm has no health check (e.g. a MockLlm).
+        """
+        return self.inner.health(timeout=timeout)
+
+    def _cache_key(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                   max_tokens: Optional[int]) -> str:
+        """The cache key, with the options as the provider will send them (a call's
+        None means the configured default). Never includes the key."""
+        model = self._model_config
+        if model is None:  # not an HTTP provider: scope by its class and name
+            return cache_key(type(self.inner).__name__, "", self.inner.name, messages,
+                             {"temperature": temperature, "max_tokens": max_tokens})
+        return cache_key(model.provider, model.base_url, model.model_name, messages, {
+            "temperature": model.temperature if temperature is None else temperature,
+            "max_tokens": model.max_tokens if max_tokens is None else max_tokens,
+        })
+
+    def _account(self, result: ChatResult, record: CallRecord, latency: float) -> None:
+        """Count a call that returned ``result`` and log its one INFO line (the prompt
+        only as its hash, never the key)."""
+        cost = self.usage_tracker.record_success(
+            result.model, result.usage, latency=latency, waited=record.waited_seconds,
+            retries=record.retries, cached=result.cached)
+        usage = result.usage
+        tokens = (f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage
+                  else "tokens unreported")
+        if cost is not None:
+            priced = f"cost {cost:.6f}"
+        elif self.usage_tracker.price_for(result.model) is None:
+            priced = "unpriced"
+        else:
+            priced = "cost unknown"
+        logger.info("%s%s: %s, latency %.3fs, waited %.3fs, %s, attempts %d, prompt=%s",
+                    result.model, " (cached)" if result.cached else "", tokens, latency,
+                    record.waited_seconds, priced, record.attempts, record.prompt_hash)
 
     def stream(
         self,
@@ -155,9 +219,13 @@ class RateLimitedLlm(Llm):
         def attempt() -> ChatResult:
             return self._attempt(messages, temperature, max_tokens, record)
 
+        def count_retry(error: BaseException, wait: float) -> None:
+            record.retries += 1
+
         if self.retry is None:
             return attempt()
-        return self.retry.call(attempt, model=self.name, prompt_hash=record.prompt_hash)
+        return self.retry.call(attempt, model=self.name, prompt_hash=record.prompt_hash,
+                               on_retry=count_retry)
 
     def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
                  max_tokens: Optional[int], record: CallRecord) -> ChatResult:
@@ -165,6 +233,7 @@ class RateLimitedLlm(Llm):
         record.attempts += 1
         with self.limiter.slot() as slot:
             record.waited_seconds += slot.waited_seconds
+            record.started_at = time.time()
             logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
                          self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
             started = time.monotonic()
@@ -203,10 +272,13 @@ class RateLimitedLlm(Llm):
                          record.prompt_hash)
 
     def close(self) -> None:
-        """Close the inner client. The limiter is shared and stays open."""
+        """Close the inner client and the response cache. The limiter is shared and
+        stays open."""
         if not self._closed:
             self._closed = True
             self.inner.close()
+            if self.response_cache is not None:
+                self.response_cache.close()
 
     def __repr__(self) -> str:
         return f"<RateLimitedLlm {self.name} limiter={self.limiter.config.key!r}>"
