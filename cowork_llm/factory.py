@@ -4,12 +4,14 @@ import logging
 import os
 from typing import Optional
 
+from .cache import build_cache
 from .config import LlmConfig
 from .llm import Llm
 from .loader import load_config
 from .providers import build_provider
 from .rate_limiter import RateLimitedLlm, init_global_rate_limiter
 from .retry import RetryPolicy
+from .usage import UsageTracker
 
 __all__ = ["create_llm_client"]
 
@@ -24,7 +26,8 @@ def create_llm_client(
 
     The provider named by ``model.provider`` runs behind the process-wide limiter for
     ``rate_limit.key`` (shared with every other client using that key) and a retry
-    policy built from ``retry``.
+    policy built from ``retry``. Its usage totals are priced from ``pricing``; ``cache``
+    chooses its response cache (none by default).
 
     Raises:
         ConfigError: unchanged from loading or from building the provider or limiter.
@@ -36,13 +39,15 @@ def create_llm_client(
         raise ValueError("create_llm_client takes a config or a path, not both")
     provider = build_provider(config.model)
     limiter = init_global_rate_limiter(config.rate_limit)
-    client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry))
+    client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry),
+                            usage=UsageTracker(config.pricing), cache=build_cache(config.cache))
     limits = config.rate_limit
     logger.info(
         "LLM client: provider=%s model=%s host=%s; limits: min_interval=%gs "
-        "max_concurrent=%d requests_per_minute=%s backend=%s key=%s; max_attempts=%d",
+        "max_concurrent=%d requests_per_minute=%s backend=%s key=%s; max_attempts=%d; "
+        "cache=%s",
         config.model.provider, config.model.model_name, config.model.host,
         limits.min_interval_seconds, limits.max_concurrent, limits.requests_per_minute,
-        limits.backend, limits.key, config.retry.max_attempts,
+        limits.backend, limits.key, config.retry.max_attempts, config.cache.backend,
     )
     return client
