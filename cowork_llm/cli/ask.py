@@ -4,6 +4,8 @@ A PROMPT of ``-`` is read from stdin (``git diff | cowork-llm ask --system "Revi
 The call goes through the same rate-limited, retrying client as the library. Exit 0 with
 the answer on stdout; 2 for a configuration error or an empty prompt, 1 for an API or
 network error, each as one line on stderr (a traceback only with COWORK_LOG_LEVEL=debug).
+``--usage`` adds one line of totals (requests, tokens, limiter wait, cost) on stderr after
+the answer, so stdout stays the answer alone and can be piped.
 """
 
 import argparse
@@ -15,8 +17,9 @@ from typing import Any, Dict, Iterator, List
 
 from .._logging import LOG_LEVEL_VARIABLE, PACKAGE_LOGGER
 from ..factory import create_llm_client
-from ..llm import ChatResult, build_messages
+from ..llm import ChatResult, Llm, build_messages
 from ..loader import load_config
+from ..usage import format_usage
 from ._common import EXIT_CONFIG, EXIT_OK, add_config_argument
 
 __all__ = ["add_parser", "run", "read_prompt"]
@@ -42,6 +45,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
     parser.add_argument("--system", metavar="TEXT", default=None,
                         help="a system prompt sent before PROMPT")
+    parser.add_argument("--usage", action="store_true",
+                        help="after the answer, print the token usage and cost on stderr")
     add_config_argument(parser)
     parser.set_defaults(func=run)
 
@@ -81,6 +86,13 @@ def _show(result: ChatResult) -> None:
     print(result.content)
 
 
+def _show_usage(llm: Llm) -> None:
+    """The usage line on stderr (stdout holds only the answer)."""
+    usage = getattr(llm, "usage", None)  # RateLimitedLlm tracks it; the Llm interface does not
+    line = format_usage(usage()) if callable(usage) else "usage: not tracked by this client"
+    print(line, file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Raises ConfigError (exit 2) and LlmApiError (exit 1) through run_command."""
     config = load_config(args.config)  # first: nobody types a prompt for a broken setup
@@ -92,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     with create_llm_client(config) as llm, _library_logs_quiet():
         result = llm.chat(messages)
     _show(result)
+    if args.usage:
+        _show_usage(llm)
     return EXIT_OK
 
 
