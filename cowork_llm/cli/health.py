@@ -3,7 +3,8 @@ and does it take our key?
 
 One ``GET {base_url}/models`` (no completion quota), one line on stdout: exit 0 when
 healthy, 1 when not (the line says why: DNS, refused, TLS, timeout, 401, 404, 5xx), 2 on a
-configuration error. The key is never printed.
+configuration error. The key is the one requests would send: ``api_key_command`` is run
+and ``keyring:`` references are read first. The key is never printed.
 """
 
 import argparse
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..health import HealthStatus, check_health
 from ..loader import load_config
+from ..secrets import resolve_api_keys
 from ._common import EXIT_ERROR, EXIT_OK, add_config_argument
 
 __all__ = ["add_parser", "run", "describe_status"]
@@ -45,9 +47,10 @@ def describe_status(provider: str, model_name: str, status: HealthStatus) -> str
 
 
 def run(args: argparse.Namespace) -> int:
-    """Raises ConfigError (exit 2 through run_command) for a bad configuration."""
+    """Raises ConfigError (exit 2 through run_command) for a bad configuration or a key
+    source (api_key_command, keyring) that fails."""
     config = load_config(args.config)
-    model = config.model
+    model = resolve_api_keys(config.model)
     status = check_health(model, timeout=args.timeout)
     print(describe_status(model.provider, model.model_name, status))
     return EXIT_OK if status.ok else EXIT_ERROR
