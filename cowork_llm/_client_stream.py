@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 from .errors import LlmError, RateLimitError
-from .llm import Llm
+from .llm import ChatResult, Llm
 from .streaming import ChatStream, StreamState
 
 if TYPE_CHECKING:
@@ -52,25 +52,23 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]]
         LlmApiError: the last attempt's error before the first piece (``attempts`` set).
     """
 
-    def attempt() -> ChatStream:
-        return _attempt(client, messages, temperature, max_tokens, record)
+    began = time.monotonic()
 
-    started = time.monotonic()
+    def attempt() -> ChatStream:
+        return _attempt(client, messages, temperature, max_tokens, record, began)
+
     try:
         if client.retry is None:
             return attempt()
         return client.retry.call(attempt, model=client.name, prompt_hash=record.prompt_hash)
     except LlmError:
-        tracker = getattr(client, "usage_tracker", None)
-        if tracker is not None:
-            tracker.record_failure(client.name, retries=record.attempts - 1,
-                                   waited=record.waited_seconds, latency=time.monotonic() - started)
+        _count_failure(client, record, began)
         raise
 
 
 def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
              temperature: Optional[float], max_tokens: Optional[int],
-             record: "CallRecord") -> ChatStream:
+             record: "CallRecord", began: float) -> ChatStream:
     """One attempt: a slot, the inner stream, its first piece. On any failure the inner
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
@@ -94,7 +92,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
     state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None))
     outcome = _Outcome()
     stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
-    stream.on_close.append(_ender(client, slot, started, record, state, outcome))
+    stream.on_close.append(_ender(client, slot, started, began, record, state, outcome))
     return stream
 
 
@@ -129,32 +127,33 @@ class _Closer:
         _close_quietly(self._inner)
 
 
-def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, record: "CallRecord",
-           state: StreamState, outcome: _Outcome) -> Callable[[], None]:
+def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
+           record: "CallRecord", state: StreamState, outcome: _Outcome) -> Callable[[], None]:
     """The on_close callback: give the slot back, then log and count the call."""
 
     def end() -> None:
         slot.release()
-        elapsed = time.monotonic() - started
-        record.request_seconds += elapsed
-        tracker = getattr(client, "usage_tracker", None)
-        retries = record.attempts - 1
+        record.request_seconds += time.monotonic() - started
         if outcome.error is not None:
             if isinstance(outcome.error, LlmError):
                 client._log_failure(outcome.error, record)
-            if tracker is not None:
-                tracker.record_failure(client.name, retries=retries, waited=record.waited_seconds,
-                                       latency=elapsed)
+            _count_failure(client, record, began)
             return
-        # Closed early counts as answered too: the request used quota, its tokens unknown.
-        logger.debug("%s stream %s (prompt=%s, attempts=%d, waited %.3fs, stream %.3fs)",
-                     client.name, "finished" if outcome.finished else "closed early",
-                     record.prompt_hash, record.attempts, record.waited_seconds, elapsed)
-        if tracker is not None:
-            tracker.record_success(state.model, state.usage if outcome.finished else None,
-                                   latency=elapsed, waited=record.waited_seconds, retries=retries)
+        logger.debug("%s stream %s (prompt=%s)", client.name,
+                     "finished" if outcome.finished else "closed early", record.prompt_hash)
+        # Closed early counts as an answer too: the request used quota, its tokens unknown.
+        result = ChatResult(content="", model=state.model, finish_reason=state.finish_reason,
+                            usage=state.usage if outcome.finished else None,
+                            request_id=state.request_id)
+        client._account(result, record, time.monotonic() - began)
 
     return end
+
+
+def _count_failure(client: "RateLimitedLlm", record: "CallRecord", began: float) -> None:
+    client.usage_tracker.record_failure(client._model_name, retries=record.attempts - 1,
+                                        waited=record.waited_seconds,
+                                        latency=time.monotonic() - began)
 
 
 def _model_of(inner_stream: Any, inner_llm: Llm) -> str:

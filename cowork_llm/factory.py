@@ -6,6 +6,7 @@ from typing import Optional
 
 from .cache import build_cache
 from .config import LlmConfig
+from .fallback import build_fallback_chain
 from .llm import Llm
 from .loader import load_config
 from .providers import build_provider
@@ -26,7 +27,9 @@ def create_llm_client(
 
     The provider named by ``model.provider`` runs behind the process-wide limiter for
     ``rate_limit.key`` (shared with every other client using that key) and a retry
-    policy built from ``retry``. Its usage totals are priced from ``pricing``; ``cache``
+    policy built from ``retry``. With ``[[llm.fallback]]`` entries it is a
+    :class:`~cowork_llm.fallback.FallbackLlm` that tries them in turn when the primary
+    finally fails (each with a limiter of its own). Its usage totals are priced from ``pricing``; ``cache``
     chooses its response cache (none by default).
 
     Raises:
@@ -50,4 +53,4 @@ def create_llm_client(
         limits.min_interval_seconds, limits.max_concurrent, limits.requests_per_minute,
         limits.backend, limits.key, config.retry.max_attempts, config.cache.backend,
     )
-    return client
+    return build_fallback_chain(config, client)  # the client itself when none are configured
