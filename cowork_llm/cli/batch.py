@@ -77,7 +77,8 @@ def add_parser(subparsers: Any) -> None:
 def resume_command(args: argparse.Namespace) -> str:
     """The command line that reruns (and so resumes) this batch."""
     program = ["cowork-llm"]
-    if Path(sys.argv[0]).name == "__main__.py":
+    started_as = Path(sys.argv[0])
+    if started_as.name == "__main__.py" and started_as.parent.name == "cowork_llm":
         program = ["python", "-m", "cowork_llm"]
     words = ["batch", args.input, "-o", args.output]
     if args.workers is not None:
