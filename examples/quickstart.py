@@ -6,8 +6,9 @@ With nothing configured (no ./config.toml, no COWORK_LLM_* variable, no COWORK_C
 it starts the built-in FakeLlmServer on 127.0.0.1 and talks to that, with the library's
 default limits. Otherwise it talks to the LLM you configured.
 
-Watch the start times: the threads all ask at once, and the limiter lets one request
-start every 2 s (llm.rate_limit.min_interval_seconds), in the order they asked.
+Watch the start times (``ChatResult.started_at``: when the limiter let the request go):
+the threads all ask at once, and the limiter lets one request start every 2 s
+(llm.rate_limit.min_interval_seconds), in the order they asked.
 """
 
 import itertools
@@ -60,7 +61,7 @@ def main() -> int:
     print(f"{len(PROMPTS)} threads share one client for {config.model.model_name} at "
           f"{config.model.base_url}; requests start at least {interval:g} s apart")
 
-    t0 = time.monotonic()
+    t0, t0_wall = time.monotonic(), time.time()
     print_lock = threading.Lock()
     failures: List[int] = []
 
@@ -72,10 +73,10 @@ def main() -> int:
                 failures.append(number)
                 print(f"call {number} failed after {time.monotonic() - t0:.1f} s: {error}")
             return
-        if server is not None:  # the fake server recorded when the request arrived
-            when = f"started +{server_arrival(server, prompt) - t0:.1f} s"
-        else:  # a real provider does not say, so show when the answer came back
-            when = f"answered +{time.monotonic() - t0:.1f} s"
+        if result.started_at is not None:  # when the limiter let this request go
+            when = f"started +{result.started_at - t0_wall:.1f} s"
+        else:  # a response cache ([llm.cache]) answered: no request was sent
+            when = "cached"
         usage = result.usage
         tokens = (f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
                   if usage else "no token usage reported")
@@ -101,12 +102,6 @@ def main() -> int:
         print(f"{len(PROMPTS)} calls in {time.monotonic() - t0:.1f} s: the shared limiter "
               f"started them at least {interval:g} s apart, in the order the threads asked")
     return 1 if failures else 0
-
-
-def server_arrival(server: FakeLlmServer, prompt: str) -> float:
-    """time.monotonic() when the (last) request carrying ``prompt`` reached the server."""
-    return [r.arrival_monotonic for r in server.chat_requests
-            if r.messages[-1]["content"] == prompt][-1]
 
 
 if __name__ == "__main__":

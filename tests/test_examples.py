@@ -78,7 +78,9 @@ def test_quickstart_talks_to_the_llm_configured_in_the_environment(tmp_path):
     calls = call_lines(done.stdout)
     assert sorted(prompt for *_, prompt, _, _, _ in calls) == sorted(
         r.messages[-1]["content"] for r in arrived)
-    assert all(when == "answered" for _, when, *_ in calls)
+    assert all(when == "started" for _, when, *_ in calls)  # ChatResult.started_at
+    starts = sorted(float(start) for _, _, start, *_ in calls)
+    assert starts[-1] - starts[0] >= 0.5  # 3 gaps of at least 0.2 s, printed to 0.1 s
     assert "started them at least 0.2 s apart" in done.stdout.splitlines()[-1]
 
 
