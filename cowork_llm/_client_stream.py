@@ -57,10 +57,14 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]]
     def attempt() -> ChatStream:
         return _attempt(client, messages, temperature, max_tokens, record, began)
 
+    def count_retry(error: BaseException, wait: float) -> None:
+        record.retries += 1
+
     try:
         if client.retry is None:
             return attempt()
-        return client.retry.call(attempt, model=client.name, prompt_hash=record.prompt_hash)
+        return client.retry.call(attempt, model=client.name, prompt_hash=record.prompt_hash,
+                                 on_retry=count_retry)
     except LlmError:
         _count_failure(client, record, began)
         raise
@@ -151,7 +155,7 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
 
 
 def _count_failure(client: "RateLimitedLlm", record: "CallRecord", began: float) -> None:
-    client.usage_tracker.record_failure(client._model_name, retries=record.attempts - 1,
+    client.usage_tracker.record_failure(client._model_name, retries=record.retries,
                                         waited=record.waited_seconds,
                                         latency=time.monotonic() - began)
 

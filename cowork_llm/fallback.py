@@ -175,6 +175,8 @@ def build_fallback_chain(config: LlmConfig, primary: "RateLimitedLlm") -> Llm:
     from .rate_limiter import init_global_rate_limiter
     from .retry import RetryPolicy
 
+    if not config.fallback:
+        return primary
     chain: List[Llm] = [primary]
     try:
         for index, model in enumerate(config.fallback):

@@ -5,7 +5,8 @@ The call goes through the same rate-limited, retrying client as the library. Exi
 the answer on stdout; 2 for a configuration error or an empty prompt, 1 for an API or
 network error, each as one line on stderr (a traceback only with COWORK_LOG_LEVEL=debug).
 ``--usage`` adds one line of totals (requests, tokens, limiter wait, cost) on stderr after
-the answer, so stdout stays the answer alone and can be piped.
+the answer, so stdout stays the answer alone and can be piped. ``--stream`` prints the
+answer as it arrives (a failure mid-answer leaves the text so far, then exits 1).
 """
 
 import argparse
@@ -47,6 +48,8 @@ def add_parser(subparsers: Any) -> None:
                         help="a system prompt sent before PROMPT")
     parser.add_argument("--usage", action="store_true",
                         help="after the answer, print the token usage and cost on stderr")
+    parser.add_argument("--stream", action="store_true",
+                        help="print the answer piece by piece as it arrives")
     add_config_argument(parser)
     parser.set_defaults(func=run)
 
@@ -86,6 +89,25 @@ def _show(result: ChatResult) -> None:
     print(result.content)
 
 
+def _print_stream(llm: Llm, messages: List[Dict[str, str]]) -> None:
+    """Print the answer's pieces as they arrive (flushed one by one), then a newline.
+
+    Raises the stream's LlmApiError when it fails mid-answer; the text printed so far
+    stays, ended by a newline so the error line on stderr starts on a line of its own.
+    """
+    stream = llm.stream(messages)
+    try:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        close = getattr(stream, "close", None)  # gives the limiter slot back on Ctrl-C too
+        if close is not None:
+            close()
+
+
 def _show_usage(llm: Llm) -> None:
     """The usage line on stderr (stdout holds only the answer)."""
     usage = getattr(llm, "usage", None)  # RateLimitedLlm tracks it; the Llm interface does not
@@ -102,8 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cowork-llm ask: {error}", file=sys.stderr)
         return EXIT_USAGE
     with create_llm_client(config) as llm, _library_logs_quiet():
-        result = llm.chat(messages)
-    _show(result)
+        if args.stream:
+            _print_stream(llm, messages)
+        else:
+            _show(llm.chat(messages))
     if args.usage:
         _show_usage(llm)
     return EXIT_OK
