@@ -18,6 +18,7 @@ from ._client_stream import open_limited_stream
 from .cache import ResponseCache, cache_key
 from .config import ModelConfig, RetryConfig
 from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
+from .limiter_backends import estimate_request_tokens
 from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
 from .streaming import ChatStream
 from .usage import UsageSnapshot, UsageTracker
@@ -123,6 +124,8 @@ class RateLimitedLlm(Llm):
             key = self._cache_key(checked, temperature, max_tokens)
             hit = self.response_cache.get(key)
             if hit is not None:
+                # Nothing was sent now (a MemoryCache keeps the original call's timing).
+                hit = replace(hit, started_at=None, waited_seconds=0.0)
                 self._account(hit, record, time.monotonic() - began)
                 return hit
         try:
@@ -231,7 +234,7 @@ class RateLimitedLlm(Llm):
                  max_tokens: Optional[int], record: CallRecord) -> ChatResult:
         """One request inside one limiter slot, held until the answer has been read."""
         record.attempts += 1
-        with self.limiter.slot() as slot:
+        with self.limiter.slot(tokens=self._estimated_tokens(messages, max_tokens)) as slot:
             record.waited_seconds += slot.waited_seconds
             record.started_at = time.time()
             logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
@@ -249,6 +252,15 @@ class RateLimitedLlm(Llm):
                 record.request_seconds += elapsed
                 logger.debug("%s: request took %.3fs (prompt=%s)",
                              self.name, elapsed, record.prompt_hash)
+
+    def _estimated_tokens(self, messages: List[Dict[str, str]], max_tokens: Optional[int]) -> int:
+        """What a request weighs against ``tokens_per_minute`` (0 when no token limit):
+        the call's max_tokens, else the model config's, else the documented default."""
+        if self.limiter.config.tokens_per_minute is None:
+            return 0
+        if max_tokens is None:
+            max_tokens = getattr(getattr(self.inner, "config", None), "max_tokens", None)
+        return estimate_request_tokens(messages, max_tokens)
 
     def _pause_for(self, error: RateLimitError) -> None:
         retry_after = error.retry_after
