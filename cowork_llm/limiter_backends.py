@@ -1,17 +1,26 @@
-"""Where a rate limit's state lives: the pyrate-limiter bucket and the pause.
+"""Where a rate limit's state lives: the request bucket, the token bucket and the pause.
 
 :class:`~cowork_llm.rate_limiter.RateLimiter` owns the FIFO gate (ordering and
 ``max_concurrent``, always per process); a *backend* owns what may be shared with other
-processes or hosts: the rates that space request starts, and the pause a 429's
-Retry-After asks for. Only ``memory`` exists today; ``sqlite`` and ``redis`` backends
-(and a tokens-per-minute bucket) drop in as new :class:`LimiterBackend` classes
-registered in :data:`BACKENDS`.
+processes or hosts: the rates that space request starts, the tokens-per-minute budget,
+and the pause a 429's Retry-After asks for. ``memory`` keeps them in the process;
+``sqlite`` (:mod:`cowork_llm.limiter_sqlite`) in a file shared by the processes of one
+machine; ``redis`` (:mod:`cowork_llm.limiter_redis`) in a Redis server shared by hosts.
+
+Two buckets, two algorithms, the same in every backend:
+
+- requests: pyrate-limiter's sliding-window log (``InMemoryBucket``, ``SQLiteBucket``,
+  ``RedisBucket``): one entry per request, exact "at most n in any window";
+- tokens: pyrate-limiter's ``TokenBucket`` (``StateBucket``): a few numbers however
+  heavy the requests, a budget of ``tokens_per_minute`` refilling continuously, the
+  way the providers describe their own token limits.
 
 The gate never uses pyrate-limiter's own blocking wait: that wait is not FIFO, cannot be
 interrupted early (a pause, ``close()``), and after sleeping it stamps the item with
-"previous time + delay" instead of reading the clock. Instead the head of the queue
-calls :meth:`LimiterBackend.try_acquire`, which asks pyrate without blocking and says
-how long to wait before asking again.
+"previous time + delay" instead of reading the clock. Nor its non-blocking acquire: with
+a file lock and filelock 4.x it raises ``TypeError`` (it calls ``lock.acquire(False)``).
+Instead the head of the queue calls :meth:`LimiterBackend.try_acquire`, which puts into
+the buckets directly and says how long to wait before asking again.
 """
 
 import logging
@@ -19,25 +28,74 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Dict, List, Optional
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
-from pyrate_limiter import InMemoryBucket, Limiter, Rate, RateItem
+from pyrate_limiter import InMemoryBucket, Rate, RateItem, StateBucket, TokenBucket
+from pyrate_limiter.abstracts.bucket import AbstractBucket
 
 from .config import RateLimitConfig
-from .errors import ConfigError, LimiterAcquireError
+from .errors import ConfigError, LimiterAcquireError, LimiterBackendError
 
-__all__ = ["LimiterBackend", "MemoryBackend", "BACKENDS", "build_backend", "request_rates"]
+__all__ = [
+    "LimiterBackend",
+    "MemoryBackend",
+    "BACKENDS",
+    "build_backend",
+    "request_rates",
+    "admission_rates",
+    "token_rates",
+    "estimate_request_tokens",
+    "DEFAULT_COMPLETION_TOKENS",
+    "CHARS_PER_TOKEN",
+]
 
 logger = logging.getLogger(__name__)
 
 _MINUTE_MS = 60_000
-# When pyrate refuses but reports no wait (a race with its leaker), ask again soon
-# rather than spinning.
+# When a bucket refuses but reports no wait (a race), ask again soon rather than spinning.
 _MIN_RETRY_SECONDS = 0.001
+# Expired request entries are deleted this often (pyrate's own Leaker thread is not used).
+_LEAK_EVERY_MS = 10_000
+
+# Every interval is padded by min(20 ms, 1 %) before it reaches a bucket. The gate admits
+# exactly, but a request reaches the server a few milliseconds after its admission, and
+# that delay varies (7-11 ms measured on a busy 2-core machine): two starts admitted
+# exactly 2 s apart can arrive 1.99 s apart. Users rely on the gap *at the server*. With
+# the default 2 s interval the pad is 20 ms: gaps stay above 2.0 s, utilisation 99 %.
+ARRIVAL_MARGIN_MAX_MS = 20
+ARRIVAL_MARGIN_FRACTION = 0.01
+
+#: Tokens a request is assumed to produce when neither the call nor ``llm.model``
+#: sets ``max_tokens`` (the same as Anthropic's default; set max_tokens to be exact).
+DEFAULT_COMPLETION_TOKENS = 1024
+#: The prompt estimate: characters of every message's content / 4, rounded up.
+CHARS_PER_TOKEN = 4
+
+
+def _padded_ms(interval_ms: int) -> int:
+    return interval_ms + math.ceil(min(ARRIVAL_MARGIN_MAX_MS, interval_ms * ARRIVAL_MARGIN_FRACTION))
+
+
+def _rates_for(interval_ms: int, minute_ms: int, rpm: Optional[int], interval_text: Any) -> List[Rate]:
+    rates: List[Rate] = []
+    if interval_ms > 0:
+        rates.append(Rate(1, interval_ms))
+    if rpm is not None:
+        if interval_ms >= minute_ms or (interval_ms > 0 and rpm * interval_ms > minute_ms):
+            # Starts spaced > interval_ms apart fit at most floor(minute / interval_ms) + 1
+            # in any minute, which is <= rpm here: the extra rate could never refuse.
+            logger.debug("requests_per_minute=%d is implied by min_interval_seconds=%s",
+                         rpm, interval_text)
+        elif rpm == 1:
+            rates = [Rate(1, minute_ms)]  # one a minute is stricter than any shorter interval
+        else:
+            rates.append(Rate(rpm, minute_ms))
+    return rates
 
 
 def request_rates(config: RateLimitConfig) -> List[Rate]:
-    """The pyrate-limiter rates for ``config``, tight to loose as pyrate requires.
+    """The configured request rates, tight to loose as pyrate requires (no margin).
 
     ``min_interval_seconds`` becomes ``Rate(1, interval)``, rounded up to whole
     milliseconds so it never allows more than asked. ``requests_per_minute`` becomes
@@ -46,25 +104,35 @@ def request_rates(config: RateLimitConfig) -> List[Rate]:
     interval under a minute. An empty list means "no rate": only the gate applies.
     """
     interval_ms = math.ceil(config.min_interval_seconds * 1000)
-    rpm = config.requests_per_minute
-    rates: List[Rate] = []
-    if interval_ms > 0:
-        rates.append(Rate(1, interval_ms))
-    if rpm is not None:
-        if interval_ms >= _MINUTE_MS or (interval_ms > 0 and rpm * interval_ms > _MINUTE_MS):
-            # Starts spaced > interval_ms apart fit at most floor(60000 / interval_ms) + 1
-            # in any minute, which is <= rpm here: the extra rate could never refuse.
-            logger.debug("requests_per_minute=%d is implied by min_interval_seconds=%s",
-                         rpm, config.min_interval_seconds)
-        elif rpm == 1:
-            rates = [Rate(1, _MINUTE_MS)]  # one a minute is stricter than any shorter interval
-        else:
-            rates.append(Rate(rpm, _MINUTE_MS))
-    return rates
+    return _rates_for(interval_ms, _MINUTE_MS, config.requests_per_minute, config.min_interval_seconds)
+
+
+def admission_rates(config: RateLimitConfig) -> List[Rate]:
+    """:func:`request_rates` with every window padded by min(20 ms, 1 %), so the
+    spacing holds where it counts: at the server. What the backends enforce."""
+    interval_ms = math.ceil(config.min_interval_seconds * 1000)
+    padded = _padded_ms(interval_ms) if interval_ms > 0 else 0
+    return _rates_for(padded, _padded_ms(_MINUTE_MS), config.requests_per_minute,
+                      config.min_interval_seconds)
+
+
+def token_rates(config: RateLimitConfig) -> List[Rate]:
+    """The token bucket's rate: ``tokens_per_minute`` tokens, refilling over a (padded)
+    minute, all of them available at once. Empty when no token limit is set."""
+    tpm = config.tokens_per_minute
+    return [] if tpm is None else [Rate(tpm, _padded_ms(_MINUTE_MS))]
+
+
+def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: Optional[int]) -> int:
+    """What a request weighs against ``tokens_per_minute``: the prompt's characters / 4
+    (rounded up) plus ``max_tokens`` (:data:`DEFAULT_COMPLETION_TOKENS` when None)."""
+    chars = sum(len(str(message.get("content") or "")) for message in messages)
+    completion = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
+    return math.ceil(chars / CHARS_PER_TOKEN) + completion
 
 
 class LimiterBackend(ABC):
-    """The shared part of one rate limit: its rates and its pause.
+    """The shared part of one rate limit: its rates, its token budget and its pause.
 
     Implementations are thread-safe. Shared backends keep the pause in the shared
     store, so a 429 seen by one process pauses the whole group.
@@ -73,87 +141,214 @@ class LimiterBackend(ABC):
     #: Names the backend and its address in error messages (never a password).
     description: str = "backend"
 
+    def check_fits(self, weight: int = 1, tokens: int = 0) -> None:  # noqa: B027 - optional
+        """Raise LimiterAcquireError when a request of ``weight`` / ``tokens`` could
+        never be admitted, so it fails before queueing instead of waiting forever."""
+
     @abstractmethod
-    def try_acquire(self, weight: int = 1) -> float:
-        """Record one request start if no pause is running and the rates allow it now.
+    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+        """Record one request start (``weight`` for the request rates, ``tokens`` for
+        the token budget) if no pause is running and every limit allows it now.
 
         Returns 0.0 when the start was recorded, otherwise the seconds to wait before
-        asking again (one call, so a shared backend can answer in one round trip).
-        Raises LimiterAcquireError when ``weight`` can never fit, and
+        asking again (one call, so a shared backend answers in few round trips).
+        Raises LimiterAcquireError when the request can never fit, and
         LimiterBackendError when the shared store fails.
         """
 
     @abstractmethod
     def pause(self, seconds: float) -> None:
-        """No start before ``seconds`` from now (an earlier, longer pause stands)."""
+        """No start before ``seconds`` from now (an earlier, longer pause stands).
+        Raises LimiterBackendError when the shared store fails."""
 
     @abstractmethod
     def pause_remaining(self) -> float:
-        """Seconds left of the current pause; 0.0 when none."""
+        """Seconds left of the current pause; 0.0 when none.
+        Raises LimiterBackendError when the shared store fails."""
 
     def close(self) -> None:  # noqa: B027 - a backend with nothing to release is fine
-        """Release threads, files and connections. Safe to call twice."""
+        """Release files and connections. Safe to call twice."""
 
 
-class MemoryBackend(LimiterBackend):
-    """The process's own limit: pyrate-limiter's ``InMemoryBucket`` and a local pause."""
+class BucketBackend(LimiterBackend):
+    """try_acquire over a request bucket and a token bucket; subclasses say where they
+    live (:meth:`_guard`, the pause hooks, which exceptions mean "the store failed").
+
+    One attempt: pause? -> enough tokens (looked at, not spent)? -> put the request ->
+    spend the tokens. Under a guard that excludes every other member (the SQLite file
+    lock) that is atomic. Where it is not (Redis: each step is atomic on its own),
+    another member may spend the tokens between the look and the spend; the request
+    entry then stays spent: a lost slot, never an excess.
+    """
+
+    #: Exceptions from the store that become LimiterBackendError.
+    _store_errors: Tuple[Type[BaseException], ...] = ()
+
+    def __init__(self, config: RateLimitConfig, requests: Optional[AbstractBucket],
+                 tokens: Optional[StateBucket]) -> None:
+        self.config = config
+        self._name = config.key
+        self._requests = requests
+        self._tokens = tokens
+        self._last_leak_ms: Optional[int] = None
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _guard(self) -> ContextManager[Any]:
+        """Held around every read-modify-write of the shared state."""
+        return nullcontext()
+
+    @abstractmethod
+    def _read_pause(self) -> float:
+        """With the guard held: seconds of pause left."""
+
+    @abstractmethod
+    def _write_pause(self, seconds: float) -> None:
+        """With the guard held: extend the pause to ``seconds`` from now."""
+
+    def _put_request(self, item: RateItem) -> bool:
+        assert self._requests is not None
+        return bool(self._requests.put(item))
+
+    def _backend_error(self, error: BaseException) -> LimiterBackendError:
+        return LimiterBackendError(f"{self.description} rate-limiter backend failed: {error}")
+
+    # --- the contract ---------------------------------------------------------------------
+
+    def check_fits(self, weight: int = 1, tokens: int = 0) -> None:
+        rates = self._requests.rates if self._requests is not None else []
+        tightest = min((rate.limit for rate in rates), default=None)
+        if tightest is not None and weight > tightest:
+            raise LimiterAcquireError(
+                f"a request of weight {weight} can never fit the rate limit {rates} "
+                f"(llm.rate_limit key {self._name!r})")
+        tpm = self.config.tokens_per_minute
+        if tpm is not None and tokens > tpm:
+            raise LimiterAcquireError(
+                f"this request is estimated at {tokens} tokens (prompt characters / "
+                f"{CHARS_PER_TOKEN} + max_tokens), more than the whole budget of "
+                f"llm.rate_limit.tokens_per_minute = {tpm}: it can never fit. Shorten "
+                f"the prompt, lower max_tokens, or raise tokens_per_minute if the "
+                f"provider allows (key {self._name!r})")
+
+    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+        self.check_fits(weight, tokens)
+        try:
+            with self._guard():
+                return self._try_acquire_guarded(weight, tokens if self._tokens is not None else 0)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
+
+    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+        paused = self._read_pause()
+        if paused > 0:
+            return paused
+        if tokens > 0:
+            wait_ms = self._token_wait_ms(tokens)
+            if wait_ms > 0:
+                return wait_ms / 1000
+        if self._requests is not None:
+            item = RateItem(self._name, self._requests.now(), weight)
+            if not self._put_request(item):
+                return self._seconds(self._requests.waiting(item))
+            self._leak_now_and_then(item.timestamp)
+        if tokens > 0:
+            assert self._tokens is not None
+            item = RateItem(self._name, self._tokens.now(), tokens)
+            if not self._tokens.put(item):
+                logger.debug("tokens spent by another member after the request slot was taken")
+                return self._seconds(self._tokens.waiting(item))
+        return 0.0
+
+    def _token_wait_ms(self, tokens: int) -> int:
+        """How long until ``tokens`` fit, replaying the algorithm on the stored state
+        without spending anything."""
+        bucket = self._tokens
+        assert bucket is not None
+        state = bucket.store.read(bucket.algorithm, bucket.rates)
+        _, decision = bucket.algorithm.step(bucket.rates, state, bucket.now(), tokens)  # type: ignore[arg-type]
+        if decision.allowed:
+            return 0
+        return max(decision.retry_after_ms or 1, 1)
+
+    def _seconds(self, wait_ms: Any) -> float:
+        assert isinstance(wait_ms, int)  # sync buckets answer synchronously
+        if wait_ms < 0:  # check_fits rules this out; kept for a bucket that disagrees
+            raise LimiterAcquireError(f"the request can never fit the rate limit (key {self._name!r})")
+        return max(wait_ms / 1000, _MIN_RETRY_SECONDS)
+
+    def _leak_now_and_then(self, now_ms: int) -> None:
+        if self._last_leak_ms is None or now_ms - self._last_leak_ms >= _LEAK_EVERY_MS:
+            self._last_leak_ms = now_ms
+            assert self._requests is not None
+            self._requests.leak(now_ms)
+
+    def pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        try:
+            with self._guard():
+                self._write_pause(seconds)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
+
+    def pause_remaining(self) -> float:
+        try:
+            with self._guard():
+                return self._read_pause()
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
+
+
+class MemoryBackend(BucketBackend):
+    """The process's own limit: ``InMemoryBucket``, an in-memory ``TokenBucket`` and a
+    local pause (monotonic clock)."""
 
     description = "memory"
 
     def __init__(self, config: RateLimitConfig) -> None:
-        self._name = config.key
-        self._rates = request_rates(config)
-        self._bucket: Optional[InMemoryBucket] = None
-        self._limiter: Optional[Limiter] = None
-        if self._rates:
-            self._bucket = InMemoryBucket(self._rates)
-            # buffer_ms only pads pyrate's own blocking wait, which we never use; 0 says so.
-            self._limiter = Limiter(self._bucket, buffer_ms=0)
+        rates, tpm = admission_rates(config), token_rates(config)
+        super().__init__(config, InMemoryBucket(rates) if rates else None,
+                         StateBucket(tpm, algorithm=TokenBucket()) if tpm else None)
         self._pause_lock = threading.Lock()
         self._pause_until = 0.0  # time.monotonic()
 
-    def try_acquire(self, weight: int = 1) -> float:
-        paused = self.pause_remaining()
-        if paused > 0:
-            return paused
-        if self._limiter is None or self._bucket is None:
-            return 0.0
-        if self._limiter.try_acquire(self._name, weight, blocking=False):
-            return 0.0
-        # The refused put recorded when room appears; ask the bucket for it with a
-        # fresh timestamp so the figure is measured from now.
-        wait_ms = self._bucket.waiting(RateItem(self._name, self._bucket.now(), weight))
-        assert isinstance(wait_ms, int)  # a sync bucket answers synchronously
-        if wait_ms == -1:
-            raise LimiterAcquireError(
-                f"a request of weight {weight} can never fit the rate limit "
-                f"{self._rates} (llm.rate_limit key {self._name!r})"
-            )
-        return max(wait_ms / 1000, _MIN_RETRY_SECONDS)
+    def _guard(self) -> ContextManager[Any]:
+        return self._pause_lock
 
-    def pause(self, seconds: float) -> None:
-        with self._pause_lock:
-            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+    def _read_pause(self) -> float:
+        return max(0.0, self._pause_until - time.monotonic())
 
-    def pause_remaining(self) -> float:
-        with self._pause_lock:
-            return max(0.0, self._pause_until - time.monotonic())
+    def _write_pause(self, seconds: float) -> None:
+        self._pause_until = max(self._pause_until, time.monotonic() + seconds)
 
-    def close(self) -> None:
-        if self._limiter is not None:
-            self._limiter.close()  # stops pyrate's "Leaker" daemon thread
+
+def _sqlite_backend(config: RateLimitConfig) -> LimiterBackend:
+    from .limiter_sqlite import SQLiteBackend
+
+    return SQLiteBackend(config)
+
+
+def _redis_backend(config: RateLimitConfig) -> LimiterBackend:
+    from .limiter_redis import RedisBackend  # imports redis only now
+
+    return RedisBackend(config)
 
 
 #: backend name (``[llm.rate_limit] backend``) → factory.
 BACKENDS: Dict[str, Callable[[RateLimitConfig], LimiterBackend]] = {
     "memory": MemoryBackend,
+    "sqlite": _sqlite_backend,
+    "redis": _redis_backend,
 }
 
 
 def build_backend(config: RateLimitConfig) -> LimiterBackend:
     """The backend named by ``config.backend``.
 
-    Raises ConfigError when that backend is not available in this version.
+    Raises:
+        ConfigError: that backend is not available (unknown, or its package missing).
+        LimiterBackendError: the shared store cannot be opened or reached.
     """
     factory = BACKENDS.get(config.backend)
     if factory is None:

@@ -92,23 +92,25 @@ class RateLimiter:
     # --- taking and giving back slots ---------------------------------------------------
 
     @contextmanager
-    def slot(self, weight: int = 1) -> Iterator[Slot]:
+    def slot(self, weight: int = 1, tokens: int = 0) -> Iterator[Slot]:
         """Hold a slot for the ``with`` block; it is released on every way out.
 
         Raises LimiterAcquireError (see :meth:`acquire`).
         """
-        taken = self.acquire(weight)
+        taken = self.acquire(weight, tokens)
         try:
             yield taken
         finally:
             taken.release()
 
-    def acquire(self, weight: int = 1) -> Slot:
+    def acquire(self, weight: int = 1, tokens: int = 0) -> Slot:
         """Wait for a slot, in arrival order, and return it.
 
         ``weight`` is what this request counts for in the request rates (1 for a
-        request). The wait (queue, pause and interval together) is bounded by
-        ``acquire_timeout_seconds`` when set.
+        request); ``tokens`` what it counts for in ``tokens_per_minute`` (0: nothing,
+        see :func:`~cowork_llm.limiter_backends.estimate_request_tokens`). The wait
+        (queue, pause and interval together) is bounded by ``acquire_timeout_seconds``
+        when set.
 
         Raises:
             LimiterAcquireError: the timeout ran out, the limiter was closed, or
@@ -116,6 +118,7 @@ class RateLimiter:
             LimiterBackendError: the shared backend failed.
         """
         asked_at = time.monotonic()
+        self.backend.check_fits(weight, tokens)  # fail before queueing, not at the head
         timeout = self.config.acquire_timeout_seconds
         deadline = None if timeout is None else asked_at + timeout
         with self._lock:
@@ -124,7 +127,7 @@ class RateLimiter:
             self._queue.append(me)
             self._arrived.notify_all()
             try:
-                admitted_at = self._wait_for_turn(me, weight, asked_at, deadline)
+                admitted_at = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
             finally:
                 # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
                 # backend error) leaves the queue, so later tickets are never stuck.
@@ -136,7 +139,7 @@ class RateLimiter:
             self._admitted += 1
         return Slot(me.ticket, admitted_at - asked_at, admitted_at, self)
 
-    def _wait_for_turn(self, me: "_Waiter", weight: int, asked_at: float,
+    def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
         """With the lock held: wait until ``me`` may start; return when it did."""
         while True:
@@ -148,7 +151,7 @@ class RateLimiter:
                 # shared backend may be slow) cannot reorder anyone.
                 self._lock.release()
                 try:
-                    wait = self.backend.try_acquire(weight)
+                    wait = self.backend.try_acquire(weight, tokens)
                 finally:
                     self._lock.acquire()
                 if wait <= 0:

@@ -82,7 +82,10 @@ def test_request_rates(settings, expected):
         MemoryBackend(RateLimitConfig(**settings)).close()  # pyrate accepts the list
 
 
-def test_unavailable_backend_is_a_config_error_naming_the_key():
+def test_unavailable_backend_is_a_config_error_naming_the_key(monkeypatch):
+    from cowork_llm import limiter_backends
+
+    monkeypatch.delitem(limiter_backends.BACKENDS, "sqlite")  # as if this version had none
     config = RateLimitConfig(backend="sqlite", path="limits.sqlite")
     with pytest.raises(ConfigError, match=r"llm\.rate_limit\.backend = 'sqlite'"):
         build_backend(config)

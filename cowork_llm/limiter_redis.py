@@ -1,0 +1,129 @@
+"""The ``redis`` limiter backend: one limit for every process on every host that uses
+the same ``[llm.rate_limit] redis_url`` and ``key``.
+
+Three Redis keys per limiter key: ``cowork_llm:<key>:requests`` (pyrate-limiter's
+``RedisBucket``, a sorted set checked and filled by one atomic Lua script),
+``cowork_llm:<key>:tokens`` (pyrate's ``TokenBucket`` state in a hash, through
+``RedisStateStore``, also one Lua script) and ``cowork_llm:<key>:pause`` (the wall-clock
+millisecond until which nobody may start, expiring by itself).
+
+Timestamps come from each host's own clock (pyrate's design): hosts need synchronised
+clocks (NTP); a host whose clock runs d ms behind can start d ms early.
+"""
+
+import logging
+import time
+from typing import Any, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from pyrate_limiter import RateItem, RedisBucket, StateBucket, TokenBucket
+from pyrate_limiter.buckets.redis_bucket import LuaScript
+from pyrate_limiter.buckets.redis_state import RedisStateStore
+
+from .config import RateLimitConfig
+from .errors import ConfigError, LimiterBackendError
+from .limiter_backends import BucketBackend, admission_rates, token_rates
+
+__all__ = ["RedisBackend", "mask_url_password"]
+
+logger = logging.getLogger(__name__)
+
+# A Redis that does not answer within this is treated as down (an error, not a hang).
+_SOCKET_TIMEOUT_SECONDS = 5.0
+
+# SET the pause only if it ends later than the one stored; expire it with the pause.
+_EXTEND_PAUSE_LUA = """
+local until_ms = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_ms > current then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisBackend(BucketBackend):
+    """Request rates, token budget and pause in one Redis server shared by hosts.
+
+    Raises ConfigError when the redis package is missing or the URL is malformed,
+    LimiterBackendError when Redis cannot be reached (naming the URL, never its
+    password).
+    """
+
+    def __init__(self, config: RateLimitConfig) -> None:
+        try:
+            import redis
+        except ImportError as error:
+            raise ConfigError(
+                "llm.rate_limit.backend = 'redis' needs the redis package: "
+                "pip install 'cowork-llm[redis]'") from error
+        assert config.redis_url is not None  # RateLimitConfig requires it for redis
+        self.url = mask_url_password(config.redis_url)
+        self._password = urlsplit(config.redis_url).password
+        self.description = f"redis {self.url}"
+        self._store_errors = (redis.RedisError,)
+        self._noscript = redis.exceptions.NoScriptError
+        try:
+            self._client = redis.Redis.from_url(
+                config.redis_url, socket_timeout=_SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=_SOCKET_TIMEOUT_SECONDS)
+        except ValueError as error:
+            raise ConfigError(f"llm.rate_limit.redis_url {self.url!r} is not a Redis URL: "
+                              f"{self._scrub(str(error))}") from None
+        prefix = f"cowork_llm:{config.key}:"
+        self._pause_key = prefix + "pause"
+        rates, tpm = admission_rates(config), token_rates(config)
+        try:
+            requests = RedisBucket.init(rates, self._client, prefix + "requests") if rates else None
+            self._extend_pause = self._client.register_script(_EXTEND_PAUSE_LUA)
+            self._client.ping()
+        except self._store_errors as error:
+            self._client.close()
+            raise self._backend_error(error) from None
+        tokens = (StateBucket(tpm, algorithm=TokenBucket(),
+                              store=RedisStateStore(self._client, prefix + "tokens")) if tpm else None)
+        super().__init__(config, requests, tokens)  # type: ignore[arg-type]
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    def _backend_error(self, error: BaseException) -> LimiterBackendError:
+        return LimiterBackendError(
+            f"the shared rate limit in {self.description} (llm.rate_limit.redis_url) failed: "
+            f"{type(error).__name__}: {self._scrub(str(error))}. Check that Redis is running "
+            "and reachable from this host; requests are not sent without their limit")
+
+    def _put_request(self, item: RateItem) -> bool:
+        assert isinstance(self._requests, RedisBucket)
+        try:
+            return bool(self._requests.put(item))
+        except self._noscript:
+            # Redis restarted (or SCRIPT FLUSH): load pyrate's script again, once.
+            self._requests.script_hash = self._client.script_load(LuaScript.PUT_ITEM)
+            return bool(self._requests.put(item))
+
+    def _read_pause(self) -> float:
+        value: Optional[Any] = self._client.get(self._pause_key)
+        return 0.0 if value is None else max(0.0, int(value) / 1000 - time.time())
+
+    def _write_pause(self, seconds: float) -> None:
+        until_ms = int((time.time() + seconds) * 1000) + 1
+        self._extend_pause(keys=[self._pause_key], args=[until_ms, max(1, int(seconds * 1000) + 1)])
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except self._store_errors as error:  # pragma: no cover - closing a dead socket
+            logger.debug("closing %s: %s", self.description, error)
