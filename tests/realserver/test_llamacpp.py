@@ -150,23 +150,9 @@ def test_two_threads_sharing_the_client_respect_the_interval_at_the_server(serve
     assert min(gaps) >= interval - 0.05, gaps
 
 
-def _why_no_streaming(llm: Llm) -> str:
-    """Why there is no real streaming to test yet ("" when there is): a class that
-    still inherits Llm.stream yields the whole answer as one piece."""
-    from cowork_llm.providers.openai import OpenAIClient
-
-    if OpenAIClient.stream is Llm.stream:
-        return "OpenAIClient.stream is not implemented yet (issue 7)"
-    if type(llm).stream is Llm.stream:
-        return f"{type(llm).__name__}.stream (the public client) does not stream yet (issue 7)"
-    return ""
-
-
 def test_provider_streams_pieces_usage_and_errors_from_the_real_server(server: Any) -> None:
     from cowork_llm.providers.openai import OpenAIClient
 
-    if OpenAIClient.stream is Llm.stream:
-        pytest.skip("OpenAIClient.stream is not implemented yet (issue 7)")
     provider = OpenAIClient(server.config().model)
     try:
         stream = provider.stream(HELLO, max_tokens=8)
@@ -193,23 +179,30 @@ def test_provider_streams_pieces_usage_and_errors_from_the_real_server(server: A
 
 def test_public_client_stream_yields_pieces_and_frees_the_slot_when_abandoned(server: Any) -> None:
     config = server.config(
-        rate_limit=RateLimitConfig(key="realserver-stream", acquire_timeout_seconds=10.0),
+        rate_limit=RateLimitConfig(key="realserver-stream", min_interval_seconds=0.0,
+                                   acquire_timeout_seconds=10.0),
         retry=FAST_RETRY,
     )
     with create_llm_client(config) as llm:
-        missing = _why_no_streaming(llm)
-        if missing:
-            pytest.skip(missing)
-        pieces = list(llm.stream(HELLO, max_tokens=8))
+        limiter = llm.limiter  # type: ignore[attr-defined]
+        stream = llm.stream(HELLO, max_tokens=8)
+        assert limiter.in_flight == 1  # held while the answer arrives
+        pieces = list(stream)
+        assert limiter.in_flight == 0
         assert len(pieces) >= 2, pieces
         assert all(isinstance(p, str) and p for p in pieces), pieces
         assert "".join(pieces).strip()
+        totals = llm.usage().total  # type: ignore[attr-defined]
+        assert totals.requests == 1 and 1 <= totals.completion_tokens <= 8  # from the final event
 
-        # Stop after the first piece: the limiter slot must come back, or the next call
-        # would time out waiting for it (acquire_timeout_seconds).
+        # Stop after the first piece, by close() and by dropping the stream: the limiter
+        # slot must come back each time, or the next call would time out waiting for it.
         stream = llm.stream(HELLO, max_tokens=64)
         assert next(iter(stream))
         stream.close()  # type: ignore[attr-defined]
+        assert limiter.in_flight == 0
+        assert next(iter(llm.stream(HELLO, max_tokens=64)))  # dropped at once, still open
+        assert limiter.in_flight == 0
         assert llm.chat(HELLO, max_tokens=2).content
 
 
