@@ -132,6 +132,13 @@ class ModelConfig(_Section):
     def __post_init__(self) -> None:
         self._check_types()
         parts = urlsplit(self.base_url)
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            # Checked first, and the URL is not shown: what follows "@" or "?" is often a key.
+            raise InvalidBaseUrlError(
+                f"{self._section}.base_url must not contain user:password@, a ?query or a #fragment "
+                f"(base_url appears in logs and errors; put the key in api_key), got "
+                f"'{parts.scheme}://{parts.hostname or ''}{parts.path}' with them removed"
+            )
         if not parts.scheme and "." in self.base_url.split("/")[0]:
             raise InvalidBaseUrlError(
                 f"{self._section}.base_url {self.base_url!r} has no scheme: "

@@ -46,6 +46,8 @@ __all__ = [
 USER_AGENT = f"cowork-llm/{__version__}"
 MAX_MESSAGE_CHARS = 500
 _REDACTED = "[REDACTED]"
+# mask_secret shows 7 characters of a key ("sk-" and the last 4); 8 in a row is a leak.
+_MIN_SECRET_PIECE = 8
 _MAX_CONNECT_TIMEOUT = 10.0
 
 
@@ -172,11 +174,31 @@ def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced (a provider may echo the key back)."""
+    """``text`` with every secret replaced (a provider may echo the key back), and every
+    run of ``_MIN_SECRET_PIECE`` or more of a secret's characters too (one may echo the
+    key without its prefix, or cut short)."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, _REDACTED)
+            text = _redact_pieces(text.replace(secret, _REDACTED), secret)
     return text
+
+
+def _redact_pieces(text: str, secret: str) -> str:
+    if len(secret) < _MIN_SECRET_PIECE:
+        return text
+    out: List[str] = []
+    i = 0
+    while i < len(text):
+        end = i + _MIN_SECRET_PIECE
+        if end <= len(text) and text[i:end] in secret:
+            while end < len(text) and text[i:end + 1] in secret:
+                end += 1
+            out.append(_REDACTED)
+            i = end
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _truncate(text: str) -> str:
