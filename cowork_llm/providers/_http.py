@@ -86,6 +86,23 @@ def request_timeouts(timeout_seconds: float) -> Tuple[float, float]:
     return (min(_MAX_CONNECT_TIMEOUT, timeout_seconds), timeout_seconds)
 
 
+# Headers that carry a key. requests drops Authorization on a redirect to another host,
+# but knows nothing of Anthropic's x-api-key (measured: forwarded on a 307/308).
+_CREDENTIAL_HEADERS = ("Authorization", "x-api-key", "api-key")
+
+
+class _KeySafeSession(requests.Session):
+    """A Session that drops every credential header where requests drops Authorization:
+    on a redirect to another host, port or scheme."""
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if response.request.url and prepared_request.url and self.should_strip_auth(
+                response.request.url, prepared_request.url):
+            for name in _CREDENTIAL_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
 class SessionPool:
     """One :class:`requests.Session` per thread (requests does not promise a Session is
     thread-safe), each keeping its connections alive. :meth:`close` closes them all;
@@ -102,7 +119,7 @@ class SessionPool:
         cached = getattr(self._local, "entry", None)
         if cached is not None and cached[0] == self._generation:
             return cached[1]  # type: ignore[no-any-return]
-        session = requests.Session()
+        session = _KeySafeSession()
         session.headers["User-Agent"] = USER_AGENT
         with self._lock:
             self._sessions.append(session)
