@@ -76,7 +76,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
     """One attempt: a slot, the inner stream, its first piece. On any failure the inner
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
-    slot = client.limiter.acquire()
+    slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, max_tokens))  # as chat weighs
     record.waited_seconds += slot.waited_seconds
     started = time.monotonic()
     inner: Any = None

@@ -401,3 +401,18 @@ def test_ask_stream_failure_mid_answer_exits_1(server, tmp_path, capsys):
     assert captured.out.startswith("echo:")
     assert "ApiConnectionError" in captured.err or "mid-answer" in captured.err
     assert "test-key" not in captured.out + captured.err
+
+
+def test_a_stream_weighs_its_tokens_against_tokens_per_minute():
+    """Like chat, each stream attempt counts prompt/4 + max_tokens against the token
+    budget: two 60-token streams do not fit in 100 tokens a minute."""
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=4,
+                                          tokens_per_minute=100, acquire_timeout_seconds=0.3))
+    try:
+        with RateLimitedLlm(MockLlm(lambda messages: "a b"), limiter, quick_retry()) as llm:
+            assert "".join(llm.stream(HELLO, max_tokens=50)) == "a b"
+            with pytest.raises(LimiterAcquireError):
+                llm.stream(HELLO, max_tokens=50)
+            assert limiter.in_flight == 0
+    finally:
+        limiter.close()
