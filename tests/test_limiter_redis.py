@@ -7,6 +7,7 @@ import time
 
 import pytest
 from _redis_server import free_port, redis_server
+from pyrate_limiter import RateItem
 
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.errors import ConfigError, LimiterBackendError
@@ -48,6 +49,15 @@ def test_two_members_share_one_interval(make_backend):
     assert first.try_acquire() == 0.0
     assert 0.9 < second.try_acquire() <= 1.02
     assert make_backend(key="another-key").try_acquire() == 0.0
+
+
+def test_a_member_whose_clock_read_came_first_is_still_refused(make_backend):
+    """Two members read their clocks, the later reader's script runs first: the earlier
+    timestamp must still see that entry (pyrate's own script counted only up to it)."""
+    first, second = make_backend(), make_backend()
+    earlier = second._requests.now() - 5
+    assert first.try_acquire() == 0.0
+    assert second._put_request(RateItem(second._name, earlier, 1)) is False
 
 
 def test_requests_per_minute_is_shared(make_backend):
