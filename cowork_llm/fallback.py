@@ -27,12 +27,13 @@ a failure is raised from iteration as it is.
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from .config import LlmConfig, ModelConfig, RateLimitConfig
 from .errors import BadRequestError, ConfigError, LlmApiError, LlmError
 from .llm import ChatResult, Llm, Message, validate_messages
 from .retry import describe_error
+from .streaming import ChatStream
 
 if TYPE_CHECKING:
     from .health import HealthStatus
@@ -93,7 +94,7 @@ class FallbackLlm(Llm):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
-    ) -> Iterator[str]:
+    ) -> ChatStream:
         """The first model's stream that opens and yields its first piece (each model's
         ``stream`` reads its first piece before returning, so a model that cannot start
         is failed over; a failure after that is raised from iteration).
@@ -101,7 +102,7 @@ class FallbackLlm(Llm):
         Raises: as :meth:`chat`, for failures before the first piece.
         """
         checked = validate_messages(messages)
-        stream: Iterator[str] = self._first_success("stream", checked, temperature=temperature,
+        stream: ChatStream = self._first_success("stream", checked, temperature=temperature,
                                                     max_tokens=max_tokens)
         return stream
 

@@ -5,10 +5,11 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Type
 
 if TYPE_CHECKING:
     from .health import HealthStatus
+    from .streaming import ChatStream
 
 __all__ = ["Llm", "ChatResult", "Usage", "Message", "validate_messages", "prompt_hash"]
 
@@ -125,12 +126,18 @@ class Llm(ABC):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
-    ) -> Iterator[str]:
-        """Yield the answer in pieces as they arrive. This default yields the whole
-        answer as one piece; providers override it with real streaming."""
-        yield self.chat(messages, temperature=temperature, max_tokens=max_tokens).content
+    ) -> "ChatStream":
+        """Return the answer as a :class:`~cowork_llm.streaming.ChatStream`: an iterator
+        of text pieces and a context manager. This default asks :meth:`chat` and yields
+        the whole answer as one piece; providers override it with real streaming."""
+        from .streaming import ChatStream, StreamState
 
-    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> Iterator[str]:
+        result = self.chat(messages, temperature=temperature, max_tokens=max_tokens)
+        state = StreamState(model=result.model, request_id=result.request_id,
+                            usage=result.usage, finish_reason=result.finish_reason)
+        return ChatStream(iter([result.content]), state)
+
+    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> "ChatStream":
         """:meth:`stream` for one prompt."""
         return self.stream(build_messages(prompt, system_prompt))
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from ..llm import ChatResult, Llm, Message, Usage, validate_messages
+from ..streaming import ChatStream, StreamState
 from ._echo import echo_reply, estimate_tokens, prompt_tokens, split_pieces
 
 __all__ = ["MockLlm", "MockCall", "Reply", "Responder"]
@@ -198,11 +199,12 @@ class MockLlm(Llm):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
-    ) -> Iterator[str]:
-        """Yield the scripted answer in word-sized pieces. Bad arguments raise ValueError
-        at once; a queued exception is raised when iteration starts."""
+    ) -> ChatStream:
+        """Yield the scripted answer in word-sized pieces, as a
+        :class:`~cowork_llm.streaming.ChatStream`. Bad arguments raise ValueError at once;
+        a queued exception is raised when iteration starts."""
         checked, call = self._arrive(messages, temperature, max_tokens, "stream")
-        return self._pieces(checked, call)
+        return ChatStream(self._pieces(checked, call), StreamState(model=self.model))
 
     def close(self) -> None:
         self.closed = True
