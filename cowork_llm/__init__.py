@@ -40,6 +40,8 @@ from .errors import (  # noqa: E402
     ServerError,
 )
 from .factory import create_llm_client  # noqa: E402
+from .fallback import FallbackLlm  # noqa: E402
+from .health import HealthStatus  # noqa: E402
 from .llm import ChatResult, Llm, Usage  # noqa: E402
 from .loader import load_config  # noqa: E402
 from .rate_limiter import (  # noqa: E402
@@ -48,6 +50,8 @@ from .rate_limiter import (  # noqa: E402
     get_global_rate_limiter,
     init_global_rate_limiter,
 )
+from .streaming import ChatStream  # noqa: E402
+from .usage import UsageSnapshot  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 _configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable
@@ -59,6 +63,10 @@ __all__ = [
     "Llm",
     "ChatResult",
     "Usage",
+    "ChatStream",
+    "FallbackLlm",
+    "HealthStatus",
+    "UsageSnapshot",
     "RateLimiter",
     "RateLimitedLlm",
     "init_global_rate_limiter",
