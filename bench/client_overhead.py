@@ -1,0 +1,126 @@
+"""Client-side cost per call: cowork_llm vs a bare requests.Session loop vs the official
+openai SDK, against one FakeLlmServer with the limiter opened up (min_interval_seconds=0).
+
+The server runs in a separate process so its CPU is not counted; client CPU is this
+process's CPU time (time.process_time: every thread of ours, pyrate's included). The
+three clients run in interleaved rounds, so drift on a noisy machine hits all alike;
+the figure reported is the median over rounds.
+
+    .venv/bin/python bench/client_overhead.py [--calls 300] [--rounds 7]
+
+The openai SDK is optional (``pip install openai``); without it that column is skipped.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+KEY = "sk-bench-0123456789abcdef"
+MODEL = "fake-model"
+SERVER = (
+    "import sys\n"
+    "from cowork_llm.testing import FakeLlmServer\n"
+    f"s = FakeLlmServer(api_key={KEY!r}).start()\n"
+    "print(s.base_url, flush=True)\n"
+    "sys.stdin.read()\n"
+    "s.stop()\n"
+)
+MESSAGES = [{"role": "user", "content": "Say something short."}]
+
+
+def start_server() -> Tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def cowork_client(base_url: str) -> Callable[[], str]:
+    from cowork_llm import create_llm_client
+    from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
+
+    llm = create_llm_client(LlmConfig(
+        model=ModelConfig(base_url=base_url, api_key=KEY, model_name=MODEL),
+        rate_limit=RateLimitConfig(min_interval_seconds=0.0, key="bench"),
+        retry=RetryConfig(),
+    ))
+    return lambda: llm.chat(MESSAGES).content
+
+
+def requests_client(base_url: str) -> Callable[[], str]:
+    import requests
+
+    session = requests.Session()
+    url = base_url + "/chat/completions"
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def call() -> str:
+        response = session.post(url, json={"model": MODEL, "messages": MESSAGES}, headers=headers,
+                                timeout=(10, 60))
+        response.raise_for_status()
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    return call
+
+
+def openai_client(base_url: str) -> Callable[[], str]:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    return lambda: str(client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+                       .choices[0].message.content)
+
+
+def measure(call: Callable[[], str], calls: int) -> Tuple[float, float]:
+    """(wall ms per call, client CPU ms per call)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        call()
+    return ((time.perf_counter() - wall) * 1000 / calls, (time.process_time() - cpu) * 1000 / calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per client per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    server, base_url = start_server()
+    try:
+        clients: Dict[str, Callable[[], str]] = {
+            "requests (bare Session)": requests_client(base_url),
+            "cowork_llm": cowork_client(base_url),
+        }
+        try:
+            clients["openai SDK"] = openai_client(base_url)
+        except ImportError:
+            print("openai is not installed: skipping it (pip install openai)")
+        for call in clients.values():  # warm up: connections, imports, caches
+            for _ in range(30):
+                assert call() == "echo: Say something short."
+        results: Dict[str, List[Tuple[float, float]]] = {name: [] for name in clients}
+        for _ in range(args.rounds):
+            for name, call in clients.items():
+                results[name].append(measure(call, args.calls))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(10)
+
+    base_wall = statistics.median(w for w, _ in results["requests (bare Session)"])
+    base_cpu = statistics.median(c for _, c in results["requests (bare Session)"])
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.rounds} rounds x "
+          f"{args.calls} calls per client; medians over rounds")
+    print(f"| {'client':<24} | wall ms/call | CPU ms/call | wall vs requests | CPU vs requests |")
+    print(f"|{'-' * 26}|{'-' * 14}|{'-' * 13}|{'-' * 18}|{'-' * 17}|")
+    for name, samples in results.items():
+        wall = statistics.median(w for w, _ in samples)
+        cpu = statistics.median(c for _, c in samples)
+        print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
