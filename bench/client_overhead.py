@@ -119,7 +119,8 @@ def main() -> None:
     for name, samples in results.items():
         wall = statistics.median(w for w, _ in samples)
         cpu = statistics.median(c for _, c in samples)
-        print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x |")
+        ratios = f"{wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x"
+        print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {ratios} |")
 
 
 if __name__ == "__main__":
