@@ -34,7 +34,8 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+# The configuration reference table lives in the README.
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def write(text, name="config.toml"):
