@@ -78,3 +78,18 @@ def test_a_429_seen_by_one_process_pauses_them_all(backend_settings):
     first, after = arrivals[0], arrivals[1]
     # Nobody, in any process, started within the second the provider asked for.
     assert after - first >= 1.0 - JITTER_ALLOWANCE, after - first
+
+
+def test_the_shared_quota_example_spaces_its_workers(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "shared_quota.py")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COWORK_")}
+    with FakeLlmServer() as server:
+        env.update(server.env(min_interval_seconds=INTERVAL))
+        done = subprocess.run([sys.executable, example], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        gaps = server.arrival_gaps(path=server.CHAT_PATH)
+        senders = {r.messages[-1]["content"].split("]")[0] for r in server.chat_requests}
+    assert done.returncode == 0, done.stderr
+    assert len(senders) == 3 and len(gaps) == 5  # 3 workers x 2 questions
+    assert min(gaps) >= INTERVAL - JITTER_ALLOWANCE, gaps
+    assert (tmp_path / "shared-quota.sqlite").exists()  # the default shared file
