@@ -14,7 +14,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dataclasses_json import DataClassJsonMixin
 
@@ -31,6 +31,7 @@ __all__ = [
     "LIMITER_BACKENDS",
     "CACHE_BACKENDS",
     "mask_secret",
+    "mask_url_password",
 ]
 
 PROVIDERS = ("openai", "anthropic")
@@ -47,6 +48,18 @@ def mask_secret(secret: Optional[str]) -> str:
     if len(secret) < 12:
         return "'…'"
     return f"'{secret[:3]}…{secret[-4:]}'"
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -97,6 +110,8 @@ class _Section(DataClassJsonMixin):
                 shown = mask_secret(value)
             elif f.name == "extra_api_keys":
                 shown = "(" + ", ".join(mask_secret(k) for k in value) + ")"
+            elif f.name == "redis_url" and value:
+                shown = repr(mask_url_password(value))
             else:
                 shown = repr(value)
             parts.append(f"{f.name}={shown}")

@@ -15,13 +15,13 @@ clocks (NTP); a host whose clock runs d ms behind can start d ms early.
 import logging
 import time
 from typing import Any, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pyrate_limiter import RateItem, RedisBucket, StateBucket, TokenBucket
 from pyrate_limiter.buckets.redis_bucket import LuaScript
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
-from .config import RateLimitConfig
+from .config import RateLimitConfig, mask_url_password
 from .errors import ConfigError, LimiterBackendError
 from .limiter_backends import BucketBackend, admission_rates, token_rates
 
@@ -52,18 +52,6 @@ if until_ms > current then
 end
 return 0
 """
-
-
-def mask_url_password(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RedisBackend(BucketBackend):

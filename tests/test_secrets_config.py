@@ -120,3 +120,21 @@ def test_the_cli_in_a_real_process_at_debug_never_shows_the_keys():
     assert result.returncode == 0, result.stderr
     assert "DEBUG" in result.stderr and "'sk-…fXYZ'" in result.stdout
     assert_no_secret(result.stdout + result.stderr)
+
+
+def test_a_redis_password_is_masked_in_reprs_and_init_output(capsys):
+    from cowork_llm.cli import main
+    from cowork_llm.config import RateLimitConfig
+
+    url = "redis://user:hunter2-redis-secret@127.0.0.1:6390/0"
+    shown = repr(RateLimitConfig(backend="redis", redis_url=url))
+    assert "hunter2-redis-secret" not in shown and "redis://user:***@127.0.0.1:6390/0" in shown
+    with open("config.toml", "w", encoding="utf-8") as f:
+        f.write('[llm]\nmodel.base_url = "https://api.example.com/v1"\n'
+                'model.api_key = "sk-test-0123456789abcdef"\nmodel.model_name = "m"\n'
+                f'rate_limit.backend = "redis"\nrate_limit.redis_url = "{url}"\n')
+    os.chmod("config.toml", 0o600)
+    assert main(["init"]) == 0
+    out, err = capsys.readouterr()
+    assert "hunter2-redis-secret" not in out + err
+    assert "user:***@127.0.0.1:6390" in out

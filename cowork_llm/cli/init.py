@@ -10,7 +10,7 @@ import json
 import textwrap
 from typing import Any, List
 
-from ..config import LlmConfig, mask_secret
+from ..config import LlmConfig, mask_secret, mask_url_password
 from ..loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
 from ._common import add_config_argument
 
@@ -145,6 +145,8 @@ def _shown(name: str, value: Any) -> str:
         return mask_secret(value)
     if name == "extra_api_keys":
         return "(" + ", ".join(mask_secret(k) for k in value) + ")"
+    if name == "redis_url" and value:
+        return repr(mask_url_password(value))
     return repr(value)
 
 
