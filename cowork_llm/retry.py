@@ -15,8 +15,9 @@ A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop afte
 """
 
 import logging
+import sys
 import time
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import tenacity
 
@@ -85,11 +86,13 @@ class RetryPolicy:
         fn: Callable[[], T],
         *,
         model: str,
-        prompt_hash: str,
+        prompt_hash: Union[str, Callable[[], str]],
         on_retry: Optional[Callable[[BaseException, float], None]] = None,
     ) -> T:
         """Return ``fn()``, retrying retryable errors. ``on_retry(error, wait_seconds)``
         runs before each wait (the rate limiter uses it to pause on a Retry-After).
+        ``prompt_hash`` (for the retry warnings) may be a function: it is then called
+        only when a retry is logged.
 
         Raises:
             LlmApiError: the last error itself, with ``attempts`` set to the number of
@@ -103,22 +106,35 @@ class RetryPolicy:
             attempts += 1
             return fn()
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.upcoming_sleep
+        # Most calls succeed at once: the first attempt runs without tenacity's per-call
+        # machinery (a Retrying copy, its Futures and action lists: ~12 us a call), and
+        # only a failure hands over to tenacity, as if it had made that attempt itself.
+        # The state is made first so the total timeout counts from before the first
+        # attempt, on tenacity's clock, exactly as Retrying.__call__ would.
+        state = tenacity.RetryCallState(self._template, fn=attempt, args=(), kwargs={})
+        try:
+            return attempt()
+        except BaseException:
+            state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            wait = retry_state.upcoming_sleep
             logger.warning(
                 "attempt %d of %d failed: %s; retrying in %.2fs (model=%s, prompt=%s)",
-                state.attempt_number, self.config.max_attempts, describe_error(error) if error else "?",
-                wait, model, prompt_hash,
+                retry_state.attempt_number, self.config.max_attempts,
+                describe_error(error) if error else "?", wait, model,
+                prompt_hash() if callable(prompt_hash) else prompt_hash,
             )
             if on_retry is not None and error is not None:
                 on_retry(error, wait)
 
-        # A copy per call, because before_sleep carries this call's model, prompt hash
-        # and on_retry; tenacity keeps its own loop state in thread-locals already.
+        # A copy per failing call, because before_sleep carries this call's model, prompt
+        # hash and on_retry; tenacity keeps its own loop state in thread-locals already.
         retrying = self._template.copy(before_sleep=before_sleep)
+        state.retry_object = retrying
         try:
-            return retrying(attempt)
+            return _resume(retrying, state, attempt)
         except LlmApiError as error:
             error.attempts = attempts
             raise
@@ -145,3 +161,24 @@ class RetryPolicy:
 
     def __repr__(self) -> str:
         return f"RetryPolicy({self.config!r})"
+
+
+def _resume(retrying: tenacity.Retrying, state: tenacity.RetryCallState, fn: Callable[[], T]) -> T:
+    """Tenacity's own loop (``Retrying.__call__`` in tenacity 9), entered with ``state``
+    already holding the first attempt's outcome: the same retry/stop/wait decisions,
+    before_sleep and sleeps, in the same order."""
+    retrying.begin()
+    while True:
+        do: Any = retrying.iter(retry_state=state)
+        if isinstance(do, tenacity.DoAttempt):
+            try:
+                result = fn()
+            except BaseException:
+                state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            else:
+                state.set_result(result)
+        elif isinstance(do, tenacity.DoSleep):
+            state.prepare_for_next_attempt()
+            retrying.sleep(do)
+        else:
+            return do  # type: ignore[no-any-return]
