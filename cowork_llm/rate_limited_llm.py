@@ -11,7 +11,7 @@ request inside one slot.
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ._client_stream import open_limited_stream
@@ -37,12 +37,21 @@ logger = logging.getLogger(__name__)
 class CallRecord:
     """What one :meth:`RateLimitedLlm.chat` call cost, attempt by attempt."""
 
-    prompt_hash: str
+    messages: List[Dict[str, str]] = field(repr=False)  #: the checked messages
     attempts: int = 0
     retries: int = 0  #: attempts the retry policy started again
     waited_seconds: float = 0.0  #: for limiter slots, over all attempts
     request_seconds: float = 0.0  #: inside the slot, over all attempts
     started_at: Optional[float] = None  #: time.time() when the last attempt's slot was granted
+    _prompt_hash: Optional[str] = field(default=None, repr=False)
+
+    @property
+    def prompt_hash(self) -> str:
+        """:func:`~cowork_llm.llm.prompt_hash` of the messages, computed the first time a
+        log line needs it (a JSON dump and a sha256: most calls log nothing)."""
+        if self._prompt_hash is None:
+            self._prompt_hash = prompt_hash(self.messages)
+        return self._prompt_hash
 
 
 def check_options(temperature: Any, max_tokens: Any) -> None:
@@ -117,7 +126,7 @@ class RateLimitedLlm(Llm):
         """
         checked = validate_messages(messages)
         check_options(temperature, max_tokens)
-        record = CallRecord(prompt_hash(checked))
+        record = CallRecord(checked)
         began = time.monotonic()
         key = None
         if cache and self.response_cache is not None:
@@ -175,6 +184,8 @@ class RateLimitedLlm(Llm):
         cost = self.usage_tracker.record_success(
             result.model, result.usage, latency=latency, waited=record.waited_seconds,
             retries=record.retries, cached=result.cached)
+        if not logger.isEnabledFor(logging.INFO):
+            return  # the line below costs more than the accounting: build it only when shown
         usage = result.usage
         tokens = (f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage
                   else "tokens unreported")
@@ -208,7 +219,7 @@ class RateLimitedLlm(Llm):
         """
         checked = validate_messages(messages)
         check_options(temperature, max_tokens)
-        record = CallRecord(prompt_hash(checked))
+        record = CallRecord(checked)
         try:
             return open_limited_stream(self, checked, temperature, max_tokens, record)
         except LlmError as error:
@@ -227,7 +238,7 @@ class RateLimitedLlm(Llm):
 
         if self.retry is None:
             return attempt()
-        return self.retry.call(attempt, model=self.name, prompt_hash=record.prompt_hash,
+        return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
                                on_retry=count_retry)
 
     def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
@@ -237,8 +248,9 @@ class RateLimitedLlm(Llm):
         with self.limiter.slot(tokens=self._estimated_tokens(messages, max_tokens)) as slot:
             record.waited_seconds += slot.waited_seconds
             record.started_at = time.time()
-            logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
-                         self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
+            if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
+                logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
+                             self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
             started = time.monotonic()
             try:
                 return self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens)
@@ -250,8 +262,9 @@ class RateLimitedLlm(Llm):
             finally:
                 elapsed = time.monotonic() - started
                 record.request_seconds += elapsed
-                logger.debug("%s: request took %.3fs (prompt=%s)",
-                             self.name, elapsed, record.prompt_hash)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s: request took %.3fs (prompt=%s)",
+                                 self.name, elapsed, record.prompt_hash)
 
     def _estimated_tokens(self, messages: List[Dict[str, str]], max_tokens: Optional[int]) -> int:
         """What a request weighs against ``tokens_per_minute`` (0 when no token limit):
