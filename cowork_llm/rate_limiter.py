@@ -19,9 +19,8 @@ import logging
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Deque, Dict, Iterator, Optional
+from typing import ContextManager, Deque, Dict, Optional
 
 from .config import RateLimitConfig
 from .errors import LimiterAcquireError
@@ -66,7 +65,29 @@ class Slot:
 @dataclass(eq=False)
 class _Waiter:
     ticket: int
-    wakeup: threading.Condition  # on the limiter's lock; notified when it may move
+    # On the limiter's lock; notified when it may move. Made only when the waiter must
+    # wait (most are admitted at once): a waiter without one is not blocked, so there
+    # is nobody to notify (a notify with no thread waiting is lost anyway).
+    wakeup: Optional[threading.Condition] = None
+
+
+class _SlotContext:
+    """What :meth:`RateLimiter.slot` returns: acquires on entry, releases on exit (a
+    small class: cheaper per request than a generator-based context manager)."""
+
+    __slots__ = ("_limiter", "_weight", "_tokens", "_slot")
+
+    def __init__(self, limiter: "RateLimiter", weight: int, tokens: int) -> None:
+        self._limiter, self._weight, self._tokens = limiter, weight, tokens
+        self._slot: Optional[Slot] = None
+
+    def __enter__(self) -> Slot:
+        self._slot = self._limiter.acquire(self._weight, self._tokens)
+        return self._slot
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._slot is not None:
+            self._slot.release()
 
 
 class RateLimiter:
@@ -91,17 +112,12 @@ class RateLimiter:
 
     # --- taking and giving back slots ---------------------------------------------------
 
-    @contextmanager
-    def slot(self, weight: int = 1, tokens: int = 0) -> Iterator[Slot]:
+    def slot(self, weight: int = 1, tokens: int = 0) -> ContextManager[Slot]:
         """Hold a slot for the ``with`` block; it is released on every way out.
 
-        Raises LimiterAcquireError (see :meth:`acquire`).
+        Raises LimiterAcquireError (see :meth:`acquire`), on entering the block.
         """
-        taken = self.acquire(weight, tokens)
-        try:
-            yield taken
-        finally:
-            taken.release()
+        return _SlotContext(self, weight, tokens)
 
     def acquire(self, weight: int = 1, tokens: int = 0) -> Slot:
         """Wait for a slot, in arrival order, and return it.
@@ -123,7 +139,7 @@ class RateLimiter:
         deadline = None if timeout is None else asked_at + timeout
         with self._lock:
             self._check_open()
-            me = _Waiter(next(self._tickets), threading.Condition(self._lock))
+            me = _Waiter(next(self._tickets))
             self._queue.append(me)
             self._arrived.notify_all()
             try:
@@ -163,13 +179,15 @@ class RateLimiter:
                 wait = left if wait is None else min(wait, left)
             if threading.current_thread() is threading.main_thread():
                 wait = _MAIN_THREAD_WAIT_SLICE if wait is None else min(wait, _MAIN_THREAD_WAIT_SLICE)
+            if me.wakeup is None:
+                me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
 
     def _wake_head(self) -> None:
         """With the lock held: let the head look again. Only the head can move, so only
         it is woken; waking every waiter would have them fight for the GIL just when
         the admitted request is being sent."""
-        if self._queue:
+        if self._queue and self._queue[0].wakeup is not None:
             self._queue[0].wakeup.notify()
 
     def _release(self, slot: Slot) -> None:
@@ -198,7 +216,8 @@ class RateLimiter:
                 return
             self._closed = True
             for waiter in self._queue:
-                waiter.wakeup.notify()
+                if waiter.wakeup is not None:
+                    waiter.wakeup.notify()
         self.backend.close()
 
     # --- introspection ------------------------------------------------------------------
