@@ -1,5 +1,6 @@
 """The ``Llm`` interface every provider, wrapper and mock implements, and its results."""
 
+import collections.abc
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -59,13 +60,14 @@ def validate_messages(messages: Any) -> List[Dict[str, str]]:
         ValueError: no messages, a message that is not a mapping, an unknown role, or
             content that is not a non-empty string. Raised before any request is made.
     """
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+    # collections.abc, not typing: the same checks, without typing's alias indirection.
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, collections.abc.Sequence):
         raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
     if not messages:
         raise ValueError("messages must not be empty")
     checked = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if not isinstance(message, collections.abc.Mapping):
             raise ValueError(f"messages[{i}] must be a dict, got {type(message).__name__}")
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:

@@ -130,7 +130,7 @@ class UsageTracker:
     def price_for(self, model: str) -> Optional[ModelPrice]:
         """The configured price of ``model``, or None when it has none."""
         price = self._pricing.get(model)
-        if price is None:
+        if price is None and self._pricing:  # no prices at all: nothing to strip for
             alias = _SNAPSHOT_SUFFIX.sub("", model)
             if alias != model:
                 price = self._pricing.get(alias)

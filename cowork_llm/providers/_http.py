@@ -186,7 +186,8 @@ def _non_negative_number(text: str) -> Optional[float]:
 
 def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
     """The provider's request id (``x-request-id``; Anthropic sends ``request-id``)."""
-    headers = _lower_keys(headers)
+    if not isinstance(headers, requests.structures.CaseInsensitiveDict):  # a response's already is
+        headers = _lower_keys(headers)
     return headers.get("x-request-id") or headers.get("request-id") or None
 
 
