@@ -15,6 +15,9 @@ Two buckets, two algorithms, the same in every backend:
   heavy the requests, a budget of ``tokens_per_minute`` refilling continuously, the
   way the providers describe their own token limits.
 
+Between processes, ``sqlite`` and ``redis`` also keep the gate's order: the heads of
+the processes' queues take tickets in a shared queue (:mod:`cowork_llm.limiter_queue`).
+
 The gate never uses pyrate-limiter's own blocking wait: that wait is not FIFO, cannot be
 interrupted early (a pause, ``close()``), and after sleeping it stamps the item with
 "previous time + delay" instead of reading the clock. Nor its non-blocking acquire: with
@@ -165,6 +168,11 @@ class LimiterBackend(ABC):
     def pause_remaining(self) -> float:
         """Seconds left of the current pause; 0.0 when none.
         Raises LimiterBackendError when the shared store fails."""
+
+    def withdraw(self) -> None:  # noqa: B027 - a backend without a shared queue has nothing to do
+        """The calling thread stops asking without having been admitted (a timeout, an
+        interrupt, ``close()``): give up its place in the shared queue, if it holds one,
+        so other processes need not wait for it to go stale. Never raises."""
 
     def close(self) -> None:  # noqa: B027 - a backend with nothing to release is fine
         """Release files and connections. Safe to call twice."""

@@ -1,12 +1,16 @@
 """The ``redis`` limiter backend: one limit for every process on every host that uses
 the same ``[llm.rate_limit] redis_url`` and ``key``.
 
-Three Redis keys per limiter key: ``cowork_llm:<key>:requests`` (pyrate-limiter's
+Redis keys per limiter key: ``cowork_llm:<key>:requests`` (pyrate-limiter's
 ``RedisBucket``, a sorted set checked and filled by one atomic Lua script, counting
 entries stamped after the caller's clock read too),
 ``cowork_llm:<key>:tokens`` (pyrate's ``TokenBucket`` state in a hash, through
-``RedisStateStore``, also one Lua script) and ``cowork_llm:<key>:pause`` (the wall-clock
-millisecond until which nobody may start, expiring by itself).
+``RedisStateStore``, also one Lua script), ``cowork_llm:<key>:pause`` (the wall-clock
+millisecond until which nobody may start, expiring by itself), and the shared queue of
+the processes' heads (:mod:`cowork_llm.limiter_queue`): ``cowork_llm:<key>:queue`` (a
+sorted set, score = ticket from the ``cowork_llm:<key>:tickets`` counter) with one
+``cowork_llm:<key>:alive:<member>`` key per ticket, expiring unless refreshed (Redis's
+clock, so the heartbeat needs no clock agreement between hosts).
 
 Timestamps come from each host's own clock (pyrate's design): hosts need synchronised
 clocks (NTP); a host whose clock runs d ms behind can start d ms early.
@@ -14,7 +18,7 @@ clocks (NTP); a host whose clock runs d ms behind can start d ms early.
 
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, List, Optional
 from urllib.parse import urlsplit
 
 from pyrate_limiter import RateItem, RedisBucket, StateBucket, TokenBucket
@@ -23,7 +27,8 @@ from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from .config import RateLimitConfig, mask_url_password
 from .errors import ConfigError, LimiterBackendError
-from .limiter_backends import BucketBackend, admission_rates, token_rates
+from .limiter_backends import admission_rates, token_rates
+from .limiter_queue import QueuedBackend
 
 __all__ = ["RedisBackend", "mask_url_password"]
 
@@ -54,7 +59,26 @@ return 0
 """
 
 
-class RedisBackend(BucketBackend):
+# The shared queue's turn, atomically: enqueue the member at the back unless queued, keep
+# it alive, drop dead tickets from the front, and say whether it is at the front.
+# KEYS: queue, ticket counter; ARGV: member, alive-key prefix, alive ms. The alive keys
+# are named from the members (this is a single-instance script, not a cluster one).
+_TAKE_TURN_LUA = """
+local queue, member, alive = KEYS[1], ARGV[1], ARGV[2]
+if not redis.call('ZSCORE', queue, member) then
+    redis.call('ZADD', queue, redis.call('INCR', KEYS[2]), member)
+end
+redis.call('SET', alive .. member, '1', 'PX', ARGV[3])
+while true do
+    local front = redis.call('ZRANGE', queue, 0, 0)[1]
+    if front == member then return 1 end
+    if redis.call('EXISTS', alive .. front) == 1 then return 0 end
+    redis.call('ZREM', queue, front)
+end
+"""
+
+
+class RedisBackend(QueuedBackend):
     """Request rates, token budget and pause in one Redis server shared by hosts.
 
     Raises ConfigError when the redis package is missing or the URL is malformed,
@@ -84,11 +108,14 @@ class RedisBackend(BucketBackend):
                               f"{self._scrub(str(error))}") from None
         prefix = f"cowork_llm:{config.key}:"
         self._pause_key = prefix + "pause"
+        self._queue_keys = [prefix + "queue", prefix + "tickets"]
+        self._alive_prefix = prefix + "alive:"
         rates, tpm = admission_rates(config), token_rates(config)
         try:
             requests = (RedisBucket(rates, self._client, prefix + "requests",
                                     self._client.script_load(_PUT_ITEM_LUA)) if rates else None)
             self._extend_pause = self._client.register_script(_EXTEND_PAUSE_LUA)
+            self._take_turn_script = self._client.register_script(_TAKE_TURN_LUA)
             self._client.ping()
         except self._store_errors as error:
             self._client.close()
@@ -123,7 +150,21 @@ class RedisBackend(BucketBackend):
         until_ms = int((time.time() + seconds) * 1000) + 1
         self._extend_pause(keys=[self._pause_key], args=[until_ms, max(1, int(seconds * 1000) + 1)])
 
+    def _take_turn(self, member: str, alive_ms: int) -> bool:
+        return bool(self._take_turn_script(keys=self._queue_keys,
+                                           args=[member, self._alive_prefix, alive_ms]))
+
+    def _keep_alive(self, member: str, alive_ms: int) -> None:
+        self._client.set(self._alive_prefix + member, "1", px=alive_ms)
+
+    def _leave_queue(self, members: List[str]) -> None:
+        with self._client.pipeline(transaction=True) as multi:
+            multi.zrem(self._queue_keys[0], *members)
+            multi.delete(*(self._alive_prefix + member for member in members))
+            multi.execute()
+
     def close(self) -> None:
+        self._withdraw_all()
         try:
             self._client.close()
         except self._store_errors as error:  # pragma: no cover - closing a dead socket

@@ -1,12 +1,15 @@
 """The ``sqlite`` limiter backend: one limit for every process on this machine that uses
 the same ``[llm.rate_limit] path`` and ``key``.
 
-The file holds three things per key: pyrate-limiter's ``SQLiteBucket`` table (one row
-per request start), the token bucket's state (one row, see :class:`SQLiteStateStore`)
-and the pause (one row: the wall-clock time until which nobody may start). Every
-read-modify-write runs under the bucket's file lock (``<path>.lock``), so one attempt
-(pause, tokens, request) is atomic across processes. Timestamps are wall-clock
-milliseconds: the processes of one machine share that clock.
+The file holds four things per key: pyrate-limiter's ``SQLiteBucket`` table (one row
+per request start), the token bucket's state (one row, see :class:`SQLiteStateStore`),
+the pause (one row: the wall-clock time until which nobody may start) and the shared
+queue of the processes' heads (:mod:`cowork_llm.limiter_queue`: one row per waiting
+process, its ticket an AUTOINCREMENT number, with the wall-clock time until which it
+counts as alive). Every read-modify-write runs under the bucket's file lock
+(``<path>.lock``), so one attempt (queue, pause, tokens, request) is atomic across
+processes. Timestamps are wall-clock milliseconds: the processes of one machine share
+that clock.
 """
 
 import hashlib
@@ -26,7 +29,8 @@ from pyrate_limiter.clocks import WallClock
 
 from .config import RateLimitConfig
 from .errors import ConfigError, LimiterBackendError
-from .limiter_backends import BucketBackend, admission_rates, token_rates
+from .limiter_backends import admission_rates, token_rates
+from .limiter_queue import QueuedBackend
 
 __all__ = ["SQLiteBackend", "SQLiteStateStore"]
 
@@ -39,6 +43,7 @@ _LOCK_POLL_SECONDS = 0.001
 
 _PAUSE_TABLE = "cowork_llm_pause"
 _TOKEN_TABLE = "cowork_llm_token_state"
+_QUEUE_TABLE = "cowork_llm_queue"
 
 
 def _table_name(key: str) -> str:
@@ -85,7 +90,7 @@ class SQLiteStateStore(StateStore):
             self._conn.commit()
 
 
-class SQLiteBackend(BucketBackend):
+class SQLiteBackend(QueuedBackend):
     """Request rates, token budget and pause in one SQLite file shared by processes.
 
     Raises ConfigError when filelock is missing, LimiterBackendError when the file
@@ -132,6 +137,12 @@ class SQLiteBackend(BucketBackend):
                          "(key TEXT PRIMARY KEY, until_ms INTEGER NOT NULL)")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {_TOKEN_TABLE} "
                          "(key TEXT PRIMARY KEY, state TEXT NOT NULL)")
+            # AUTOINCREMENT: a ticket number is never reused, so a newcomer is always last.
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_QUEUE_TABLE} "
+                         "(ticket INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, "
+                         "member TEXT NOT NULL UNIQUE, alive_until_ms INTEGER NOT NULL)")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{_QUEUE_TABLE}_key_ticket "
+                         f"ON {_QUEUE_TABLE} (key, ticket)")
             conn.commit()
         # The bucket takes the file lock itself in put() (reentrant in our thread); we
         # never hand it to pyrate's Limiter, whose non-blocking path breaks with filelock 4.
@@ -161,6 +172,33 @@ class SQLiteBackend(BucketBackend):
             "DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)", (self._name, until_ms))
         conn.commit()
 
+    def _take_turn(self, member: str, alive_ms: int) -> bool:
+        conn = self._connection()
+        now_ms = int(time.time() * 1000)
+        alive_until = now_ms + alive_ms
+        refreshed = conn.execute(f"UPDATE {_QUEUE_TABLE} SET alive_until_ms = ? WHERE member = ?",
+                                 (alive_until, member))
+        if refreshed.rowcount == 0:  # new, or removed as stale: to the back
+            conn.execute(f"INSERT INTO {_QUEUE_TABLE} (key, member, alive_until_ms) VALUES (?, ?, ?)",
+                         (self._name, member, alive_until))
+        conn.execute(f"DELETE FROM {_QUEUE_TABLE} WHERE key = ? AND alive_until_ms < ?",
+                     (self._name, now_ms))
+        front = conn.execute(f"SELECT member FROM {_QUEUE_TABLE} WHERE key = ? ORDER BY ticket LIMIT 1",
+                             (self._name,)).fetchone()
+        conn.commit()
+        return front is not None and front[0] == member
+
+    def _keep_alive(self, member: str, alive_ms: int) -> None:
+        conn = self._connection()
+        conn.execute(f"UPDATE {_QUEUE_TABLE} SET alive_until_ms = ? WHERE member = ?",
+                     (int(time.time() * 1000) + alive_ms, member))
+        conn.commit()
+
+    def _leave_queue(self, members: List[str]) -> None:
+        conn = self._connection()
+        conn.executemany(f"DELETE FROM {_QUEUE_TABLE} WHERE member = ?", [(m,) for m in members])
+        conn.commit()
+
     def _backend_error(self, error: BaseException) -> LimiterBackendError:
         return LimiterBackendError(
             f"the shared rate limit in {self.description} (llm.rate_limit.path) failed: "
@@ -168,6 +206,7 @@ class SQLiteBackend(BucketBackend):
             "writable and not on a network file system")
 
     def close(self) -> None:
+        self._withdraw_all()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:

@@ -142,14 +142,18 @@ class RateLimiter:
             me = _Waiter(next(self._tickets))
             self._queue.append(me)
             self._arrived.notify_all()
+            admitted = False
             try:
                 admitted_at = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
+                admitted = True
             finally:
                 # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
                 # backend error) leaves the queue, so later tickets are never stuck.
                 was_head = self._queue[0] is me
                 self._queue.remove(me)
                 if was_head:
+                    if not admitted:  # the head gave up: its place between processes too
+                        self.backend.withdraw()
                     self._wake_head()
             self._in_flight += 1
             self._admitted += 1
