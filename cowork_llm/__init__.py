@@ -8,6 +8,7 @@ Call :func:`create_llm_client` once and share the result between all threads::
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -40,8 +41,6 @@ from .errors import (  # noqa: E402
     ServerError,
 )
 from .factory import create_llm_client  # noqa: E402
-from .fallback import FallbackLlm  # noqa: E402
-from .health import HealthStatus  # noqa: E402
 from .llm import ChatResult, Llm, Usage  # noqa: E402
 from .loader import load_config  # noqa: E402
 from .rate_limiter import (  # noqa: E402
@@ -52,6 +51,26 @@ from .rate_limiter import (  # noqa: E402
 )
 from .streaming import ChatStream  # noqa: E402
 from .usage import UsageSnapshot  # noqa: E402
+
+if TYPE_CHECKING:
+    from .fallback import FallbackLlm
+    from .health import HealthStatus
+
+# Exports whose modules a client does not need unless it uses them (fallback models, the
+# health check): imported on first access, so `import cowork_llm` does not load them.
+_LAZY_EXPORTS = {"FallbackLlm": ".fallback", "HealthStatus": ".health"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 _configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable

@@ -4,9 +4,7 @@ import logging
 import os
 from typing import Optional
 
-from .cache import build_cache
 from .config import LlmConfig
-from .fallback import build_fallback_chain
 from .llm import Llm
 from .loader import load_config
 from .providers import build_provider
@@ -42,8 +40,13 @@ def create_llm_client(
         raise ValueError("create_llm_client takes a config or a path, not both")
     provider = build_provider(config.model)
     limiter = init_global_rate_limiter(config.rate_limit)
+    cache = None
+    if config.cache.backend != "none":  # the cache modules are loaded only when one is used
+        from .cache import build_cache
+
+        cache = build_cache(config.cache)
     client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry),
-                            usage=UsageTracker(config.pricing), cache=build_cache(config.cache))
+                            usage=UsageTracker(config.pricing), cache=cache)
     limits = config.rate_limit
     logger.info(
         "LLM client: provider=%s model=%s host=%s; limits: min_interval=%gs "
@@ -53,4 +56,8 @@ def create_llm_client(
         limits.min_interval_seconds, limits.max_concurrent, limits.requests_per_minute,
         limits.backend, limits.key, config.retry.max_attempts, config.cache.backend,
     )
-    return build_fallback_chain(config, client)  # the client itself when none are configured
+    if not config.fallback:
+        return client
+    from .fallback import build_fallback_chain  # loaded only when fallbacks are configured
+
+    return build_fallback_chain(config, client)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ._client_stream import open_limited_stream
-from .cache import ResponseCache, cache_key
 from .config import ModelConfig, RetryConfig
 from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
 from .limiter_backends import estimate_request_tokens
@@ -24,6 +23,7 @@ from .streaming import ChatStream
 from .usage import UsageSnapshot, UsageTracker
 
 if TYPE_CHECKING:
+    from .cache import ResponseCache
     from .health import HealthStatus
     from .rate_limiter import RateLimiter
     from .retry import RetryPolicy
@@ -83,7 +83,7 @@ class RateLimitedLlm(Llm):
     def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
                  retry: "Optional[RetryPolicy]" = None, *,
                  usage: Optional[UsageTracker] = None,
-                 cache: Optional[ResponseCache] = None) -> None:
+                 cache: "Optional[ResponseCache]" = None) -> None:
         if limiter is None:
             from .rate_limiter import get_global_rate_limiter
 
@@ -169,6 +169,8 @@ class RateLimitedLlm(Llm):
                    max_tokens: Optional[int]) -> str:
         """The cache key, with the options as the provider will send them (a call's
         None means the configured default). Never includes the key."""
+        from .cache import cache_key  # loaded already: whoever built the cache imported it
+
         model = self._model_config
         if model is None:  # not an HTTP provider: scope by its class and name
             return cache_key(type(self.inner).__name__, "", self.inner.name, messages,
