@@ -10,6 +10,7 @@ reads the real annotations.
 """
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -87,13 +88,20 @@ def _check_type(path: str, value: Any, expected: Any) -> None:
         raise ConfigError(f"{path} must be a finite number, got {value!r}")
 
 
+@functools.cache
+def _type_hints(cls: type) -> Dict[str, Any]:
+    """typing.get_type_hints, once per class (it re-evaluates every annotation; the
+    classes never change)."""
+    return typing.get_type_hints(cls)
+
+
 class _Section(DataClassJsonMixin):
     """Shared behaviour: type checks from annotations, masked repr."""
 
     _section: typing.ClassVar[str] = "llm"
 
     def _check_types(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             _check_type(f"{self._section}.{f.name}", getattr(self, f.name), hints[f.name])
 
