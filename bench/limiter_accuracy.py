@@ -14,6 +14,9 @@ For each: requests, violations (start-to-start gaps at the server below the inte
 the smallest gap, utilisation (achieved rate / allowed rate, over the whole run) and
 the wait per request (from calling to arriving at the server) p50 / p99 / max, next to
 the bound "requests queued x (interval + margin)" (16 threads, or 4 processes).
+For sqlite and redis also what the shared ticket queue costs: the CPU time of the 4
+worker processes over the run (start-up included) and the time of one ask by a process
+that is not at the front of the queue (what each waiting process does every 20 ms).
 
     .venv/bin/python bench/limiter_accuracy.py                   # 2 s, 32 requests each
     .venv/bin/python bench/limiter_accuracy.py --interval 0.5 --requests 40 --only memory
@@ -22,6 +25,7 @@ the bound "requests queued x (interval + margin)" (16 threads, or 4 processes).
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,7 @@ from _redis_server import redis_server  # noqa: E402
 
 from cowork_llm import create_llm_client  # noqa: E402
 from cowork_llm.config import RateLimitConfig  # noqa: E402
-from cowork_llm.limiter_backends import admission_rates  # noqa: E402
+from cowork_llm.limiter_backends import admission_rates, build_backend  # noqa: E402
 from cowork_llm.providers import build_provider  # noqa: E402
 from cowork_llm.rate_limiter import _reset_global_rate_limiters  # noqa: E402
 from cowork_llm.testing import FakeLlmServer  # noqa: E402
@@ -129,6 +133,27 @@ def scenario(name: str, server: FakeLlmServer, count: int, interval: float) -> S
     raise SystemExit(f"unknown scenario {name!r}")
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def poll_cost_ms(settings: Dict[str, object], asks: int = 2000) -> float:
+    """Mean time of one ask by a member queued behind another member's front ticket."""
+    config = RateLimitConfig(min_interval_seconds=60, key="bench-poll", **settings)  # type: ignore[arg-type]
+    front, behind = build_backend(config), build_backend(config)
+    try:
+        front.try_acquire()  # admitted: the bucket is busy for a minute
+        front.try_acquire()  # takes the front ticket
+        began = time.perf_counter()
+        for _ in range(asks):
+            behind.try_acquire()
+        return (time.perf_counter() - began) / asks * 1000
+    finally:
+        front.close()
+        behind.close()
+
+
 def percentile(values: List[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -165,21 +190,27 @@ def main() -> None:
     for name in args.only:
         with FakeLlmServer(latency_seconds=args.latency) as server:
             began = time.monotonic()
+            cpu_before = children_cpu_seconds()
+            extra: Dict[str, object] = {}
             if name == "sqlite":
                 with tempfile.TemporaryDirectory() as folder:
                     path = os.path.join(folder, "q.sqlite")
                     settings: Dict[str, object] = {"backend": "sqlite", "path": path}
                     starts = run_processes(server, args.requests, settings, args.interval)
+                    extra["workers_cpu_s"] = round(children_cpu_seconds() - cpu_before, 2)
+                    extra["poll_ms"] = round(poll_cost_ms(settings), 3)
             elif name == "redis":
                 with redis_server() as url:
-                    starts = run_processes(server, args.requests, {"backend": "redis", "redis_url": url},
-                                           args.interval)
+                    settings = {"backend": "redis", "redis_url": url}
+                    starts = run_processes(server, args.requests, settings, args.interval)
+                    extra["workers_cpu_s"] = round(children_cpu_seconds() - cpu_before, 2)
+                    extra["poll_ms"] = round(poll_cost_ms(settings), 3)
             else:
                 starts = scenario(name, server, args.requests, args.interval)
                 _reset_global_rate_limiters()
             queue = PROCESSES if name in ("sqlite", "redis") else THREADS
             results[name] = measure(server, starts, args.interval, queue)
-            results[name]["run_s"] = round(time.monotonic() - began, 1)
+            results[name].update(extra, run_s=round(time.monotonic() - began, 1))
             print(name, json.dumps(results[name]), flush=True)
     print()
     columns = ["requests", "violations", "min_gap_s", "utilisation_pct", "wait_p50_s", "wait_p99_s",
