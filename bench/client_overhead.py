@@ -121,6 +121,14 @@ def main() -> None:
         cpu = statistics.median(c for _, c in samples)
         ratios = f"{wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x"
         print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {ratios} |")
+    base = results["requests (bare Session)"]
+    for name, samples in results.items():  # the spread: each round against the same round's requests
+        if samples is base:
+            continue
+        walls = sorted(w / b[0] for (w, _), b in zip(samples, base, strict=True))
+        cpus = sorted(c / b[1] for (_, c), b in zip(samples, base, strict=True))
+        print(f"{name}: per-round ratio vs requests, wall {walls[0]:.2f}-{walls[-1]:.2f}x, "
+              f"CPU {cpus[0]:.2f}-{cpus[-1]:.2f}x")
 
 
 if __name__ == "__main__":
