@@ -127,17 +127,22 @@ from cowork_llm.limiter_backends import build_backend
 
 backend = build_backend(RateLimitConfig(**json.loads(sys.argv[1])))
 backend.stale_ticket_seconds = float(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()  # the parent has just started an interval
 print(backend.try_acquire(), flush=True)  # the front ticket: the bucket is busy
 time.sleep(60)  # killed long before
 """
 
 
 def test_a_killed_process_holds_the_queue_only_until_its_ticket_goes_stale(make_backend):
-    survivor = make_backend(min_interval_seconds=0.2)
-    assert survivor.try_acquire() == 0.0
+    survivor = make_backend(min_interval_seconds=0.5)
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(_settings(survivor)), str(STALE)],
-                             stdout=subprocess.PIPE, env=os.environ.copy())
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=os.environ.copy())
     try:
+        assert child.stdout.readline() == b"ready\n"  # started and connected
+        assert survivor.try_acquire() == 0.0
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
         assert float(child.stdout.readline()) > 0  # queued at the front, then waits
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
@@ -147,9 +152,11 @@ def test_a_killed_process_holds_the_queue_only_until_its_ticket_goes_stale(make_
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait(10)
+        child.stdin.close()
         child.stdout.close()
-    # Alive for STALE after its last ask, plus the 0.2 s it was told to wait; then skipped.
-    assert slot.admitted_at - killed < STALE + 0.2 + 2.0, slot.admitted_at - killed
+    # Alive for STALE after its last ask, plus the 0.5 s it was told to wait; then skipped.
+    assert slot.admitted_at - killed < STALE + 0.5 + 2.0, slot.admitted_at - killed
     slot.release()
 
 
