@@ -22,6 +22,7 @@ from .config import (  # noqa: E402
     RetryConfig,
 )
 from .errors import (  # noqa: E402
+    AcquireCancelled,
     ApiConnectionError,
     ApiTimeoutError,
     AuthenticationError,
@@ -102,6 +103,7 @@ __all__ = [
     "InvalidBaseUrlError",
     "MissingApiKeyError",
     "LimiterAcquireError",
+    "AcquireCancelled",
     "LimiterBackendError",
     "LlmApiError",
     "BadRequestError",

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidBaseUrlError",
     "MissingApiKeyError",
     "LimiterAcquireError",
+    "AcquireCancelled",
     "LimiterBackendError",
     "LlmApiError",
     "BadRequestError",
@@ -56,6 +57,12 @@ class MissingApiKeyError(ConfigError):
 class LimiterAcquireError(LlmError):
     """No limiter slot could be had in time (``acquire_timeout_seconds``). Not retried:
     the wait already was the retry."""
+
+
+class AcquireCancelled(LimiterAcquireError):
+    """The wait for a slot was called off (:func:`~cowork_llm.limiter_cancel.cancel_on`,
+    e.g. a batch stopping) before the request was admitted: nothing was sent. A
+    cancellation, not a failure: never retried, never failed over, not logged as an error."""
 
 
 class LimiterBackendError(LimiterAcquireError):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ._client_stream import open_limited_stream
 from .config import ModelConfig, RetryConfig
-from .errors import LlmApiError, LlmError, QuotaExceededError, RateLimitError
+from .errors import AcquireCancelled, LlmApiError, LlmError, QuotaExceededError, RateLimitError
 from .limiter_backends import estimate_request_tokens
 from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
 from .streaming import ChatStream
@@ -140,9 +140,10 @@ class RateLimitedLlm(Llm):
         try:
             result = self._call(checked, temperature, max_tokens, record)
         except LlmError as error:
-            self.usage_tracker.record_failure(self._model_name, retries=record.retries,
-                                              waited=record.waited_seconds,
-                                              latency=time.monotonic() - began)
+            if not isinstance(error, AcquireCancelled):  # called off, not failed
+                self.usage_tracker.record_failure(self._model_name, retries=record.retries,
+                                                  waited=record.waited_seconds,
+                                                  latency=time.monotonic() - began)
             self._log_failure(error, record)
             raise
         result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)
@@ -287,7 +288,10 @@ class RateLimitedLlm(Llm):
 
     def _log_failure(self, error: LlmError, record: CallRecord) -> None:
         # Never the prompt text (only its hash) and never the key.
-        if isinstance(error, LlmApiError):
+        if isinstance(error, AcquireCancelled):  # the caller called it off: not a failure
+            logger.debug("%s call cancelled while waiting for a limiter slot (attempts=%d, prompt=%s)",
+                         self.name, record.attempts, record.prompt_hash)
+        elif isinstance(error, LlmApiError):
             logger.error(
                 "%s call failed: %s (status=%s, request_id=%s, attempts=%d, prompt=%s)",
                 self.name, type(error).__name__, error.status_code, error.request_id,

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import ContextManager, Deque, Dict, Optional
 
 from .config import RateLimitConfig
-from .errors import LimiterAcquireError
+from .errors import AcquireCancelled, LimiterAcquireError
 from .limiter_backends import LimiterBackend, build_backend
+from .limiter_cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 
 __all__ = [
     "RateLimiter",
@@ -131,6 +132,8 @@ class RateLimiter:
         Raises:
             LimiterAcquireError: the timeout ran out, the limiter was closed, or
                 ``weight`` can never fit the rates.
+            AcquireCancelled: an event of this thread's
+                :func:`~cowork_llm.limiter_cancel.cancel_on` scope was set before admission.
             LimiterBackendError: the shared backend failed.
         """
         asked_at = time.monotonic()
@@ -162,8 +165,13 @@ class RateLimiter:
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
         """With the lock held: wait until ``me`` may start; return when it did."""
+        cancel_events = active_cancel_events()
         while True:
             self._check_open()
+            if cancel_events and is_cancelled(cancel_events):  # checked before every ask
+                raise AcquireCancelled(
+                    f"the wait for a slot of rate limiter {self.config.key!r} was cancelled "
+                    f"after {time.monotonic() - asked_at:.2f} s; no request was sent")
             wait: Optional[float] = None  # None: until woken
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
                 asked_backend_at = time.monotonic()
@@ -183,6 +191,8 @@ class RateLimiter:
                 wait = left if wait is None else min(wait, left)
             if threading.current_thread() is threading.main_thread():
                 wait = _MAIN_THREAD_WAIT_SLICE if wait is None else min(wait, _MAIN_THREAD_WAIT_SLICE)
+            if cancel_events:  # nobody notifies us when an Event is set: look that often
+                wait = CANCEL_CHECK_SECONDS if wait is None else min(wait, CANCEL_CHECK_SECONDS)
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
