@@ -28,7 +28,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..llm import Llm, Message
+from ..llm import ChatResult, Llm, Message
 from ..streaming import ChatStream, StreamState
 from . import _http, _sse
 from ._keys import KeyRejectedError, KeyRotation
@@ -59,7 +59,7 @@ class HttpProvider(Llm):
     HTTP session, and the key rotation is locked.
 
     Subclasses set ``PROVIDER`` and ``PATH`` and write :meth:`request_body`,
-    :meth:`_headers`, :meth:`chat` and :meth:`_read_stream`.
+    :meth:`_headers`, :meth:`_parse_response` and :meth:`_read_stream`.
 
     Raises (at construction):
         MissingApiKeyError: no key in the config and none passed as ``api_key``, or a
@@ -108,12 +108,27 @@ class HttpProvider(Llm):
         """The authentication (and version) headers for ``api_key``."""
 
     @abstractmethod
+    def _parse_response(self, response: requests.Response) -> ChatResult:
+        """The answer in a 2xx response. Raises InvalidResponseError when unusable."""
+
+    @abstractmethod
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         """Text pieces from the events, filling ``state``. Raises the mapped LlmApiError
         for an error event, InvalidResponseError for an unreadable one, and
         ApiConnectionError when the events end before the end event."""
 
     # --- the Llm interface -----------------------------------------------------------------
+
+    def chat(self, messages: Sequence[Message], *, temperature: Optional[float] = None,
+             max_tokens: Optional[int] = None) -> ChatResult:
+        """One request, one answer.
+
+        Raises:
+            ValueError: bad messages, temperature or max_tokens (before any request).
+            LlmApiError: the subclass for what failed (see :mod:`cowork_llm.errors`).
+        """
+        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens)
+        return self._parse_response(self._send(body))
 
     def stream(self, messages: Sequence[Message], *, temperature: Optional[float] = None,
                max_tokens: Optional[int] = None) -> ChatStream:

@@ -61,21 +61,7 @@ class AnthropicClient(HttpProvider):
                               f"'anthropic', got {config.temperature!r}")
         super().__init__(config, api_key=api_key)
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatResult:
-        """One request, one answer.
-
-        Raises:
-            ValueError: bad messages, temperature (0 to 1) or max_tokens (before any request).
-            LlmApiError: the subclass for what failed (see :mod:`cowork_llm.errors`).
-        """
-        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens)
-        response = self._send(body)
+    def _parse_response(self, response: requests.Response) -> ChatResult:
         return parse_messages_response(response, fallback_model=self.config.model_name,
                                        secrets=self._secrets())
 

@@ -44,26 +44,10 @@ class OpenAIClient(HttpProvider):
     PROVIDER = PROVIDER
     PATH = "/chat/completions"
 
-    # --- the Llm interface -------------------------------------------------------------
-
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatResult:
-        """One request, one answer.
-
-        Raises:
-            ValueError: bad messages, temperature or max_tokens (before any request).
-            LlmApiError: the subclass for what failed (see :mod:`cowork_llm.errors`).
-        """
-        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens)
-        response = self._send(body)
-        return parse_chat_response(response, fallback_model=self.config.model_name, secrets=self._secrets())
-
     # --- the wire format ------------------------------------------------------------------
+
+    def _parse_response(self, response: requests.Response) -> ChatResult:
+        return parse_chat_response(response, fallback_model=self.config.model_name, secrets=self._secrets())
 
     def request_body(
         self,
