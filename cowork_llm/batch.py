@@ -15,19 +15,33 @@ the same way: an error that says the setup is wrong (:data:`FATAL_ERRORS`: a bad
 no credit, a wrong URL or model, a broken configuration or limiter), and
 ``max_consecutive_failures`` items in a row failing. Then no new items start, the
 in-flight ones finish, and the summary says why; a rerun picks up where it stopped.
+
+"In flight" means admitted by the rate limiter: a stop (Ctrl-C, ``stop_event``, a fatal
+error) cancels the waits of workers still queued for a slot
+(:func:`~cowork_llm.limiter_cancel.cancel_on`), so their items are not sent and get no
+line. Only one run may write an output file at a time (:func:`.batch_journal.lock_output`).
 """
 
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Type, Union
 
 from .batch_input import BatchInputError, BatchItem, InputProblem, prepare_items, read_batch_file
-from .batch_journal import BatchOutputError, JournalWriter, drop_error_lines, recover_journal
+from .batch_journal import (
+    BatchOutputError,
+    JournalWriter,
+    OutputLockedError,
+    drop_error_lines,
+    lock_output,
+    recover_journal,
+)
 from .batch_progress import format_duration, make_progress
 from .errors import (
+    AcquireCancelled,
     AuthenticationError,
     ConfigError,
     LimiterBackendError,
@@ -36,6 +50,7 @@ from .errors import (
     NotFoundError,
     QuotaExceededError,
 )
+from .limiter_cancel import cancel_on
 from .llm import ChatResult, Llm
 
 __all__ = [
@@ -45,6 +60,7 @@ __all__ = [
     "BatchItem",
     "BatchInputError",
     "BatchOutputError",
+    "OutputLockedError",
     "InputProblem",
     "read_batch_file",
     "FATAL_ERRORS",
@@ -178,14 +194,29 @@ class _Run:
                     if item is None:
                         return
                     self.counts["started"] += 1
-                self._finish(item, self._call(item))
+                outcome = self._call(item)
+                if outcome is None:  # not sent because we are stopping: it runs next time
+                    with self.lock:
+                        self.counts["started"] -= 1
+                    return
+                self._finish(item, outcome)
         finally:
             finished.set()
 
-    def _call(self, item: BatchItem) -> Union[ChatResult, BaseException]:
+    def _call(self, item: BatchItem) -> Optional[Union[ChatResult, BaseException]]:
+        """The item's answer or error; None when stopping cancelled its wait for a
+        limiter slot, so no request was sent."""
         try:
-            return self.client.chat(item.messages, temperature=item.temperature,
-                                    max_tokens=item.max_tokens)
+            # A worker still queued in the limiter when the batch stops must not send its
+            # request afterwards: the stop cancels its wait (an admitted one runs on).
+            with ExitStack() as scope:
+                scope.enter_context(cancel_on(self.stop))
+                if self.stop_event is not None:
+                    scope.enter_context(cancel_on(self.stop_event))
+                return self.client.chat(item.messages, temperature=item.temperature,
+                                        max_tokens=item.max_tokens)
+        except AcquireCancelled as exc:
+            return None if self.stopping() else exc  # else not our stop: record it
         except FATAL_ERRORS as exc:
             self.stop_because(f"{type(exc).__name__}: {exc} (every other item would fail the same way)")
             return exc
@@ -255,6 +286,8 @@ def run_batch(
     Raises:
         BatchInputError: an invalid item or a repeated id (before any request).
         BatchOutputError: the output file holds a line that is not a batch result.
+        OutputLockedError: another run is writing the same output (a BatchOutputError;
+            raised at once, before the file is read or anything is sent).
         BatchInterrupted: Ctrl-C; in-flight items were finished, or abandoned on a
             second Ctrl-C. Carries the summary.
         OSError: the output cannot be read or written (after stopping the workers).
@@ -265,6 +298,20 @@ def run_batch(
     started = time.monotonic()
     checked = prepare_items(items)
     path = Path(output_path)
+    # Held for the whole run (repair, rewrite, appends) and released on every way out.
+    with lock_output(path):
+        return _run_locked(client, checked, path, started, workers=workers, progress=progress,
+                           log_interval_seconds=log_interval_seconds,
+                           fsync_interval_seconds=fsync_interval_seconds,
+                           max_consecutive_failures=max_consecutive_failures,
+                           stop_event=stop_event)
+
+
+def _run_locked(client: Llm, checked: List[BatchItem], path: Path, started: float, *, workers: int,
+                progress: str, log_interval_seconds: float, fsync_interval_seconds: float,
+                max_consecutive_failures: Optional[int],
+                stop_event: Optional[threading.Event]) -> BatchSummary:
+    """run_batch's work, with the output's lock held. Raises as run_batch does."""
     state = recover_journal(path)
     todo = [item for item in checked if item.key not in state.done]
     if state.failed:

@@ -4,6 +4,10 @@ Each line is written with one buffered write and flushed at once, so a crash can
 cut the *last* line short. :func:`recover_journal` finds such a torn line, copies its bytes
 to ``OUTPUT.torn`` and truncates the file to its last complete line, so nothing complete
 is lost and the cut item is simply run again (its id cannot appear twice).
+
+One run at a time: :func:`lock_output` holds an exclusive lock on ``OUTPUT.lock`` for the
+whole run, so a second run on the same file (a command started twice, a cron overlap)
+fails at once instead of duplicating ids and interleaving lines.
 """
 
 import json
@@ -11,14 +15,25 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Optional, Set
+from typing import Any, Callable, Collection, Iterator, Mapping, Optional, Set
+
+import filelock
 
 from .batch_input import id_key
 from .errors import LlmError
 
-__all__ = ["BatchOutputError", "JournalState", "JournalWriter", "recover_journal", "drop_error_lines"]
+__all__ = [
+    "BatchOutputError",
+    "OutputLockedError",
+    "JournalState",
+    "JournalWriter",
+    "lock_output",
+    "recover_journal",
+    "drop_error_lines",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +41,40 @@ logger = logging.getLogger(__name__)
 class BatchOutputError(LlmError, ValueError):
     """The output file holds a complete line that is not a batch result (another file
     given as ``-o``?). Nothing is changed; move the file away or fix that line."""
+
+
+class OutputLockedError(BatchOutputError):
+    """Another batch (in this process or another) is writing the output file right now.
+    Nothing was read, changed or sent; wait for it to finish or choose another file."""
+
+
+@contextmanager
+def lock_output(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``path`` (the file ``path.lock``) for the block.
+
+    An OS lock (flock on POSIX, msvcrt on Windows, through filelock) on a file beside the
+    output, not on the output itself: resuming replaces the output atomically
+    (:func:`drop_error_lines`), which would lose a lock held on the old file. The OS drops
+    the lock when its process dies, even by kill -9, so no stale lock can block a rerun.
+    The small ``.lock`` file is left in place (removing it would race a run taking it).
+
+    Raises:
+        OutputLockedError: another run holds the lock (at once, without waiting).
+        OSError: the lock file cannot be created (e.g. the directory does not exist).
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    lock = filelock.FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise OutputLockedError(
+            f"{path} is being written by another batch right now (it holds {lock_path}); "
+            "wait for that run to finish, or write to another file"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass

@@ -5,16 +5,21 @@ import io
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import filelock
 import pytest
 
 from cowork_llm.batch import BatchInterrupted, run_batch
 from cowork_llm.batch_input import BatchInputError, read_batch_file
-from cowork_llm.batch_journal import BatchOutputError, JournalWriter, recover_journal
+from cowork_llm.batch_journal import BatchOutputError, JournalWriter, OutputLockedError, recover_journal
 from cowork_llm.batch_progress import LogProgress, make_progress
+from cowork_llm.config import RateLimitConfig
 from cowork_llm.errors import AuthenticationError, BadRequestError, ServerError
+from cowork_llm.rate_limited_llm import RateLimitedLlm
+from cowork_llm.rate_limiter import RateLimiter
 from cowork_llm.testing import MockLlm
 
 WAIT = 10  # seconds; every wait in these tests is for an event that should come at once
@@ -383,3 +388,99 @@ def test_auto_progress_uses_log_lines_when_not_a_terminal():
     assert isinstance(make_progress("auto", 3, stream=io.StringIO()), LogProgress)
     with pytest.raises(ValueError, match="progress must be one of"):
         make_progress("fancy", 3)
+
+
+# --- stopping while workers queue in the limiter ------------------------------------------
+
+
+def _limited(inner: MockLlm, **settings: object) -> RateLimitedLlm:
+    return RateLimitedLlm(inner, RateLimiter(RateLimitConfig(**settings)))  # type: ignore[arg-type]
+
+
+def test_a_stop_sends_nothing_for_workers_still_queued_in_the_limiter(tmp_path):
+    """One request in flight, three workers queued for the one slot: the stop lets the
+    first finish and the queued ones never send (before, each sent after the stop)."""
+    gate, stop = threading.Event(), threading.Event()
+    inner = MockLlm(gate=gate)
+    client = _limited(inner, min_interval_seconds=0, max_concurrent=1)
+    out = tmp_path / "out.jsonl"
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(summary=run_batch(
+        client, items(20), out, workers=4, progress="none", stop_event=stop)))
+    runner.start()
+    assert client.limiter.wait_for_queued(3, WAIT)  # one admitted (held by the gate), 3 queued
+    stop.set()
+    gate.set()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    summary = result["summary"]
+    assert len(inner.prompts) == 1 and client.limiter.admitted_count == 1
+    assert (summary.succeeded, summary.failed, summary.abandoned) == (1, 0, 0)
+    assert summary.not_started == 19 and summary.exit_code == 130
+    assert [r["id"] for r in read_lines(out)] == [int(inner.prompts[0][1:])]
+    assert client.limiter.queued == 0 and client.limiter.in_flight == 0
+
+    resumed = run_batch(_limited(MockLlm(), min_interval_seconds=0), items(20), out,
+                        workers=4, progress="none")
+    assert resumed.exit_code == 0 and (resumed.already_done, resumed.succeeded) == (1, 19)
+    ids = sorted(r["id"] for r in read_lines(out))
+    assert ids == list(range(20))
+
+
+# --- one run per output file ------------------------------------------------------------
+
+
+def _lock_is_free(path: Path) -> bool:
+    probe = filelock.FileLock(str(path) + ".lock", timeout=0)
+    try:
+        probe.acquire()
+    except filelock.Timeout:
+        return False
+    probe.release()
+    return True
+
+
+def test_a_second_run_on_the_same_output_fails_at_once_and_changes_nothing(tmp_path):
+    started, release = threading.Semaphore(0), threading.Event()
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 0, "output": "echo: p0", "model": "m", "usage": null}\n')
+    result: dict = {}
+    first = threading.Thread(target=lambda: result.update(summary=run_batch(
+        _blocking_llm(started, release), items(6), out, workers=2, progress="none")))
+    first.start()
+    assert started.acquire(timeout=WAIT)
+    before = out.read_bytes()
+    second_llm = EchoLlm()
+    began = time.monotonic()
+    with pytest.raises(OutputLockedError) as caught:
+        run_batch(second_llm, items(6), out, workers=2, progress="none")
+    assert time.monotonic() - began < WAIT / 2  # at once, not after the first run
+    message = str(caught.value)
+    assert str(out) in message and "another batch" in message and "\n" not in message
+    assert isinstance(caught.value, BatchOutputError)
+    assert second_llm.prompts == [] and out.read_bytes() == before
+    assert not _lock_is_free(out)
+    release.set()
+    first.join(WAIT)
+    assert result["summary"].exit_code == 0
+    assert_each_id_once_and_valid(out, list(range(6)))
+    assert _lock_is_free(out)  # released when the run ended
+    again = run_batch(EchoLlm(), items(6), out, progress="none")  # and usable again
+    assert again.already_done == 6
+
+
+def test_the_lock_is_released_after_an_error_and_after_ctrl_c(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 1, "prompt": "an input file given as -o"}\n')
+    with pytest.raises(BatchOutputError):
+        run_batch(EchoLlm(), items(2), out, progress="none")
+    assert _lock_is_free(out)
+
+    def interrupt(prompt: str) -> None:
+        _thread.interrupt_main()
+
+    out.unlink()
+    with pytest.raises(BatchInterrupted):
+        run_batch(EchoLlm(interrupt), items(5), out, workers=1, progress="none")
+    assert _lock_is_free(out)
+    assert run_batch(EchoLlm(), items(5), out, progress="none").exit_code == 0

@@ -257,3 +257,59 @@ def test_the_sample_input_runs_cleanly(tmp_path, server, monkeypatch):
     assert all("output" in r for r in records)
     by_prompt = {r.messages[-1]["content"]: r.json for r in server.chat_requests}
     assert by_prompt["Write a haiku about rate limits."]["max_tokens"] == 60
+
+
+def test_after_ctrl_c_no_queued_worker_sends_its_request(tmp_path):
+    """Four workers, one slot, starts 0.5 s apart: one request in flight, three queued in
+    the limiter. After SIGINT no new request may reach the server (the one in flight
+    finishes); before the fix each queued worker still sent its request."""
+    ids = write_input(tmp_path / "in.jsonl", 30)
+    out = tmp_path / "out.jsonl"
+    with FakeLlmServer(latency_seconds=0.3) as server:
+        child = start_batch(server, "in.jsonl", "-o", "out.jsonl", "--workers", "4",
+                            min_interval_seconds=0.5, max_concurrent=1)
+        server.wait_for_requests(2, timeout=WAIT)  # the 2nd just arrived; the next is 0.5 s away
+        signalled_at = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=WAIT)
+        assert child.returncode == 130, stderr
+        arrivals = [r.arrival_monotonic for r in server.chat_requests]
+        late = [t - signalled_at for t in arrivals if t > signalled_at]
+        # One may have been admitted just before the signal landed (a slow test thread).
+        assert len(late) <= 1, f"requests sent after Ctrl-C: {late}"
+        assert len(complete_lines(out)) == len(arrivals) < 30  # each sent one was recorded
+        assert f"{30 - len(arrivals)} not started" in stderr
+        requests_before = len(arrivals)
+
+        resumed = start_batch(server, "in.jsonl", "-o", "out.jsonl", "--workers", "4",
+                              min_interval_seconds=0.01)
+        _, stderr = resumed.communicate(timeout=WAIT * 2)
+        assert resumed.returncode == 0, stderr
+        assert_each_id_once_with_its_answer(out, ids)
+        assert len(server.chat_requests) - requests_before == 30 - requests_before
+
+
+def test_a_second_batch_on_the_same_output_exits_2_and_a_killed_ones_lock_is_no_obstacle(tmp_path):
+    ids = write_input(tmp_path / "in.jsonl", 8)
+    out = tmp_path / "out.jsonl"
+    with FakeLlmServer(latency_seconds=30) as slow, FakeLlmServer() as fast:
+        first = start_batch(slow, "in.jsonl", "-o", "out.jsonl", "--workers", "2")
+        slow.wait_for_requests(1, timeout=WAIT)  # running, holding the lock
+        before = out.read_bytes()
+
+        second = start_batch(fast, "in.jsonl", "-o", "out.jsonl", "--workers", "2")
+        _, stderr = second.communicate(timeout=WAIT)
+        assert second.returncode == 2, stderr
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, stderr
+        assert "out.jsonl is being written by another batch" in lines[0]
+        assert fast.chat_requests == [] and out.read_bytes() == before
+
+        first.kill()  # kill -9: no chance to release anything
+        first.communicate(timeout=WAIT)
+        assert (tmp_path / "out.jsonl.lock").exists()  # the file stays; the OS lock is gone
+
+        third = start_batch(fast, "in.jsonl", "-o", "out.jsonl", "--workers", "2")
+        _, stderr = third.communicate(timeout=WAIT * 2)
+        assert third.returncode == 0, stderr
+        assert_each_id_once_with_its_answer(out, ids)

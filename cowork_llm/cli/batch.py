@@ -3,9 +3,11 @@
 Every input line is checked first; problems are listed with their line numbers and
 nothing is sent (exit 2) unless ``--skip-invalid`` is given. Results are appended to
 OUTPUT as they finish; rerunning the same command skips ids already answered and retries
-the ones that failed. The first Ctrl-C lets the requests in flight finish, a second one
-abandons them. Exit 0 when every item succeeded, 1 when some failed or were not run,
-2 for invalid input or an unusable output file, 130 when interrupted.
+the ones that failed. The first Ctrl-C lets the requests in flight finish (workers still
+waiting for the rate limiter send nothing), a second one abandons them. One run per
+output file at a time: another run on the same OUTPUT fails at once. Exit 0 when every
+item succeeded, 1 when some failed or were not run, 2 for invalid input or an unusable
+(or busy) output file, 130 when interrupted.
 """
 
 import argparse
