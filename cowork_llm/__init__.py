@@ -1,10 +1,10 @@
 """cowork_llm: one thread-safe, rate-limited, retrying LLM client for synchronous Python.
 
-Call :func:`create_llm_client` once and share the result between all threads::
+Call :func:`create_llm_client` once and share the result between all threads:
 
-    from cowork_llm import create_llm_client
-    llm = create_llm_client()          # config.toml, else COWORK_LLM_* variables
-    print(llm.generate_content("Summarise this", system_prompt="Be brief"))
+>>> from cowork_llm import create_llm_client
+>>> llm = create_llm_client()          # config.toml, else COWORK_LLM_* variables
+>>> answer = llm.generate_content("Summarise this", system_prompt="Be brief")
 """
 
 import logging
