@@ -20,16 +20,19 @@ in-flight ones finish, and the summary says why; a rerun picks up where it stopp
 error) cancels the waits of workers still queued for a slot
 (:func:`~cowork_llm.limiter_cancel.cancel_on`), so their items are not sent and get no
 line. Only one run may write an output file at a time (:func:`.batch_journal.lock_output`).
+
+This module keeps a run's books: what is left to do, and the :class:`BatchSummary`. The
+worker threads, stopping and Ctrl-C are :mod:`._batch_pool`'s job.
 """
 
 import logging
 import threading
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Iterable, List, Mapping, Optional, Union
 
+from ._batch_pool import FATAL_ERRORS, WorkerPool
 from .batch_input import BatchInputError, BatchItem, InputProblem, prepare_items, read_batch_file
 from .batch_journal import (
     BatchOutputError,
@@ -40,18 +43,7 @@ from .batch_journal import (
     recover_journal,
 )
 from .batch_progress import format_duration, make_progress
-from .errors import (
-    AcquireCancelled,
-    AuthenticationError,
-    ConfigError,
-    LimiterBackendError,
-    LlmApiError,
-    LlmError,
-    NotFoundError,
-    QuotaExceededError,
-)
-from .limiter_cancel import cancel_on
-from .llm import ChatResult, Llm
+from .llm import Llm
 
 __all__ = [
     "run_batch",
@@ -67,12 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Errors about the setup, not the item: the next item would fail the same way.
-FATAL_ERRORS: Tuple[Type[BaseException], ...] = (
-    AuthenticationError, QuotaExceededError, NotFoundError, ConfigError, LimiterBackendError,
-)
-_TICK_SECONDS = 0.2  # how often the waiting thread updates the progress display
 
 
 @dataclass
@@ -135,135 +121,6 @@ class BatchInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-def _success_record(item: BatchItem, result: ChatResult) -> Dict[str, Any]:
-    usage = result.usage
-    return {
-        "id": item.id,
-        "output": result.content,
-        "model": result.model,
-        "usage": None if usage is None else {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        },
-        "finish_reason": result.finish_reason,
-    }
-
-
-def _error_record(item: BatchItem, exc: BaseException) -> Dict[str, Any]:
-    return {"id": item.id, "error": {
-        "type": type(exc).__name__,
-        "message": str(exc) or repr(exc),
-        "status_code": exc.status_code if isinstance(exc, LlmApiError) else None,
-    }}
-
-
-class _Run:
-    """The state one batch run shares between its worker threads."""
-
-    def __init__(self, client: Llm, todo: List[BatchItem], writer: JournalWriter, progress: Any,
-                 max_consecutive_failures: Optional[int], stop_event: Optional[threading.Event]) -> None:
-        self.client, self.writer, self.progress = client, writer, progress
-        self.max_failures = max_consecutive_failures
-        self.lock = threading.Lock()
-        self.pending = iter(todo)
-        self.stop = threading.Event()
-        self.stop_event = stop_event  # the caller's: read, never set
-        self.counts = {"succeeded": 0, "failed": 0, "started": 0,
-                       "prompt_tokens": 0, "completion_tokens": 0}
-        self.consecutive_failures = 0
-        self.stopped_reason: Optional[str] = None
-        self.write_error: Optional[BaseException] = None
-        self._unexpected_logged = False
-
-    def stop_because(self, reason: str) -> None:
-        with self.lock:
-            if self.stopped_reason is None:
-                self.stopped_reason = reason
-                logger.error("stopping: %s", reason)
-        self.stop.set()
-
-    def stopping(self) -> bool:
-        return self.stop.is_set() or (self.stop_event is not None and self.stop_event.is_set())
-
-    def work(self, finished: threading.Event) -> None:
-        try:
-            while not self.stopping():
-                with self.lock:
-                    item = next(self.pending, None)
-                    if item is None:
-                        return
-                    self.counts["started"] += 1
-                outcome = self._call(item)
-                if outcome is None:  # not sent because we are stopping: it runs next time
-                    with self.lock:
-                        self.counts["started"] -= 1
-                    return
-                self._finish(item, outcome)
-        finally:
-            finished.set()
-
-    def _call(self, item: BatchItem) -> Optional[Union[ChatResult, BaseException]]:
-        """The item's answer or error; None when stopping cancelled its wait for a
-        limiter slot, so no request was sent."""
-        try:
-            # A worker still queued in the limiter when the batch stops must not send its
-            # request afterwards: the stop cancels its wait (an admitted one runs on).
-            with ExitStack() as scope:
-                scope.enter_context(cancel_on(self.stop))
-                if self.stop_event is not None:
-                    scope.enter_context(cancel_on(self.stop_event))
-                return self.client.chat(item.messages, temperature=item.temperature,
-                                        max_tokens=item.max_tokens)
-        except AcquireCancelled as exc:
-            return None if self.stopping() else exc  # else not our stop: record it
-        except FATAL_ERRORS as exc:
-            self.stop_because(f"{type(exc).__name__}: {exc} (every other item would fail the same way)")
-            return exc
-        except (ValueError, LlmError) as exc:  # expected (a limiter timeout too): record it
-            return exc
-        except Exception as exc:  # a bug somewhere: record it, keep the thread alive
-            if not self._unexpected_logged:
-                self._unexpected_logged = True
-                logger.error("unexpected error on item %r", item.id, exc_info=True)
-            return exc
-
-    def _finish(self, item: BatchItem, outcome: Union[ChatResult, BaseException]) -> None:
-        if isinstance(outcome, BaseException):
-            record, failed = _error_record(item, outcome), True
-        else:
-            record, failed = _success_record(item, outcome), False
-        # Written and counted under one lock, so once the writer is closed the counts
-        # say exactly which items have a line.
-        with self.lock:
-            try:
-                written = self.writer.write(record)
-            except (OSError, TypeError, ValueError) as exc:
-                self.write_error, written = exc, False
-            if written:
-                self.counts["failed" if failed else "succeeded"] += 1
-                if isinstance(outcome, ChatResult) and outcome.usage is not None:
-                    self.counts["prompt_tokens"] += outcome.usage.prompt_tokens
-                    self.counts["completion_tokens"] += outcome.usage.completion_tokens
-                self.progress.advance(failed)
-                self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
-            too_many = (written and self.max_failures is not None
-                        and self.consecutive_failures >= self.max_failures)
-        if self.write_error is not None:
-            self.stop_because(f"cannot write {self.writer.path}: {self.write_error}")
-        elif too_many:
-            self.stop_because(f"the last {self.consecutive_failures} items all failed "
-                              f"(latest: {record['error']['type']}: {record['error']['message']})")
-
-    def wait(self, workers_finished: List[threading.Event]) -> None:
-        """Until every launched worker has finished. (Not Thread.join: on CPython 3.11 a
-        Ctrl-C inside join() can mark a running thread as stopped.)"""
-        for finished in workers_finished:
-            while not finished.wait(_TICK_SECONDS):
-                with self.lock:
-                    self.progress.tick()
-
-
 def run_batch(
     client: Llm,
     items: Iterable[Union[BatchItem, Mapping[str, Any]]],
@@ -323,51 +180,26 @@ def _run_locked(client: Llm, checked: List[BatchItem], path: Path, started: floa
                     summary.already_done, summary.total, path, len(todo))
     display = make_progress(progress, len(todo), log_interval_seconds=log_interval_seconds)
     writer = JournalWriter(path, fsync_interval_seconds=fsync_interval_seconds)
-    run = _Run(client, todo, writer, display, max_consecutive_failures, stop_event)
-    launched: List[threading.Event] = []
-    interrupts = 0
-    abandon = False
+    pool = WorkerPool(client, todo, writer, display, max_consecutive_failures, stop_event)
     try:
-        while True:
-            try:
-                if interrupts:  # said inside the try: a Ctrl-C while saying it still counts
-                    logger.warning("interrupted; finishing the items in flight. Press "
-                                   "Ctrl-C again to abandon them (they will run again next time).")
-                # A worker counts once its start() returned. One whose start a Ctrl-C cut
-                # short is not waited for: it finds `stop` set, or its line is refused by
-                # the closed writer and its item counts as not started.
-                while len(launched) < min(workers, len(todo)) and not interrupts:
-                    finished = threading.Event()
-                    threading.Thread(target=run.work, args=(finished,), daemon=True,
-                                     name=f"cowork-batch-{len(launched)}").start()
-                    launched.append(finished)
-                run.wait(launched)
-                break
-            except KeyboardInterrupt:
-                interrupts += 1
-                run.stop.set()
-                if interrupts > 1:
-                    abandon = True
-                    break
+        pool.run(workers)
     finally:
         writer.close()  # from here on, abandoned workers' results are dropped, not written
         display.close()
-    with run.lock:
-        counts = dict(run.counts)
-    summary.succeeded, summary.failed = counts["succeeded"], counts["failed"]
-    summary.prompt_tokens, summary.completion_tokens = counts["prompt_tokens"], counts["completion_tokens"]
-    summary.not_started = len(todo) - counts["started"]
-    unwritten = counts["started"] - counts["succeeded"] - counts["failed"]
-    if abandon:
-        summary.abandoned = unwritten
+    counts = pool.counts()
+    summary.succeeded, summary.failed = counts.succeeded, counts.failed
+    summary.prompt_tokens, summary.completion_tokens = counts.prompt_tokens, counts.completion_tokens
+    summary.not_started = len(todo) - counts.started
+    if pool.abandoned:
+        summary.abandoned = counts.unwritten
     else:  # an item whose line could not be written runs again next time
-        summary.not_started += unwritten
+        summary.not_started += counts.unwritten
     stopped_by_caller = stop_event is not None and stop_event.is_set() and summary.not_started > 0
-    summary.interrupted = interrupts > 0 or stopped_by_caller
-    summary.stopped_reason = run.stopped_reason
+    summary.interrupted = pool.interrupted or stopped_by_caller
+    summary.stopped_reason = pool.stopped_reason
     summary.elapsed_seconds = time.monotonic() - started
-    if run.write_error is not None:
-        raise run.write_error
-    if interrupts:
+    if pool.write_error is not None:
+        raise pool.write_error
+    if pool.interrupted:
         raise BatchInterrupted(summary)
     return summary
