@@ -85,7 +85,7 @@ class RateLimitedLlm(Llm):
                  usage: Optional[UsageTracker] = None,
                  cache: "Optional[ResponseCache]" = None) -> None:
         if limiter is None:
-            from .rate_limiter import get_global_rate_limiter
+            from ._limiter_registry import get_global_rate_limiter
 
             limiter = get_global_rate_limiter()
         self.inner = inner

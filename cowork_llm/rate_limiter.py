@@ -1,5 +1,6 @@
-"""RateLimiter: a first-come-first-served gate in front of a pyrate-limiter bucket, and
-the process-wide registry of limiters keyed by ``RateLimitConfig.key``.
+"""RateLimiter: a first-come-first-served gate in front of a limiter backend's buckets.
+(The process-wide registry of limiters, :func:`init_global_rate_limiter` and
+:func:`get_global_rate_limiter`, lives in ``_limiter_registry`` and is re-exported here.)
 
 A request takes a :class:`Slot` before it starts and gives it back when its response
 has been read. Waiters queue in arrival order (pyrate-limiter's own blocking wait is
@@ -20,20 +21,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import ContextManager, Deque, Dict, Optional
+from typing import ContextManager, Deque, Optional
 
 from .config import RateLimitConfig
 from .errors import AcquireCancelled, LimiterAcquireError
 from .limiter_backends import LimiterBackend, build_backend
 from .limiter_cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 
-__all__ = [
-    "RateLimiter",
-    "Slot",
-    "RateLimitedLlm",
-    "init_global_rate_limiter",
-    "get_global_rate_limiter",
-]
+__all__ = ["RateLimiter", "Slot",
+           # re-exported (see the end of the module)
+           "RateLimitedLlm", "init_global_rate_limiter", "get_global_rate_limiter"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +38,11 @@ logger = logging.getLogger(__name__)
 # the wait ends; the main thread therefore waits in slices this long, so a KeyboardInterrupt
 # is raised promptly even while no slot frees up.
 _MAIN_THREAD_WAIT_SLICE = 0.2
+
+
+def _at_most(wait: Optional[float], bound: float) -> float:
+    """``wait`` capped at ``bound``; None ("until woken") becomes ``bound``."""
+    return bound if wait is None else min(wait, bound)
 
 
 @dataclass
@@ -188,11 +190,11 @@ class RateLimiter:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._timeout_error(me, asked_at)
-                wait = left if wait is None else min(wait, left)
+                wait = _at_most(wait, left)
             if threading.current_thread() is threading.main_thread():
-                wait = _MAIN_THREAD_WAIT_SLICE if wait is None else min(wait, _MAIN_THREAD_WAIT_SLICE)
+                wait = _at_most(wait, _MAIN_THREAD_WAIT_SLICE)
             if cancel_events:  # nobody notifies us when an Event is set: look that often
-                wait = CANCEL_CHECK_SECONDS if wait is None else min(wait, CANCEL_CHECK_SECONDS)
+                wait = _at_most(wait, CANCEL_CHECK_SECONDS)
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
@@ -292,66 +294,12 @@ class RateLimiter:
         )
 
 
-# --- the process-wide registry -------------------------------------------------------------
-
-_registry: Dict[str, RateLimiter] = {}
-_registry_lock = threading.Lock()
-
-
-def init_global_rate_limiter(config: Optional[RateLimitConfig] = None) -> RateLimiter:
-    """The process-wide limiter for ``config.key``, created on first use.
-
-    Every client of the process that talks to the same quota should share it. A later
-    call for the same key with different settings logs a WARNING and returns the
-    first limiter unchanged. Raises ConfigError when the backend is not available.
-    """
-    config = config if config is not None else RateLimitConfig()
-    with _registry_lock:
-        limiter = _registry.get(config.key)
-        if limiter is None or limiter.closed:
-            limiter = _registry[config.key] = RateLimiter(config)
-        elif limiter.config != config:
-            logger.warning(
-                "rate limiter %r already exists with %r; keeping it and ignoring %r "
-                "(use another llm.rate_limit.key for a separate quota)",
-                config.key, limiter.config, config,
-            )
-        return limiter
-
-
-def get_global_rate_limiter(key: str = "default") -> RateLimiter:
-    """The process-wide limiter registered under ``key``.
-
-    The ``"default"`` limiter always exists: when nobody initialised it, it is created
-    with default settings (one request at a time, starts 2 s apart). Any other key must
-    first be created with :func:`init_global_rate_limiter`, so a mistyped key cannot
-    silently get a limit of its own.
-
-    Raises:
-        LookupError: no limiter is registered under ``key`` (other than "default").
-    """
-    with _registry_lock:
-        limiter = _registry.get(key)
-        if limiter is not None and not limiter.closed:
-            return limiter
-        if key != "default":
-            known = ", ".join(repr(k) for k in sorted(_registry)) or "none"
-            raise LookupError(
-                f"no rate limiter registered under key {key!r} (registered: {known}); "
-                f"call init_global_rate_limiter(RateLimitConfig(key={key!r}, ...)) first"
-            )
-    return init_global_rate_limiter(RateLimitConfig())
-
-
-def _reset_global_rate_limiters() -> None:
-    """Close and forget every registered limiter. For tests."""
-    with _registry_lock:
-        limiters = list(_registry.values())
-        _registry.clear()
-    for limiter in limiters:
-        limiter.close()
-
-
-# Re-exported so `from cowork_llm.rate_limiter import RateLimitedLlm` works; imported
-# last because rate_limited_llm imports this module.
+# Re-exported so the public API stays importable from here: the registry
+# (`init_global_rate_limiter` & co.) and RateLimitedLlm. Imported last because both
+# modules import this one.
+from ._limiter_registry import (  # noqa: E402
+    _reset_global_rate_limiters,  # noqa: F401 - for tests
+    get_global_rate_limiter,
+    init_global_rate_limiter,
+)
 from .rate_limited_llm import RateLimitedLlm  # noqa: E402
