@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
+from ._call_accounting import count_failure, count_success, log_failure
 from .errors import LlmError, RateLimitError
 from .llm import ChatResult, Llm
 from .streaming import ChatStream, StreamState
 
 if TYPE_CHECKING:
-    from .rate_limited_llm import CallRecord, RateLimitedLlm
+    from ._call_accounting import CallRecord
+    from .rate_limited_llm import RateLimitedLlm
     from .rate_limiter import Slot
 
 __all__ = ["open_limited_stream"]
@@ -53,18 +55,9 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]]
     """
 
     began = time.monotonic()
-
-    def attempt() -> ChatStream:
-        return _attempt(client, messages, temperature, max_tokens, record, began)
-
-    def count_retry(error: BaseException, wait: float) -> None:
-        record.retries += 1
-
     try:
-        if client.retry is None:
-            return attempt()
-        return client.retry.call(attempt, model=client.name, prompt_hash=record.prompt_hash,
-                                 on_retry=count_retry)
+        return client._with_retries(
+            lambda: _attempt(client, messages, temperature, max_tokens, record, began), record)
     except LlmError:
         _count_failure(client, record, began)
         raise
@@ -91,8 +84,9 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
         slot.release()
         record.request_seconds += time.monotonic() - started
         raise
-    logger.debug("%s: stream open after %.3fs (prompt=%s, attempt %d)",
-                 client.name, time.monotonic() - started, record.prompt_hash, record.attempts)
+    if logger.isEnabledFor(logging.DEBUG):  # the prompt hash is only worth it when shown
+        logger.debug("%s: stream open after %.3fs (prompt=%s, attempt %d)",
+                     client.name, time.monotonic() - started, record.prompt_hash, record.attempts)
     state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None))
     outcome = _Outcome()
     stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
@@ -140,24 +134,23 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
         record.request_seconds += time.monotonic() - started
         if outcome.error is not None:
             if isinstance(outcome.error, LlmError):
-                client._log_failure(outcome.error, record)
+                log_failure(client.name, outcome.error, record)
             _count_failure(client, record, began)
             return
-        logger.debug("%s stream %s (prompt=%s)", client.name,
-                     "finished" if outcome.finished else "closed early", record.prompt_hash)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s stream %s (prompt=%s)", client.name,
+                         "finished" if outcome.finished else "closed early", record.prompt_hash)
         # Closed early counts as an answer too: the request used quota, its tokens unknown.
         result = ChatResult(content="", model=state.model, finish_reason=state.finish_reason,
                             usage=state.usage if outcome.finished else None,
                             request_id=state.request_id)
-        client._account(result, record, time.monotonic() - began)
+        count_success(client.usage_tracker, result, record, time.monotonic() - began)
 
     return end
 
 
 def _count_failure(client: "RateLimitedLlm", record: "CallRecord", began: float) -> None:
-    client.usage_tracker.record_failure(client._model_name, retries=record.retries,
-                                        waited=record.waited_seconds,
-                                        latency=time.monotonic() - began)
+    count_failure(client.usage_tracker, client._model_name, record, time.monotonic() - began)
 
 
 def _model_of(inner_stream: Any, inner_llm: Llm) -> str:

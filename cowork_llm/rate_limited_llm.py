@@ -4,21 +4,23 @@ and counts against the quota.
 
 The call runs in layers, each a method, so later features wrap one of them:
 :meth:`RateLimitedLlm.chat` checks the arguments, answers from the response cache when it
-can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome;
+can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome
+(``_call_accounting``, shared with :meth:`RateLimitedLlm.stream`, ``_client_stream``);
 :meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
 request inside one slot.
 """
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
+from ._call_accounting import CallRecord, count_failure, count_success, log_failure
 from ._client_stream import open_limited_stream
+from ._limiter_rates import estimate_request_tokens
 from .config import ModelConfig, RetryConfig
-from .errors import AcquireCancelled, LlmApiError, LlmError, QuotaExceededError, RateLimitError
-from .limiter_backends import estimate_request_tokens
-from .llm import ChatResult, Llm, Message, prompt_hash, validate_messages
+from .errors import AcquireCancelled, LlmError, QuotaExceededError, RateLimitError
+from .llm import ChatResult, Llm, Message, validate_messages
 from .streaming import ChatStream
 from .usage import UsageSnapshot, UsageTracker
 
@@ -28,30 +30,11 @@ if TYPE_CHECKING:
     from .rate_limiter import RateLimiter
     from .retry import RetryPolicy
 
-__all__ = ["RateLimitedLlm", "CallRecord"]
+__all__ = ["RateLimitedLlm", "CallRecord"]  # CallRecord: re-exported from ._call_accounting
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class CallRecord:
-    """What one :meth:`RateLimitedLlm.chat` call cost, attempt by attempt."""
-
-    messages: List[Dict[str, str]] = field(repr=False)  #: the checked messages
-    attempts: int = 0
-    retries: int = 0  #: attempts the retry policy started again
-    waited_seconds: float = 0.0  #: for limiter slots, over all attempts
-    request_seconds: float = 0.0  #: inside the slot, over all attempts
-    started_at: Optional[float] = None  #: time.time() when the last attempt's slot was granted
-    _prompt_hash: Optional[str] = field(default=None, repr=False)
-
-    @property
-    def prompt_hash(self) -> str:
-        """:func:`~cowork_llm.llm.prompt_hash` of the messages, computed the first time a
-        log line needs it (a JSON dump and a sha256: most calls log nothing)."""
-        if self._prompt_hash is None:
-            self._prompt_hash = prompt_hash(self.messages)
-        return self._prompt_hash
+T = TypeVar("T")
 
 
 def check_options(temperature: Any, max_tokens: Any) -> None:
@@ -99,6 +82,7 @@ class RateLimitedLlm(Llm):
         model_config = getattr(inner, "config", None)
         self._model_config = model_config if isinstance(model_config, ModelConfig) else None
         self._model_name = self._model_config.model_name if self._model_config else inner.name
+        self._configured_max_tokens = getattr(model_config, "max_tokens", None)  # for the TPM weight
         retry_config = getattr(retry, "config", None)
         self._max_pause = (retry_config if isinstance(retry_config, RetryConfig)
                            else RetryConfig()).max_retry_after_seconds
@@ -135,21 +119,19 @@ class RateLimitedLlm(Llm):
             if hit is not None:
                 # Nothing was sent now (a MemoryCache keeps the original call's timing).
                 hit = replace(hit, started_at=None, waited_seconds=0.0)
-                self._account(hit, record, time.monotonic() - began)
+                count_success(self.usage_tracker, hit, record, time.monotonic() - began)
                 return hit
         try:
             result = self._call(checked, temperature, max_tokens, record)
         except LlmError as error:
             if not isinstance(error, AcquireCancelled):  # called off, not failed
-                self.usage_tracker.record_failure(self._model_name, retries=record.retries,
-                                                  waited=record.waited_seconds,
-                                                  latency=time.monotonic() - began)
-            self._log_failure(error, record)
+                count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began)
+            log_failure(self.name, error, record)
             raise
         result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)
         if key is not None and self.response_cache is not None:
             self.response_cache.put(key, result)
-        self._account(result, record, time.monotonic() - began)
+        count_success(self.usage_tracker, result, record, time.monotonic() - began)
         return result
 
     def usage(self) -> UsageSnapshot:
@@ -181,27 +163,6 @@ class RateLimitedLlm(Llm):
             "max_tokens": model.max_tokens if max_tokens is None else max_tokens,
         })
 
-    def _account(self, result: ChatResult, record: CallRecord, latency: float) -> None:
-        """Count a call that returned ``result`` and log its one INFO line (the prompt
-        only as its hash, never the key)."""
-        cost = self.usage_tracker.record_success(
-            result.model, result.usage, latency=latency, waited=record.waited_seconds,
-            retries=record.retries, cached=result.cached)
-        if not logger.isEnabledFor(logging.INFO):
-            return  # the line below costs more than the accounting: build it only when shown
-        usage = result.usage
-        tokens = (f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage
-                  else "tokens unreported")
-        if cost is not None:
-            priced = f"cost {cost:.6f}"
-        elif self.usage_tracker.price_for(result.model) is None:
-            priced = "unpriced"
-        else:
-            priced = "cost unknown"
-        logger.info("%s%s: %s, latency %.3fs, waited %.3fs, %s, attempts %d, prompt=%s",
-                    result.model, " (cached)" if result.cached else "", tokens, latency,
-                    record.waited_seconds, priced, record.attempts, record.prompt_hash)
-
     def stream(
         self,
         messages: Sequence[Message],
@@ -226,23 +187,23 @@ class RateLimitedLlm(Llm):
         try:
             return open_limited_stream(self, checked, temperature, max_tokens, record)
         except LlmError as error:
-            self._log_failure(error, record)
+            log_failure(self.name, error, record)
             raise
 
     def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
               max_tokens: Optional[int], record: CallRecord) -> ChatResult:
         """The retry loop around :meth:`_attempt`."""
+        return self._with_retries(lambda: self._attempt(messages, temperature, max_tokens, record),
+                                  record)
 
-        def attempt() -> ChatResult:
-            return self._attempt(messages, temperature, max_tokens, record)
-
-        def count_retry(error: BaseException, wait: float) -> None:
-            record.retries += 1
-
+    def _with_retries(self, attempt: Callable[[], T], record: CallRecord) -> T:
+        """``attempt()`` under the retry policy (once when there is none), each retry
+        counted in ``record``; the prompt is hashed only if a retry is logged.
+        Raises what the last attempt raised."""
         if self.retry is None:
             return attempt()
         return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
-                               on_retry=count_retry)
+                               on_retry=record.count_retry)
 
     def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
                  max_tokens: Optional[int], record: CallRecord) -> ChatResult:
@@ -275,7 +236,7 @@ class RateLimitedLlm(Llm):
         if self.limiter.config.tokens_per_minute is None:
             return 0
         if max_tokens is None:
-            max_tokens = getattr(getattr(self.inner, "config", None), "max_tokens", None)
+            max_tokens = self._configured_max_tokens
         return estimate_request_tokens(messages, max_tokens)
 
     def _pause_for(self, error: RateLimitError) -> None:
@@ -285,22 +246,6 @@ class RateLimitedLlm(Llm):
         if retry_after > self._max_pause:
             return  # the retry policy fails at once; holding everyone would only delay that
         self.limiter.pause(retry_after)
-
-    def _log_failure(self, error: LlmError, record: CallRecord) -> None:
-        # Never the prompt text (only its hash) and never the key.
-        if isinstance(error, AcquireCancelled):  # the caller called it off: not a failure
-            logger.debug("%s call cancelled while waiting for a limiter slot (attempts=%d, prompt=%s)",
-                         self.name, record.attempts, record.prompt_hash)
-        elif isinstance(error, LlmApiError):
-            logger.error(
-                "%s call failed: %s (status=%s, request_id=%s, attempts=%d, prompt=%s)",
-                self.name, type(error).__name__, error.status_code, error.request_id,
-                error.attempts, record.prompt_hash,
-            )
-        else:
-            logger.error("%s call failed: %s: %s (attempts=%d, prompt=%s)",
-                         self.name, type(error).__name__, error, record.attempts,
-                         record.prompt_hash)
 
     def close(self) -> None:
         """Close the inner client and the response cache. The limiter is shared and
