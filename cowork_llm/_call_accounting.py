@@ -65,8 +65,12 @@ def count_success(tracker: UsageTracker, result: ChatResult, record: CallRecord,
                 record.waited_seconds, priced, record.attempts, record.prompt_hash)
 
 
-def count_failure(tracker: UsageTracker, model: str, record: CallRecord, latency: float) -> None:
-    """Count a call of ``model`` that ended in an error."""
+def count_failure(tracker: UsageTracker, model: str, record: CallRecord, latency: float,
+                  error: BaseException) -> None:
+    """Count a call of ``model`` that ended in ``error``; a cancelled wait for a slot
+    (AcquireCancelled) was called off, not failed, and is not counted."""
+    if isinstance(error, AcquireCancelled):
+        return
     tracker.record_failure(model, retries=record.retries, waited=record.waited_seconds,
                            latency=latency)
 

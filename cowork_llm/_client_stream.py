@@ -58,8 +58,8 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]]
     try:
         return client._with_retries(
             lambda: _attempt(client, messages, temperature, max_tokens, record, began), record)
-    except LlmError:
-        _count_failure(client, record, began)
+    except LlmError as error:
+        _count_failure(client, record, began, error)
         raise
 
 
@@ -135,7 +135,7 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
         if outcome.error is not None:
             if isinstance(outcome.error, LlmError):
                 log_failure(client.name, outcome.error, record)
-            _count_failure(client, record, began)
+            _count_failure(client, record, began, outcome.error)
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s stream %s (prompt=%s)", client.name,
@@ -149,8 +149,9 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
     return end
 
 
-def _count_failure(client: "RateLimitedLlm", record: "CallRecord", began: float) -> None:
-    count_failure(client.usage_tracker, client._model_name, record, time.monotonic() - began)
+def _count_failure(client: "RateLimitedLlm", record: "CallRecord", began: float,
+                   error: BaseException) -> None:
+    count_failure(client.usage_tracker, client._model_name, record, time.monotonic() - began, error)
 
 
 def _model_of(inner_stream: Any, inner_llm: Llm) -> str:

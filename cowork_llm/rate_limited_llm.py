@@ -19,7 +19,7 @@ from ._call_accounting import CallRecord, count_failure, count_success, log_fail
 from ._client_stream import open_limited_stream
 from ._limiter_rates import estimate_request_tokens
 from .config import ModelConfig, RetryConfig
-from .errors import AcquireCancelled, LlmError, QuotaExceededError, RateLimitError
+from .errors import LlmError, QuotaExceededError, RateLimitError
 from .llm import ChatResult, Llm, Message, validate_messages
 from .streaming import ChatStream
 from .usage import UsageSnapshot, UsageTracker
@@ -124,8 +124,7 @@ class RateLimitedLlm(Llm):
         try:
             result = self._call(checked, temperature, max_tokens, record)
         except LlmError as error:
-            if not isinstance(error, AcquireCancelled):  # called off, not failed
-                count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began)
+            count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began, error)
             log_failure(self.name, error, record)
             raise
         result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)

@@ -198,8 +198,9 @@ def test_the_check_interval_is_not_a_busy_poll():
 # --- through RateLimitedLlm and the retry policy ------------------------------------------
 
 
+@pytest.mark.parametrize("method", ["chat", "stream"])
 def test_a_cancelled_call_is_not_sent_retried_logged_as_an_error_or_counted_as_failed(
-        make_limiter, caplog):
+        make_limiter, caplog, method):
     caplog.set_level(logging.DEBUG, logger="cowork_llm")
     limiter = make_limiter(min_interval_seconds=0)
     inner = MockLlm()
@@ -211,7 +212,7 @@ def test_a_cancelled_call_is_not_sent_retried_logged_as_an_error_or_counted_as_f
     def call() -> None:
         with cancel_on(stop):
             try:
-                outcome.append(client.chat([{"role": "user", "content": "hi"}]))
+                outcome.append(getattr(client, method)([{"role": "user", "content": "hi"}]))
             except BaseException as error:  # noqa: B036
                 outcome.append(error)
 
