@@ -80,6 +80,29 @@ def validate_messages(messages: Any) -> List[Dict[str, str]]:
     return checked
 
 
+def check_temperature(value: Any, *, maximum: float = 2.0) -> float:
+    """Raises ValueError unless ``value`` is a number from 0 to ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
+        raise ValueError(f"temperature must be a number from 0 to {maximum:g}, got {value!r}")
+    return value
+
+
+def check_max_tokens(value: Any) -> int:
+    """Raises ValueError unless ``value`` is an integer of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_tokens must be an integer of at least 1, got {value!r}")
+    return value
+
+
+def check_options(temperature: Any, max_tokens: Any) -> None:
+    """The per-call options, where set. Raises ValueError for a temperature outside
+    0..2 or a max_tokens below 1 (a provider may narrow the range, e.g. Anthropic's 0..1)."""
+    if temperature is not None:
+        check_temperature(temperature)
+    if max_tokens is not None:
+        check_max_tokens(max_tokens)
+
+
 def build_messages(prompt: Any, system_prompt: Optional[str] = None) -> List[Dict[str, str]]:
     """The messages for ``generate_content``. Raises ValueError on a bad prompt."""
     if not isinstance(prompt, str) or not prompt.strip():

@@ -13,14 +13,14 @@ request inside one slot.
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from ._call_accounting import CallRecord, count_failure, count_success, log_failure
 from ._client_stream import open_limited_stream
 from ._limiter_rates import estimate_request_tokens
 from .config import ModelConfig, RetryConfig
 from .errors import LlmError, QuotaExceededError, RateLimitError
-from .llm import ChatResult, Llm, Message, validate_messages
+from .llm import ChatResult, Llm, Message, check_options, validate_messages
 from .streaming import ChatStream
 from .usage import UsageSnapshot, UsageTracker
 
@@ -35,18 +35,6 @@ __all__ = ["RateLimitedLlm", "CallRecord"]  # CallRecord: re-exported from ._cal
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def check_options(temperature: Any, max_tokens: Any) -> None:
-    """Raises ValueError for a temperature outside 0..2 or a max_tokens below 1."""
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise ValueError(f"temperature must be a number or None, got {temperature!r}")
-        if not 0 <= temperature <= 2:
-            raise ValueError(f"temperature must be between 0 and 2, got {temperature!r}")
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
 
 
 class RateLimitedLlm(Llm):

@@ -36,7 +36,7 @@ from ._keys import KeyRejectedError, KeyRotation
 if TYPE_CHECKING:
     from ..health import HealthStatus
 
-__all__ = ["HttpProvider", "check_temperature", "check_max_tokens", "stream_error", "event_json"]
+__all__ = ["HttpProvider", "stream_error", "event_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -261,16 +261,3 @@ def stream_error(error: Any, *, provider: str, request_id: Optional[str],
     text = _http.redact(f"{provider} reported an error mid-stream: {label}: {message}"[:600], secrets)
     return cls(text, request_id=request_id)
 
-
-def check_temperature(value: Any, *, maximum: float = 2.0) -> float:
-    """Raises ValueError unless ``value`` is a number from 0 to ``maximum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
-        raise ValueError(f"temperature must be a number from 0 to {maximum:g}, got {value!r}")
-    return value
-
-
-def check_max_tokens(value: Any) -> int:
-    """Raises ValueError unless ``value`` is an integer of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_tokens must be an integer of at least 1, got {value!r}")
-    return value

@@ -25,10 +25,10 @@ import requests
 
 from ..config import ModelConfig
 from ..errors import ConfigError, InvalidResponseError
-from ..llm import ChatResult, Message, Usage, validate_messages
+from ..llm import ChatResult, Message, Usage, check_max_tokens, check_temperature, validate_messages
 from ..streaming import StreamState
 from . import _http, _sse
-from ._base import HttpProvider, check_max_tokens, check_temperature, event_json, stream_error
+from ._base import HttpProvider, event_json, stream_error
 
 __all__ = ["AnthropicClient", "parse_messages_response", "DEFAULT_MAX_TOKENS", "ANTHROPIC_VERSION"]
 

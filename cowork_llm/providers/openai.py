@@ -20,10 +20,10 @@ from typing import Any, Dict, Iterator, Optional, Sequence, TypeGuard
 import requests
 
 from ..errors import InvalidResponseError
-from ..llm import ChatResult, Message, Usage, validate_messages
+from ..llm import ChatResult, Message, Usage, check_max_tokens, check_temperature, validate_messages
 from ..streaming import StreamState
 from . import _http, _sse
-from ._base import HttpProvider, check_max_tokens, check_temperature, event_json, stream_error
+from ._base import HttpProvider, event_json, stream_error
 
 __all__ = ["OpenAIClient", "parse_chat_response"]
 
