@@ -32,7 +32,7 @@ _PRICE_FIELDS = ["input_per_million", "output_per_million"]
 def choose_file(path: "Optional[str | os.PathLike[str]]") -> Tuple[str, Optional[str]]:
     """The file to read and what named it (None for the ./config.toml default)."""
     if path is not None:
-        return os.path.abspath(os.fspath(path)), "the path argument"
+        return os.path.abspath(os.fspath(path)), "--config or load_config's path argument"
     from_env = os.environ.get(CONFIG_PATH_VARIABLE, "").strip()
     if from_env:
         return os.path.abspath(from_env), CONFIG_PATH_VARIABLE
@@ -161,6 +161,8 @@ def load_fallbacks(entries: Any, file_path: str) -> Tuple[ModelConfig, ...]:
             error = MissingApiKeyError if key.name == "api_key" else ConfigError
             raise error(f"{prefix}.{key.name} is required: each [[llm.fallback]] is a full "
                         f"model section (in {file_path})")
+        if "api_key" not in values and values.get("api_key_command"):
+            values["api_key"] = ""  # fetched by the client, as for [llm.model]
         split_api_keys(values, prefix)
         try:
             models.append(ModelConfig(**values))

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Optional
+from typing import Optional, Set
 
 __all__ = ["LOG_LEVEL_VARIABLE", "configure_logging_from_env", "install_stderr_handler"]
 
@@ -18,6 +18,7 @@ PACKAGE_LOGGER = "cowork_llm"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO,
            "warning": logging.WARNING, "error": logging.ERROR}
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_warned_values: Set[str] = set()  # invalid COWORK_LOG_LEVEL values already warned about
 
 
 class _FallbackStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -60,13 +61,17 @@ def configure_logging_from_env() -> Optional[int]:
     """Apply COWORK_LOG_LEVEL (debug, info, warning or error) to the package logger.
 
     Returns the level set, or None when the variable is unset or invalid; an invalid
-    value gives a RuntimeWarning naming the variable, never an exception.
+    value gives a RuntimeWarning naming the variable (once per process: the CLI applies
+    the variable again after the import did), never an exception.
     """
     raw = os.environ.get(LOG_LEVEL_VARIABLE, "").strip()
     if not raw:
         return None
     level = _LEVELS.get(raw.lower())
     if level is None:
+        if raw in _warned_values:
+            return None
+        _warned_values.add(raw)
         warnings.warn(
             f"{LOG_LEVEL_VARIABLE}={raw!r} is not one of {', '.join(_LEVELS)}; ignoring it",
             RuntimeWarning,

@@ -233,9 +233,11 @@ class RateLimitConfig(_Section):
         if self.backend not in LIMITER_BACKENDS:
             self._fail("backend", f"must be one of {', '.join(LIMITER_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
-            raise ConfigError(f"{self._section}.path is required when backend = 'sqlite'")
+            raise ConfigError(f"{self._section}.path is required when backend = 'sqlite': set "
+                              "path under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_PATH")
         if self.backend == "redis" and not self.redis_url:
-            raise ConfigError(f"{self._section}.redis_url is required when backend = 'redis'")
+            raise ConfigError(f"{self._section}.redis_url is required when backend = 'redis': set "
+                              "redis_url under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_REDIS_URL")
         if not self.key.strip():
             self._fail("key", "must not be empty")
 
@@ -279,7 +281,8 @@ class CacheConfig(_Section):
         if self.backend not in CACHE_BACKENDS:
             self._fail("backend", f"must be one of {', '.join(CACHE_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
-            raise ConfigError(f"{self._section}.path is required when backend = 'sqlite'")
+            raise ConfigError(f"{self._section}.path is required when backend = 'sqlite': set "
+                              "path under [llm.cache] or COWORK_LLM_CACHE_PATH")
         if not self.ttl_seconds > 0:
             self._fail("ttl_seconds", "must be greater than 0")
         if self.max_entries < 1:

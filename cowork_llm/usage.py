@@ -97,6 +97,10 @@ class UsageSnapshot:
             "cost_complete": self.cost_complete,
         }
 
+    def __str__(self) -> str:
+        """One line for people (``print(llm.usage())``); see :func:`format_usage`."""
+        return format_usage(self)
+
 
 @dataclass
 class _Counters:

@@ -8,12 +8,13 @@ interrupted. Anything else is a bug and keeps its traceback.
 import argparse
 import os
 import sys
+import textwrap
 import traceback
 
 from .._logging import LOG_LEVEL_VARIABLE, configure_logging_from_env, install_stderr_handler
 from ..errors import ConfigError, LlmError
 
-__all__ = ["add_config_argument", "run_command", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG",
+__all__ = ["add_config_argument", "run_command", "HelpFormatter", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG",
            "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
@@ -21,6 +22,21 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
 _EXIT_BROKEN_PIPE = 141  # what a shell reports for SIGPIPE
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each line of a description or epilog to the terminal, as argparse does, but
+    keeps indented lines (command examples) exactly as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith(" "):
+                lines.append(indent + line if line.strip() else "")
+            else:
+                lines.append(textwrap.fill(line, width, initial_indent=indent,
+                                           subsequent_indent=indent))
+        return "\n".join(lines)
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from ..factory import create_llm_client
 from ..llm import ChatResult, Llm, build_messages
 from ..loader import load_config
 from ..usage import format_usage
-from ._common import EXIT_CONFIG, EXIT_OK, add_config_argument
+from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "run", "read_prompt"]
 
@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
                     "retries) and print the answer.",
         epilog='examples:\n  cowork-llm ask "Name three rivers"\n'
                '  git diff | cowork-llm ask --system "Review this diff briefly" -',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("prompt", metavar="PROMPT", help='the prompt; "-" reads it from stdin')
     parser.add_argument("--system", metavar="TEXT", default=None,

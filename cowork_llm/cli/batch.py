@@ -23,7 +23,7 @@ from ..batch import BatchInterrupted, BatchOutputError, BatchSummary, read_batch
 from ..batch_progress import PROGRESS_MODES
 from ..factory import create_llm_client
 from ..loader import load_config
-from ._common import EXIT_CONFIG, add_config_argument
+from ._common import EXIT_CONFIG, HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "run", "resume_command"]
 
@@ -55,10 +55,18 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "batch",
         help="answer every prompt of a JSONL file, resumably",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Send every prompt of a JSONL file through the rate-limited client and "
+                    "append one JSON line per answer (or error) to OUTPUT as it finishes. Every "
+                    "input line is checked before anything is sent. Rerun the same command to "
+                    "resume: answered ids are skipped, failed ones retried. The first Ctrl-C "
+                    "lets the requests in flight finish, a second abandons them. Exit 0 when "
+                    "every item succeeded, 1 when some failed or were not run, 2 for invalid "
+                    "input or an unusable (or busy) output file, 130 when interrupted.",
         epilog='Input lines: {"id": 1, "prompt": "...", "system_prompt": "..."} or '
-               '{"id": "a", "messages": [{"role": "user", "content": "..."}]}. '
-               'Ids are strings or integers, compared as text (1 and "1" are the same id).',
+               '{"id": "a", "messages": [{"role": "user", "content": "..."}]}, each optionally '
+               'with "temperature" and "max_tokens". Ids are strings or integers, compared as '
+               'text (1 and "1" are the same id).',
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("input", metavar="INPUT.jsonl", help="one JSON item per line")
     parser.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True,

@@ -7,14 +7,17 @@ where it came from; exit 0 when the configuration is valid, 2 otherwise.
 
 import argparse
 import json
+import os
 import textwrap
 from typing import Any, List
 
 from ..config import LlmConfig, mask_secret, mask_url_password
+from ..errors import ConfigError
 from ..loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
-from ._common import add_config_argument
+from ..providers._http import check_transport
+from ._common import HelpFormatter, add_config_argument
 
-__all__ = ["add_parser", "render_template", "describe_config", "KEY_MEANINGS"]
+__all__ = ["add_parser", "render_template", "describe_config", "check_client_settings", "KEY_MEANINGS"]
 
 # What each key means: the template's comments. docs/configuration.md says the same.
 KEY_MEANINGS = {
@@ -60,7 +63,13 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "init",
         help="show the resolved configuration, or print a config.toml template",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Show every configuration field with its value (the API key masked) and "
+                    "where it came from: the config file, a COWORK_LLM_* variable or the "
+                    "default. Exit 0 when the configuration is valid, 2 when it is not "
+                    "(one line on stderr naming the key or variable).",
+        epilog="examples:\n  cowork-llm init\n  cowork-llm init --config /etc/llm.toml\n"
+               "  cowork-llm init --template > config.toml",
+        formatter_class=HelpFormatter,
     )
     add_config_argument(parser)
     parser.add_argument("--template", action="store_true",
@@ -73,8 +82,25 @@ def run(args: argparse.Namespace) -> int:
         print(render_template(), end="")
         return 0
     config = load_config(args.config)
+    check_client_settings(config)
     print(describe_config(config))
     return 0
+
+
+def check_client_settings(config: LlmConfig) -> None:
+    """What building the client checks beyond the configuration itself, so that ``init``
+    does not call valid a setup every other command refuses.
+
+    Raises ConfigError: plain http:// to a host that is not loopback without
+    ``allow_insecure_http``, or a ``ca_bundle`` that does not exist (primary or fallback).
+    """
+    models = [("llm.model", config.model)]
+    models += [(f"llm.fallback[{i}]", model) for i, model in enumerate(config.fallback)]
+    for label, model in models:
+        check_transport(model.base_url, model.host, model.allow_insecure_http, key=label)
+        if model.ca_bundle is not None and not os.path.exists(model.ca_bundle):
+            raise ConfigError(f"{label}.ca_bundle {model.ca_bundle!r} does not exist: give the "
+                              "path of a PEM file (or directory) of CA certificates")
 
 
 def _toml_value(value: Any) -> str:
