@@ -137,13 +137,16 @@ def _not_found_message(file_path: str, ignored_because: str) -> str:
         f"no LLM configuration found ({ignored_because or f'no config file at {file_path}'}; "
         "no COWORK_LLM_* variable is set). "
         f"Either write one with `cowork-llm init --template > {DEFAULT_CONFIG_FILE}` and fill in "
-        f"model.api_key, or set {required_variables} "
+        f"api_key under [llm.model], or set {required_variables} "
         f"(another file can be named with --config or {CONFIG_PATH_VARIABLE})"
     )
 
 
 def _missing_error(missing: List[ConfigKey], file_path: str, ignored_because: str) -> ConfigError:
-    parts = [f"add {k.path} under [llm] in {file_path} or set {k.variable}" for k in missing]
+    # Both spellings: a file from `init --template` has [llm.model] tables, the README's
+    # example uses dotted keys under [llm]; mixing the two for one table is a TOML error.
+    parts = [f"add {k.name} under [llm.{k.section}] (or {k.path} under [llm]) in {file_path}, "
+             f"or set {k.variable}" for k in missing]
     names = ", ".join(f"llm.{k.path}" for k in missing)
     message = f"{names} {'is' if len(missing) == 1 else 'are'} not set: {'; '.join(parts)}"
     if ignored_because:

@@ -154,3 +154,13 @@ def test_the_documented_fallback_with_only_api_key_command_loads_and_answers(tmp
             assert llm.generate_content("hi") == "echo: hi"
         assert fallback.request_count == 1
         assert fallback.last_request.headers["authorization"] == "Bearer sk-fallback-111"
+
+
+def test_a_template_without_its_key_says_where_the_template_wants_it(capsys):
+    from pathlib import Path
+
+    assert main(["init", "--template"]) == 0
+    Path("config.toml").write_text(capsys.readouterr().out)
+    assert main(["init"]) == 2
+    err = capsys.readouterr().err
+    assert "add api_key under [llm.model]" in err and "COWORK_LLM_API_KEY" in err
