@@ -5,6 +5,25 @@ Call :func:`create_llm_client` once and share the result between all threads:
 >>> from cowork_llm import create_llm_client
 >>> llm = create_llm_client()          # config.toml, else COWORK_LLM_* variables
 >>> answer = llm.generate_content("Summarise this", system_prompt="Be brief")
+
+The client (an :class:`Llm`) offers ``chat``, ``generate_content``, ``stream``,
+``stream_content``, ``usage()``, ``health()`` and ``close()``. Every request, retries
+included, waits for a slot of the process-wide rate limiter for its ``rate_limit.key``.
+
+Configuration: :func:`load_config` reads ``config.toml`` (or ``--config``/
+``COWORK_CONFIG``), then ``COWORK_LLM_*`` variables, then defaults; ``cowork-llm init``
+shows the result and ``cowork-llm init --template`` writes a commented file.
+
+Errors: everything raised on purpose is an :class:`LlmError`. :class:`ConfigError` (also
+a ValueError) for the configuration, :class:`LimiterAcquireError` for the rate limiter,
+:class:`LlmApiError` (with ``status_code``, ``request_id``, ``attempts``) for a request
+that failed after its retries. Bad arguments raise ValueError before anything is sent.
+
+Also: :class:`FallbackLlm` and :class:`HealthStatus` (loaded on first use),
+``cowork_llm.batch.run_batch`` for resumable batch runs, ``cowork_llm.testing`` for
+:class:`~cowork_llm.testing.MockLlm` and :class:`~cowork_llm.testing.FakeLlmServer`, and
+the ``cowork-llm`` command (``python -m cowork_llm``). Logging goes to the ``cowork_llm``
+logger; ``COWORK_LOG_LEVEL`` sets its level.
 """
 
 import logging
@@ -63,6 +82,9 @@ _LAZY_EXPORTS = {"FallbackLlm": ".fallback", "HealthStatus": ".health"}
 
 
 def __getattr__(name: str) -> Any:
+    """Load a lazy export (FallbackLlm, HealthStatus) on first access.
+
+    Raises AttributeError for any other name, as a module does."""
     module = _LAZY_EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

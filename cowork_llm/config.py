@@ -204,7 +204,10 @@ class ModelConfig(_Section):
 
 @dataclass(frozen=True, repr=False)
 class RateLimitConfig(_Section):
-    """How fast requests may start, and how many may be in flight."""
+    """How fast requests may start, and how many may be in flight.
+
+    Raises ConfigError naming the key (``llm.<section>.<name>``) when a value is invalid.
+    """
 
     min_interval_seconds: float = 2.0
     max_concurrent: int = 1
@@ -244,7 +247,10 @@ class RateLimitConfig(_Section):
 
 @dataclass(frozen=True, repr=False)
 class RetryConfig(_Section):
-    """How failed attempts are retried. Bounded by attempts *and* total time."""
+    """How failed attempts are retried. Bounded by attempts *and* total time.
+
+    Raises ConfigError naming the key (``llm.<section>.<name>``) when a value is invalid.
+    """
 
     max_attempts: int = 5
     initial_wait_seconds: float = 1.0
@@ -267,7 +273,10 @@ class RetryConfig(_Section):
 
 @dataclass(frozen=True, repr=False)
 class CacheConfig(_Section):
-    """The opt-in response cache (``backend = "none"`` turns it off)."""
+    """The opt-in response cache (``backend = "none"`` turns it off).
+
+    Raises ConfigError naming the key (``llm.<section>.<name>``) when a value is invalid.
+    """
 
     backend: str = "none"
     path: Optional[str] = None
@@ -291,7 +300,10 @@ class CacheConfig(_Section):
 
 @dataclass(frozen=True, repr=False)
 class ModelPrice(_Section):
-    """What one model costs, in the account's currency per million tokens."""
+    """What one model costs, in the account's currency per million tokens.
+
+    Raises ConfigError when a price is negative or not a number.
+    """
 
     input_per_million: float
     output_per_million: float
@@ -311,7 +323,11 @@ class LlmConfig(_Section):
     """The whole configuration: the model, its limits, retries, and the extras.
 
     ``sources`` maps each field path (``model.api_key``) to where its value came from:
-    ``"file:<path>"``, ``"env:<VARIABLE>"`` or ``"default"``.
+    ``"file:<path>"``, ``"env:<VARIABLE>"`` or ``"default"``. Usually built by
+    :func:`~cowork_llm.loader.load_config`.
+
+    Raises ConfigError when a section has the wrong type (each section checks its own
+    values as it is built).
     """
 
     model: ModelConfig

@@ -28,6 +28,7 @@ class Usage:
 
     @classmethod
     def of(cls, prompt_tokens: int, completion_tokens: int) -> "Usage":
+        """The usage with ``total_tokens`` = prompt + completion. Never raises."""
         return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
 
 
@@ -154,7 +155,10 @@ class Llm(ABC):
     ) -> "ChatStream":
         """Return the answer as a :class:`~cowork_llm.streaming.ChatStream`: an iterator
         of text pieces and a context manager. This default asks :meth:`chat` and yields
-        the whole answer as one piece; providers override it with real streaming."""
+        the whole answer as one piece; providers override it with real streaming.
+
+        Raises what :meth:`chat` raises, before the first piece; a stream that fails
+        mid-answer raises its LlmApiError while being iterated."""
         from .streaming import ChatStream, StreamState
 
         result = self.chat(messages, temperature=temperature, max_tokens=max_tokens)
@@ -163,7 +167,7 @@ class Llm(ABC):
         return ChatStream(iter([result.content]), state)
 
     def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> "ChatStream":
-        """:meth:`stream` for one prompt."""
+        """:meth:`stream` for one prompt. Raises what :meth:`stream` raises."""
         return self.stream(build_messages(prompt, system_prompt))
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
@@ -176,7 +180,7 @@ class Llm(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no health check")
 
     def close(self) -> None:  # noqa: B027 - optional hook: most Llms hold nothing to close
-        """Release connections and threads. Safe to call twice."""
+        """Release connections and threads. Safe to call twice; never raises."""
 
     def __enter__(self) -> "Llm":
         return self

@@ -90,6 +90,7 @@ class UsageSnapshot:
         return not self.unpriced_models
 
     def to_dict(self) -> Dict[str, Any]:
+        """Plain dicts and lists, ready for ``json.dumps``. Never raises."""
         return {
             "models": {name: usage.to_dict() for name, usage in self.models.items()},
             "total": self.total.to_dict(),

@@ -78,6 +78,10 @@ class MockLlm(Llm):
             a deterministic way to keep calls in flight while a test looks at them.
 
     ``usage`` in each result is a deterministic estimate (characters / 4).
+
+    Raises ValueError or TypeError at construction for bad arguments. A call raises
+    ValueError for bad messages or options (as a real client does), the scripted error
+    (see :meth:`fail_next`), or AssertionError when the scripted replies ran out.
     """
 
     def __init__(
