@@ -7,17 +7,29 @@ middle, or simply dropping the object. All of these end in one ``weakref.finaliz
 callback, which Python runs at most once; it holds no reference to the stream itself,
 so dropping the last reference runs it at once (on CPython) rather than at some later
 garbage collection.
+
+A stream caught in a reference cycle (e.g. kept by a stored exception's traceback) is
+only freed by the garbage collector, which runs in whichever thread happens to allocate,
+possibly one holding a rate limiter's or usage tracker's lock in the middle of
+``acquire()``. Ending the stream there (which takes those locks) deadlocked that thread
+and, with it, every thread waiting for a slot. So a stream found by the collector is
+handed to a background thread (the "reaper"), which ends it moments later;
+:func:`wait_for_collected_streams` waits for that (for tests, after ``gc.collect()``).
 """
 
+import gc
 import logging
+import os
+import queue
+import threading
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Iterator, List, Optional, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 from .llm import ChatResult, Usage
 
-__all__ = ["ChatStream", "StreamState"]
+__all__ = ["ChatStream", "StreamState", "wait_for_collected_streams"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +45,82 @@ class StreamState:
     finish_reason: Optional[str] = None
 
 
+# --- streams found by the garbage collector ------------------------------------------------
+
+_Finishing = Tuple[Iterator[str], Any, List[Callable[[], None]]]
+
+#: Per thread: is this thread running a garbage collection right now (set by a gc callback)?
+_collecting = threading.local()
+#: Streams (and wait_for_collected_streams' markers) for the reaper, in order. SimpleQueue's
+#: put() is documented as safe from __del__ methods and weakref callbacks: it takes no lock
+#: that the interrupted code could hold.
+_collected: "queue.SimpleQueue[Union[_Finishing, threading.Event]]" = queue.SimpleQueue()
+_reaper: Optional[threading.Thread] = None
+_reaper_lock = threading.Lock()
+
+
+def _note_collection(phase: str, info: Dict[str, Any]) -> None:
+    _collecting.active = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
+
+
+def _reap() -> None:
+    """The reaper thread: end the streams the garbage collector found, one by one."""
+    while True:
+        item = _collected.get()
+        if isinstance(item, threading.Event):
+            item.set()  # everything queued before this marker has been ended
+            continue
+        try:
+            _finish_now(*item)
+        except Exception:  # never let one stream stop the reaper
+            logger.exception("ending a garbage-collected ChatStream failed")
+
+
+def _ensure_reaper() -> None:
+    """Start the reaper unless it runs. Called where starting a thread is safe (never from
+    inside a collection: Thread.start takes locks of its own)."""
+    global _reaper
+    if _reaper is not None and _reaper.is_alive():
+        return
+    with _reaper_lock:
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reap, name="cowork_llm-stream-reaper", daemon=True)
+            _reaper.start()
+
+
+def _forget_reaper_after_fork() -> None:
+    # The child has no reaper thread, and a lock or queue of the parent may be mid-use.
+    global _reaper, _reaper_lock, _collected
+    _reaper, _reaper_lock, _collected = None, threading.Lock(), queue.SimpleQueue()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_reaper_after_fork)
+
+
+def wait_for_collected_streams(timeout: float = 5.0) -> bool:
+    """Wait until every stream the garbage collector has found so far has been ended by
+    the reaper (slot given back, callbacks run). For tests, after ``gc.collect()``.
+    Returns False when ``timeout`` ran out first; raises nothing."""
+    _ensure_reaper()
+    done = threading.Event()
+    _collected.put(done)
+    return done.wait(timeout)
+
+
 def _finish(pieces: Iterator[str], response: Any, callbacks: List[Callable[[], None]]) -> None:
+    """The finalizer: end the stream now, or, inside a garbage collection, let the reaper
+    end it (see the module docstring)."""
+    if getattr(_collecting, "active", False):
+        _collected.put((pieces, response, callbacks))
+        return
+    _finish_now(pieces, response, callbacks)
+
+
+def _finish_now(pieces: Iterator[str], response: Any, callbacks: List[Callable[[], None]]) -> None:
     """Close the reader and the response, then run every on_close callback; a failing
     callback is logged and does not stop the others."""
     close_reader = getattr(pieces, "close", None)
@@ -62,8 +149,9 @@ class ChatStream(Iterator[str]):
     and :attr:`content` is the whole text read.
 
     :attr:`on_close` is a list of callables run exactly once when the stream ends:
-    exhausted, closed early, failed mid-stream, or garbage-collected. Register them
-    before reading; one added after the stream closed never runs.
+    exhausted, closed early, failed mid-stream, or garbage-collected (by the reaper
+    thread, moments later, when the cycle collector freed it). Register them before
+    reading; one added after the stream closed never runs.
 
     Iterating raises the mapped :class:`~cowork_llm.errors.LlmApiError` when the stream
     fails in the middle (after closing it). A stream is read by one thread at a time;
@@ -75,6 +163,7 @@ class ChatStream(Iterator[str]):
         self._state = state
         self._parts: List[str] = []
         self.on_close: List[Callable[[], None]] = []
+        _ensure_reaper()  # now, while starting a thread is safe, in case a collection finds it
         self._finalizer = weakref.finalize(self, _finish, pieces, response, self.on_close)
 
     # --- iteration -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from cowork_llm.errors import (
 from cowork_llm.llm import ChatResult, Llm
 from cowork_llm.rate_limiter import RateLimitedLlm, RateLimiter
 from cowork_llm.retry import RetryPolicy
-from cowork_llm.streaming import ChatStream
+from cowork_llm.streaming import ChatStream, wait_for_collected_streams
 from cowork_llm.testing import FakeLlmServer, MockLlm
 
 HELLO = [{"role": "user", "content": "one two three four five six"}]
@@ -109,6 +109,8 @@ def test_abandoned_stream_in_a_reference_cycle_is_freed_by_gc(server):
         holder["self"] = holder  # a cycle: only the cycle collector can free it
         del stream, holder
         gc.collect()
+        # Ended by the reaper thread, not inside the collection (see cowork_llm.streaming).
+        assert wait_for_collected_streams()
         assert llm.limiter.in_flight == 0
         assert llm.generate_content("next") == "echo: next"
 
