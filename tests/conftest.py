@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from cowork_llm import _logging
 from cowork_llm.rate_limiter import _reset_global_rate_limiters
 
 
@@ -16,6 +17,7 @@ def _isolated(tmp_path, monkeypatch):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     _reset_global_rate_limiters()
+    _logging._warned_values.clear()  # each test may see the invalid-level warning afresh
     yield
     _reset_global_rate_limiters()
     logging.getLogger("cowork_llm").setLevel(logging.NOTSET)
