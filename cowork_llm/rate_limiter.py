@@ -13,19 +13,26 @@ favour), at most ``max_concurrent`` in flight, admission in arrival order. What 
 not: the time from admission to the request reaching the server (building and sending
 it, scheduling); on a busy 2-core machine that varied by a few milliseconds, so gaps seen
 by the server can be that much shorter than the admissions' gaps.
+
+After ``os.fork()`` the child's limiters start with an empty gate (no slots out, nobody
+queued): the parent's other threads do not exist there to give theirs back. A ``memory``
+backend also starts afresh in the child (its own quota, as for any process); a child
+using a ``sqlite`` or ``redis`` limiter should create its own client after the fork.
 """
 
 import itertools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import ContextManager, Deque, Optional
 
 from .config import RateLimitConfig
 from .errors import AcquireCancelled, LimiterAcquireError
-from .limiter_backends import LimiterBackend, build_backend
+from .limiter_backends import LimiterBackend, MemoryBackend, build_backend
 from .limiter_cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 
 __all__ = ["RateLimiter", "Slot",
@@ -55,6 +62,7 @@ class Slot:
     admitted_at: float  #: time.monotonic() when the start was recorded
     _limiter: "RateLimiter" = field(repr=False)
     _released: bool = field(default=False, repr=False)
+    _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
 
     def release(self) -> None:
         """Let the next request in. Idempotent and thread-safe."""
@@ -112,6 +120,8 @@ class RateLimiter:
         self._in_flight = 0
         self._admitted = 0
         self._closed = False
+        self._fork_epoch = 0  # bumped in a forked child: slots from before the fork do not count
+        _live_limiters.add(self)
 
     # --- taking and giving back slots ---------------------------------------------------
 
@@ -162,7 +172,8 @@ class RateLimiter:
                     self._wake_head()
             self._in_flight += 1
             self._admitted += 1
-        return Slot(me.ticket, admitted_at - asked_at, admitted_at, self)
+        return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
+                    _fork_epoch=self._fork_epoch)
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
@@ -211,6 +222,8 @@ class RateLimiter:
             if slot._released:
                 return
             slot._released = True
+            if slot._fork_epoch != self._fork_epoch:
+                return  # taken before a fork(): this process never counted it
             self._in_flight -= 1
             self._wake_head()
 
@@ -235,6 +248,19 @@ class RateLimiter:
                 if waiter.wakeup is not None:
                     waiter.wakeup.notify()
         self.backend.close()
+
+    def _forget_parent_threads(self) -> None:
+        """In a child after fork(): only the forking thread exists, so the slots and
+        queue places of the parent's other threads would never be given back (the child
+        waited for ever, or until acquire_timeout_seconds). Start with an empty gate; a
+        memory backend starts afresh too (its locks may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queue = deque()
+        self._in_flight = 0
+        self._fork_epoch += 1
+        if isinstance(self.backend, MemoryBackend):
+            self.backend = build_backend(self.config)
 
     # --- introspection ------------------------------------------------------------------
 
@@ -292,6 +318,18 @@ class RateLimiter:
             f"{self._in_flight} in flight, key {self.config.key!r}. Raise the timeout, "
             "lower the number of threads, or raise the limits if the provider allows"
         )
+
+
+_live_limiters: "weakref.WeakSet[RateLimiter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for limiter in list(_live_limiters):
+        limiter._forget_parent_threads()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Re-exported so the public API stays importable from here: the registry

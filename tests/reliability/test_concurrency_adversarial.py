@@ -4,6 +4,7 @@ close() at awkward moments. Every test is bounded in time and waits on events, n
 """
 
 import gc
+import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator, List
@@ -110,3 +111,73 @@ def test_threads_abandoning_streams_in_cycles_never_freeze_the_limiter():
     assert wait_for_collected_streams()
     assert limiter.in_flight == 0 and limiter.queued == 0
     assert llm.usage().total.requests == 4 * calls
+
+
+# --- fork() after a limiter exists --------------------------------------------------------------
+
+
+def _in_child(work) -> int:
+    """Fork; the child runs ``work()`` and exits 0 if it returned, 1 if it raised (never
+    running pytest's code). Returns the child's exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+@pytest.mark.timeout(20)
+def test_a_forked_child_is_not_stuck_behind_the_parents_slots():
+    """A slot held by another parent thread at fork() time was never given back in the
+    child: it waited until acquire_timeout_seconds (for ever by default)."""
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=1,
+                                          acquire_timeout_seconds=3))
+    holding, let_go = threading.Event(), threading.Event()
+
+    def hold_a_slot():
+        with limiter.slot():
+            holding.set()
+            let_go.wait(10)
+
+    holder = threading.Thread(target=hold_a_slot, daemon=True)
+    holder.start()
+    assert holding.wait(5)
+    mine = limiter.acquire  # the forking thread takes nothing: max_concurrent is 1
+
+    def child():
+        slot = mine()
+        slot.release()
+        assert limiter.in_flight == 0
+
+    try:
+        assert _in_child(child) == 0
+    finally:
+        let_go.set()
+        holder.join(5)
+    assert limiter.in_flight == 0  # the parent's own count is untouched
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.timeout(20)
+def test_a_slot_taken_before_fork_and_released_in_the_child_does_not_count_twice():
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=1,
+                                          acquire_timeout_seconds=3))
+    before_fork = limiter.acquire()
+
+    def child():
+        before_fork.release()  # the forking thread leaves its `with` block in the child
+        assert limiter.in_flight == 0
+        assert limiter.acquire().released is False
+        assert limiter.in_flight == 1  # not 0: the old slot did not make room for two
+
+    assert _in_child(child) == 0
+    assert limiter.in_flight == 1
+    before_fork.release()
+    assert limiter.in_flight == 0
