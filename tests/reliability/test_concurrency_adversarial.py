@@ -181,3 +181,44 @@ def test_a_slot_taken_before_fork_and_released_in_the_child_does_not_count_twice
     assert limiter.in_flight == 1
     before_fork.release()
     assert limiter.in_flight == 0
+
+
+# --- waiters leaving in numbers (these held; kept as regression tests) --------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("how", ["close", "timeout"])
+def test_many_waiters_leaving_at_once_leave_a_clean_usable_queue(how):
+    from cowork_llm.errors import LimiterAcquireError
+
+    timeout = 0.3 if how == "timeout" else None
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=1,
+                                          acquire_timeout_seconds=timeout))
+    held = limiter.acquire()
+    outcomes: List[str] = []
+    lock = threading.Lock()
+
+    def waiter():
+        try:
+            limiter.acquire()
+            result = "admitted"
+        except LimiterAcquireError:
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=waiter, daemon=True) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    if how == "close":
+        assert limiter.wait_for_queued(24)
+        limiter.close()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert outcomes == ["refused"] * 24
+    assert limiter.queued == 0 and limiter.in_flight == 1
+    held.release()
+    assert limiter.in_flight == 0
+    if how == "timeout":  # still usable, straight away
+        limiter.acquire().release()
