@@ -8,7 +8,9 @@ and fallback models can only be set here, so they are read and built here too.
 
 import logging
 import os
+import stat
 import sys
+import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ._config_keys import KEYS_BY_SECTION, close_match, is_blank, split_api_keys
@@ -26,6 +28,11 @@ logger = logging.getLogger("cowork_llm.loader")
 CONFIG_PATH_VARIABLE = "COWORK_CONFIG"
 DEFAULT_CONFIG_FILE = "config.toml"
 FILE_ONLY_SECTIONS = ("pricing", "fallback")
+# A config file is a few KB; anything this big is the wrong file (or /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
+# How long a pipe or device given as the config file (``--config <(sops -d ...)``) may
+# take to deliver it: a FIFO nobody writes to would otherwise block forever.
+PIPE_WAIT_SECONDS = 5.0
 _PRICE_FIELDS = ["input_per_million", "output_per_million"]
 
 
@@ -46,8 +53,7 @@ def read_llm_table(file_path: str, named_by: Optional[str]) -> Tuple[Optional[Di
     ConfigError for a file that exists but cannot be read.
     """
     try:
-        with open(file_path, "rb") as fh:
-            data = fh.read()
+        data = _read_bytes(file_path)
     except FileNotFoundError:
         if named_by is not None:
             raise ConfigNotFoundError(
@@ -55,10 +61,9 @@ def read_llm_table(file_path: str, named_by: Optional[str]) -> Tuple[Optional[Di
         return None, ""
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file_path}: {exc.strerror or exc}") from None
-    toml = _toml_module()
     try:
-        document = toml.loads(data.decode())  # what tomllib.load(fh) does
-    except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
+        document = _parse_toml(data)
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an int too long to convert
         problem = f"{file_path} is not valid TOML: {exc}"
         logger.warning("%s; ignoring the file and using the COWORK_LLM_* variables", problem)
         return None, problem
@@ -72,6 +77,73 @@ def read_llm_table(file_path: str, named_by: Optional[str]) -> Tuple[Optional[Di
     return table, ""
 
 
+def _read_bytes(file_path: str) -> bytes:
+    """The file's bytes. A pipe or device is read without blocking for more than
+    PIPE_WAIT_SECONDS. Raises OSError, and ConfigError for a file over MAX_CONFIG_BYTES
+    or a pipe nobody writes to."""
+    mode = os.stat(file_path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or os.name != "posix":
+        with open(file_path, "rb") as fh:  # a directory fails here with "Is a directory"
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    else:
+        data = _read_pipe(file_path)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {file_path} is larger than {MAX_CONFIG_BYTES // 1024} KB; "
+                          "a config file is a few KB: is it the right file?")
+    return data
+
+
+def _read_pipe(file_path: str) -> bytes:
+    """Up to MAX_CONFIG_BYTES + 1 bytes of a FIFO or device, until end of file.
+    Raises OSError, and ConfigError when it is still open after PIPE_WAIT_SECONDS."""
+    import select
+
+    fd = os.open(file_path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO without writer: no block
+    try:
+        chunks: List[bytes] = []
+        size = 0
+        deadline = time.monotonic() + PIPE_WAIT_SECONDS
+        while size <= MAX_CONFIG_BYTES:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise ConfigError(
+                    f"config file {file_path} is a pipe or device that did not deliver a whole "
+                    f"file within {PIPE_WAIT_SECONDS:g} s (is anything writing to it?); "
+                    "give the path of a regular file")
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _parse_toml(data: bytes) -> Dict[str, Any]:
+    """The TOML document. Raises ValueError (with a line and column where the parser
+    gives one) for anything that is not a UTF-8 TOML document."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError("the file is UTF-16 encoded; save it as UTF-8")
+    try:
+        # A UTF-8 byte order mark (Notepad adds one) is not part of the document.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start + 1}); save it as UTF-8") from None
+    toml = _toml_module()
+    try:
+        return toml.loads(text)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise ValueError("values nested too deeply") from None
+    except toml.TOMLDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more than 4300 digits; drop the advice after ";"
+        raise ValueError(str(exc).split(";")[0]) from None
+
+
 def _toml_module() -> Any:
     """tomllib (tomli before Python 3.11), imported only when there is a file to parse:
     a configuration from the environment alone does not pay its ~1.5 ms."""
@@ -82,12 +154,14 @@ def _toml_module() -> Any:
     return tomllib
 
 
-def section_table(table: Mapping[str, Any], section: str) -> Dict[str, Any]:
-    """``table[section]`` ({} when absent). Raises ConfigError when it is not a table."""
+def section_table(table: Mapping[str, Any], section: str, file_path: str = "") -> Dict[str, Any]:
+    """``table[section]`` ({} when absent). Raises ConfigError (naming ``file_path``)
+    when it is not a table."""
     value = table.get(section, {})
     if not isinstance(value, dict):
+        where = f" (in {file_path})" if file_path else ""
         raise ConfigError(f"llm.{section} must be a table ([llm.{section}] or {section}.<key> = ...), "
-                          f"got a {type(value).__name__}")
+                          f"got a {type(value).__name__}{where}")
     return value
 
 
@@ -128,7 +202,8 @@ def load_pricing(table: Mapping[str, Any], file_path: str) -> Dict[str, ModelPri
     for model_name, entry in table.items():
         prefix = f'llm.pricing."{model_name}"'
         if not isinstance(entry, dict):
-            raise ConfigError(f"{prefix} must be a table with {' and '.join(_PRICE_FIELDS)}")
+            raise ConfigError(f"{prefix} must be a table with {' and '.join(_PRICE_FIELDS)} "
+                              f"(in {file_path})")
         warn_unknown_keys(entry, _PRICE_FIELDS, prefix, file_path)
         for name in _PRICE_FIELDS:
             if name not in entry:

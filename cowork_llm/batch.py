@@ -38,6 +38,7 @@ from .batch_journal import (
     BatchOutputError,
     JournalWriter,
     OutputLockedError,
+    check_output_path,
     drop_error_lines,
     lock_output,
     recover_journal,
@@ -142,7 +143,8 @@ def run_batch(
 
     Raises:
         BatchInputError: an invalid item or a repeated id (before any request).
-        BatchOutputError: the output file holds a line that is not a batch result.
+        BatchOutputError: the output file holds a line that is not a batch result, or
+            is not a regular file (a directory, a device, a FIFO).
         OutputLockedError: another run is writing the same output (a BatchOutputError;
             raised at once, before the file is read or anything is sent).
         BatchInterrupted: Ctrl-C; in-flight items were finished, or abandoned on a
@@ -155,6 +157,7 @@ def run_batch(
     started = time.monotonic()
     checked = prepare_items(items)
     path = Path(output_path)
+    check_output_path(path)  # before the lock: "/dev/null.lock" must not be created
     # Held for the whole run (repair, rewrite, appends) and released on every way out.
     with lock_output(path):
         return _run_locked(client, checked, path, started, workers=workers, progress=progress,

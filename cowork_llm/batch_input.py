@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import LlmError
-from .llm import build_messages, validate_messages
+from .llm import build_messages, check_temperature, validate_messages
 
 __all__ = ["BatchItem", "InputProblem", "BatchInputError", "id_key", "read_batch_file", "check_items"]
 
@@ -97,6 +97,8 @@ def parse_item(obj: Any, line: int) -> BatchItem:
     if temperature is not None and (isinstance(temperature, bool)
                                     or not isinstance(temperature, (int, float))):
         raise ValueError(f"'temperature' must be a number, got {json.dumps(temperature)[:40]}")
+    if temperature is not None:
+        check_temperature(temperature)  # NaN, inf, out of range: refused before any request
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                    or max_tokens < 1):
         raise ValueError(f"'max_tokens' must be a positive integer, got {json.dumps(max_tokens)[:40]}")
@@ -152,6 +154,10 @@ def _decoded_lines(data: bytes) -> Iterable[Tuple[int, Any]]:
             yield number, json.loads(text)
         except json.JSONDecodeError as exc:
             yield number, InputProblem(number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+        except ValueError as exc:  # an integer of more than 4300 digits
+            yield number, InputProblem(number, f"not usable JSON: {str(exc).split(';')[0]}")
+        except RecursionError:
+            yield number, InputProblem(number, "not usable JSON: nested too deeply")
 
 
 def read_batch_file(path: Union[str, Path]) -> Tuple[List[BatchItem], List[InputProblem]]:

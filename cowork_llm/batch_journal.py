@@ -13,6 +13,7 @@ fails at once instead of duplicating ids and interleaving lines.
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ __all__ = [
     "JournalState",
     "JournalWriter",
     "lock_output",
+    "check_output_path",
     "recover_journal",
     "drop_error_lines",
 ]
@@ -77,6 +79,25 @@ def lock_output(path: Path) -> Iterator[None]:
         lock.release()
 
 
+def check_output_path(path: Path) -> None:
+    """Refuse an output that is not a regular file (a directory, /dev/null, a FIFO):
+    resuming must read back what was written, and a FIFO would block forever.
+
+    Raises:
+        BatchOutputError: ``path`` exists and is not a regular file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # reported by the first real read or write, with its own message
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device or pipe)"
+        raise BatchOutputError(f"{path} is {what}; the output must be a file the batch can "
+                               "read back to resume: give a file name")
+
+
 @dataclass
 class JournalState:
     """What an existing output file already holds, by id key."""
@@ -110,6 +131,9 @@ def _result_key(line: bytes, number: int, path: Path) -> "tuple[str, bool]":
         if not isinstance(obj, dict) or ("output" in obj) == ("error" in obj):
             raise ValueError("no 'output' or 'error'")
         return id_key(obj.get("id")), "output" in obj
+    except RecursionError:
+        raise BatchOutputError(f"{path} line {number} is not a batch result (nested too deeply); "
+                               "is -o the right file?") from None
     except ValueError as exc:
         raise BatchOutputError(
             f"{path} line {number} is not a batch result ({exc}); is -o the right file? "

@@ -15,7 +15,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from dataclasses_json import DataClassJsonMixin
 
@@ -88,6 +88,19 @@ def _check_type(path: str, value: Any, expected: Any) -> None:
         raise ConfigError(f"{path} must be a finite number, got {value!r}")
 
 
+# Waits and timeouts are capped: beyond ~292 years sleep() and socket timeouts raise
+# OverflowError mid-call; a year is more than anyone means.
+_MAX_SECONDS = 365 * 24 * 3600.0
+
+
+def _check_at_most_a_year(section: Any, *names: str) -> None:
+    """Raise ConfigError for a wait or timeout longer than a year."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value > _MAX_SECONDS:
+            section._fail(name, f"must be at most {_MAX_SECONDS:.0f} (a year)")
+
+
 @functools.cache
 def _type_hints(cls: type) -> Dict[str, Any]:
     """typing.get_type_hints, once per class (it re-evaluates every annotation; the
@@ -154,7 +167,44 @@ class ModelConfig(_Section):
 
     def __post_init__(self) -> None:
         self._check_types()
-        parts = urlsplit(self.base_url)
+        self._check_base_url()
+        for key in self.api_keys:
+            if not key and self.api_key_command:
+                continue
+            if not key or any(c.isspace() for c in key):
+                raise MissingApiKeyError(
+                    f"{self._section}.api_key must be a non-empty key without spaces "
+                    "(set COWORK_LLM_API_KEY or model.api_key in config.toml)"
+                )
+            odd = next((i for i, c in enumerate(key) if not "!" <= c <= "~"), None)
+            if odd is not None:
+                # Keys are printable ASCII; anything else (a zero-width space copied from a
+                # web page) cannot go into an HTTP header. The character is shown, the key not.
+                raise MissingApiKeyError(
+                    f"{self._section}.api_key holds a character that is not printable ASCII "
+                    f"(U+{ord(key[odd]):04X}, character {odd + 1}): probably copied along with "
+                    "the key; type or copy the key again"
+                )
+        if not self.model_name.strip():
+            self._fail("model_name", "must not be empty")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            self._fail("temperature", "must be between 0 and 2")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            self._fail("max_tokens", "must be at least 1")
+        if self.provider not in PROVIDERS:
+            self._fail("provider", f"must be one of {', '.join(PROVIDERS)}")
+        if not self.timeout_seconds > 0:
+            self._fail("timeout_seconds", "must be greater than 0")
+        _check_at_most_a_year(self, "timeout_seconds")
+
+    def _check_base_url(self) -> "SplitResult":
+        """The parsed base_url. Raises InvalidBaseUrlError unless it is an http(s) URL
+        with a host (and a valid port), without credentials or spaces."""
+        try:
+            parts = urlsplit(self.base_url)
+        except ValueError as exc:  # "Invalid IPv6 URL"; not shown: it may hold user:key@
+            raise InvalidBaseUrlError(f"{self._section}.base_url is not a URL ({exc}): check its "
+                                      "brackets, e.g. 'http://[::1]:8080/v1'") from None
         if "@" in parts.netloc or parts.query or parts.fragment:
             # Checked first, and the URL is not shown: what follows "@" or "?" is often a key.
             raise InvalidBaseUrlError(
@@ -172,24 +222,18 @@ class ModelConfig(_Section):
                 f"{self._section}.base_url must be an http(s) URL with a host, "
                 f"e.g. 'https://api.openai.com/v1', got {self.base_url!r}"
             )
-        for key in self.api_keys:
-            if not key and self.api_key_command:
-                continue
-            if not key or any(c.isspace() for c in key):
-                raise MissingApiKeyError(
-                    f"{self._section}.api_key must be a non-empty key without spaces "
-                    "(set COWORK_LLM_API_KEY or model.api_key in config.toml)"
-                )
-        if not self.model_name.strip():
-            self._fail("model_name", "must not be empty")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
-            self._fail("temperature", "must be between 0 and 2")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            self._fail("max_tokens", "must be at least 1")
-        if self.provider not in PROVIDERS:
-            self._fail("provider", f"must be one of {', '.join(PROVIDERS)}")
-        if not self.timeout_seconds > 0:
-            self._fail("timeout_seconds", "must be greater than 0")
+        if any(c.isspace() for c in self.base_url):
+            raise InvalidBaseUrlError(
+                f"{self._section}.base_url must not contain spaces, got {self.base_url!r}")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or above 65535
+            port = 0
+        if port == 0:
+            raise InvalidBaseUrlError(
+                f"{self._section}.base_url has an invalid port (a number from 1 to 65535), "
+                f"got {self.base_url!r}")
+        return parts
 
     @property
     def api_keys(self) -> Tuple[str, ...]:
@@ -233,6 +277,7 @@ class RateLimitConfig(_Section):
             self._fail("tokens_per_minute", "must be at least 1")
         if self.acquire_timeout_seconds is not None and not self.acquire_timeout_seconds > 0:
             self._fail("acquire_timeout_seconds", "must be greater than 0")
+        _check_at_most_a_year(self, "min_interval_seconds", "acquire_timeout_seconds")
         if self.backend not in LIMITER_BACKENDS:
             self._fail("backend", f"must be one of {', '.join(LIMITER_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
@@ -269,6 +314,8 @@ class RetryConfig(_Section):
                 self._fail(name, "must be 0 or more")
         if not self.total_timeout_seconds > 0:
             self._fail("total_timeout_seconds", "must be greater than 0")
+        _check_at_most_a_year(self, "initial_wait_seconds", "max_wait_seconds",
+                              "max_retry_after_seconds", "total_timeout_seconds")
 
 
 @dataclass(frozen=True, repr=False)

@@ -120,7 +120,7 @@ def _listed_models(response: requests.Response) -> Optional[Set[Any]]:
     """The model ids of an OpenAI/Anthropic-style listing, or None when it is not one."""
     try:
         data: Any = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested thousands deep raises the latter
         return None
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):

@@ -70,7 +70,7 @@ def load_config(path: "Optional[str | os.PathLike[str]]" = None) -> LlmConfig:
     sources: Dict[str, str] = {}
     chosen: Dict[str, Dict[str, Any]] = {}
     for section in SECTIONS:
-        given = section_table(table, section)
+        given = section_table(table, section, file_path)
         warn_unknown_keys(given, [k.name for k in KEYS_BY_SECTION[section]], f"llm.{section}", file_path)
         chosen[section] = _merge_section(section, given, env, origin, sources)
     missing = [k for k in CONFIG_KEYS if k.required and k.name not in chosen[k.section]]
@@ -80,7 +80,7 @@ def load_config(path: "Optional[str | os.PathLike[str]]" = None) -> LlmConfig:
     sources["model.extra_api_keys"] = sources["model.api_key"]
 
     built = {s: _build(cls, chosen[s], sources) for s, cls in SECTIONS.items()}
-    pricing = load_pricing(section_table(table, "pricing"), file_path)
+    pricing = load_pricing(section_table(table, "pricing", file_path), file_path)
     fallback = load_fallbacks(table.get("fallback", []), file_path)
     sources["pricing"] = origin if pricing else "default"
     sources["fallback"] = origin if fallback else "default"

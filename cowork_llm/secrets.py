@@ -20,6 +20,9 @@ __all__ = ["resolve_api_keys", "run_key_command", "read_keyring", "KEY_COMMAND_T
 logger = logging.getLogger(__name__)
 
 KEY_COMMAND_TIMEOUT_SECONDS = 10.0
+# Real keys (JWTs included) are far shorter; more is a command printing something else,
+# which would only fail later as an oversized HTTP header.
+MAX_KEY_CHARS = 8192
 KEYRING_PREFIX = "keyring:"
 _SECTION = "llm.model"
 
@@ -52,7 +55,8 @@ def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECOND
     Raises:
         MissingApiKeyError: the command cannot be parsed or started, runs past
             ``timeout`` seconds, exits non-zero (the message carries the first line of
-            its stderr, never its stdout), or prints nothing or more than one line.
+            its stderr, never its stdout), or prints nothing, more than one line, or
+            more than MAX_KEY_CHARS characters.
     """
     setting = f"{_SECTION}.api_key_command"
     try:
@@ -71,6 +75,9 @@ def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECOND
                                  "full path") from None
     except PermissionError:
         raise MissingApiKeyError(f"{setting}: program {program!r} is not executable") from None
+    except OSError as exc:  # a script without #! line (ENOEXEC), a path through a file, ...
+        raise MissingApiKeyError(f"{setting}: program {program!r} cannot be run: "
+                                 f"{exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise MissingApiKeyError(f"{setting}: {program!r} did not finish within {timeout:g} s "
                                  "(is it waiting for a passphrase? it runs without a terminal)") from None
@@ -81,6 +88,9 @@ def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECOND
             f"{setting}: {program!r} failed with exit status {done.returncode}: {reason}")
     if not key:
         raise MissingApiKeyError(f"{setting}: {program!r} printed nothing: it must print the API key")
+    if len(key) > MAX_KEY_CHARS:
+        raise MissingApiKeyError(f"{setting}: {program!r} printed {len(key)} characters, too many for "
+                                 "an API key: make it print only the key")
     if any(c.isspace() for c in key):
         raise MissingApiKeyError(f"{setting}: {program!r} printed more than a key (it contains spaces "
                                  "or several lines): make it print only the key")

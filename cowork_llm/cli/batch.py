@@ -145,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     except BatchOutputError as exc:
         _say(f"cowork-llm batch: {exc}")
         return EXIT_CONFIG
+    except OSError as exc:  # the output (or its .lock/.torn/.rewrite file) cannot be written
+        where = f": {exc.filename}" if exc.filename else f" {args.output}"
+        _say(f"cowork-llm batch: cannot write the output{where}: {exc.strerror or exc}. "
+             "Everything already written is kept; fix that and rerun the same command")
+        return EXIT_CONFIG
     finally:
         client.close()
     _report(summary, args)

@@ -144,7 +144,8 @@ class HttpProvider(Llm):
         """
         body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens, stream=True)
         response = self._send(body, stream=True)
-        state = StreamState(model=self.config.model_name, request_id=_http.request_id_of(response.headers))
+        state = StreamState(model=self.config.model_name,
+                            request_id=_http.request_id_of(response.headers, self._secrets()))
         return ChatStream(self._pieces(response, state), state, response=response)
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
@@ -240,7 +241,7 @@ def event_json(event: _sse.SseEvent, *, provider: str, request_id: Optional[str]
     """
     try:
         data = json.loads(event.data)
-    except ValueError:
+    except _http.JSON_ERRORS:
         data = None
     if not isinstance(data, dict):
         shown = _http.redact(event.data[:200], secrets)

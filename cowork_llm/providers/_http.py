@@ -37,6 +37,7 @@ __all__ = [
     "request_timeouts",
     "parse_retry_after",
     "request_id_of",
+    "body_request_id",
     "provider_message",
     "redact",
     "error_for_response",
@@ -45,6 +46,9 @@ __all__ = [
 
 USER_AGENT = f"cowork-llm/{__version__}"
 MAX_MESSAGE_CHARS = 500
+MAX_REQUEST_ID_CHARS = 200
+# json raises RecursionError, not ValueError, for a body nested thousands deep.
+JSON_ERRORS = (ValueError, RecursionError)
 _REDACTED = "[REDACTED]"
 # mask_secret shows 7 characters of a key ("sk-" and the last 4); 8 in a row is a leak.
 _MIN_SECRET_PIECE = 8
@@ -184,11 +188,20 @@ def _non_negative_number(text: str) -> Optional[float]:
     return number
 
 
-def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
-    """The provider's request id (``x-request-id``; Anthropic sends ``request-id``)."""
+def request_id_of(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> Optional[str]:
+    """The provider's request id (``x-request-id``; Anthropic sends ``request-id``),
+    cut to MAX_REQUEST_ID_CHARS with ``secrets`` redacted: it goes into error messages,
+    and a misbehaving proxy may echo a header back in it."""
     if not isinstance(headers, requests.structures.CaseInsensitiveDict):  # a response's already is
         headers = _lower_keys(headers)
-    return headers.get("x-request-id") or headers.get("request-id") or None
+    value = headers.get("x-request-id") or headers.get("request-id")
+    return redact(value[:MAX_REQUEST_ID_CHARS], secrets) if value else None
+
+
+def body_request_id(body: Any, secrets: Iterable[str]) -> Optional[str]:
+    """The ``id`` of a response body, treated like a request id header."""
+    value = body.get("id") if isinstance(body, dict) else None
+    return redact(value[:MAX_REQUEST_ID_CHARS], secrets) if isinstance(value, str) and value else None
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -240,7 +253,7 @@ def provider_message(response: requests.Response) -> str:
     text = response.text or ""
     try:
         body = json.loads(text)
-    except ValueError:
+    except JSON_ERRORS:
         body = None
     message: Any = _error_object(body).get("message")
     if not message and isinstance(body, Mapping):
@@ -253,7 +266,7 @@ def provider_message(response: requests.Response) -> str:
 def _is_quota_error(response: requests.Response) -> bool:
     try:
         error = _error_object(response.json())
-    except ValueError:
+    except JSON_ERRORS:
         return False
     return "insufficient_quota" in (error.get("code"), error.get("type"))
 
@@ -288,7 +301,7 @@ def error_for_response(response: requests.Response, *, provider: str, secrets: I
     return cls(
         message,
         status_code=status,
-        request_id=request_id_of(response.headers),
+        request_id=request_id_of(response.headers, secrets),
         retry_after=parse_retry_after(response.headers),
     )
 

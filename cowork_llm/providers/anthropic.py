@@ -154,7 +154,7 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
         InvalidResponseError: not JSON, no content list, or no text where no
             stop_reason explains it (a refusal included).
     """
-    request_id = _http.request_id_of(response.headers)
+    request_id = _http.request_id_of(response.headers, secrets)
 
     def invalid(what: str) -> InvalidResponseError:
         shown = _http.redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
@@ -162,7 +162,7 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
 
     try:
         body = response.json()
-    except ValueError:
+    except _http.JSON_ERRORS:
         raise invalid(f"not JSON: {_http.provider_message(response)}") from None
     if not isinstance(body, dict) or not isinstance(body.get("content"), list):
         raise invalid(f"no content list in {_http.provider_message(response)}")
@@ -179,13 +179,13 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
     input_tokens, output_tokens = _counts(body.get("usage"), None, None)
     usage = Usage.of(input_tokens, output_tokens) if input_tokens is not None and output_tokens is not None \
         else None
-    model, body_id = body.get("model"), body.get("id")
+    model = body.get("model")
     return ChatResult(
         content="".join(texts),
         model=model if isinstance(model, str) and model else fallback_model,
         finish_reason=stop_reason,
         usage=usage,
-        request_id=request_id or (body_id if isinstance(body_id, str) else None),
+        request_id=request_id or _http.body_request_id(body, secrets),
         raw=body,
     )
 

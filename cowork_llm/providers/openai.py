@@ -115,7 +115,7 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
         InvalidResponseError: not JSON, no usable choice, or a null content that no
             finish_reason explains.
     """
-    request_id = _http.request_id_of(response.headers)
+    request_id = _http.request_id_of(response.headers, secrets)
 
     def invalid(what: str) -> InvalidResponseError:
         shown = _http.redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
@@ -123,7 +123,7 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
 
     try:
         body = response.json()
-    except ValueError:
+    except _http.JSON_ERRORS:
         raise invalid(f"not JSON: {_http.provider_message(response)}") from None
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -143,13 +143,12 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
             raise invalid(f"the message has no content (finish_reason {finish_reason!r})")
         content = ""
     model = body.get("model")
-    body_id = body.get("id")
     return ChatResult(
         content=content,
         model=model if isinstance(model, str) and model else fallback_model,
         finish_reason=finish_reason,
         usage=_usage(body.get("usage")),
-        request_id=request_id or (body_id if isinstance(body_id, str) else None),
+        request_id=request_id or _http.body_request_id(body, secrets),
         raw=body,
     )
 
