@@ -255,7 +255,8 @@ def cli_env(server, monkeypatch):
 def _batch_input(tmp_path) -> List[str]:
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "prompt": f"p{i}"}) + "\n"
                                                for i in range(3)))
-    return ["batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--progress", "off"]
+    # "--progress none": an invalid choice here made argparse exit before the batch ran.
+    return ["batch", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--progress", "none"]
 
 
 COMMANDS = {
@@ -281,9 +282,11 @@ def test_every_cli_command(logs, cli_env, capsys, tmp_path, monkeypatch, command
     monkeypatch.setenv("COWORK_LLM_RETRY_MAX_ATTEMPTS", "2")
     CLI_FAULTS[fault](cli_env)
     printed = run_cli(COMMANDS[command](tmp_path), capsys)
+    assert "usage:" not in printed, printed  # the command ran: argparse did not refuse it
     outputs = [printed]
-    if (tmp_path / "out.jsonl").exists():
+    if command == "batch":  # it ran: at least one line (a 401 stops the batch after one)
         outputs.append((tmp_path / "out.jsonl").read_text())
+        assert outputs[-1].count("\n") >= 1
     assert_clean(logs, *outputs)
 
 
@@ -300,3 +303,81 @@ def test_fake_server_env_carries_the_key_only_where_it_belongs(server):
     # A sanity check of the CLI fixture itself: the key is really in play.
     assert server.env()["COWORK_LLM_API_KEY"] == SECRET_KEY
     assert FakeLlmServer  # imported for the fixture's type
+
+
+# --- what else holds the key: pickles, object graphs, raw bodies, request ids -------------------
+
+
+_PLAIN = (str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _object_graph_text(root: object, depth: int = 4) -> str:
+    """repr of ``root`` and of every object reachable through attributes, ``depth``
+    levels deep. Plain strings and containers are skipped: the key has to be stored
+    somewhere (``config.api_key``); what matters is that no object's repr shows it."""
+    parts, seen, frontier = [], set(), [root]
+    for _ in range(depth):
+        following = []
+        for obj in frontier:
+            if id(obj) in seen or isinstance(obj, _PLAIN):
+                continue
+            seen.add(id(obj))
+            parts.append(repr(obj))
+            attributes = getattr(obj, "__dict__", None)
+            if isinstance(attributes, dict):
+                following += list(attributes.values())
+        frontier = following
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_client_object_graph_shows_no_key(logs, server, provider):
+    # repr(client), repr(provider), its config, sessions, limiter, retry policy and what
+    # they hold; only the key rotation itself holds the key (and its repr masks it).
+    llm = create_llm_client(server.config(provider=provider))
+    result = llm.chat([{"role": "user", "content": "hello"}])
+    graph = _object_graph_text(llm)
+    assert "KeyRotation(" in graph and "ModelConfig(" in graph  # the walk reached them
+    texts = [graph, repr(vars(result)), json.dumps(result.raw)]
+    llm.close()
+    assert_clean(logs, *texts)
+
+
+@pytest.mark.parametrize("fault", ["401 echoing the key", "500 text body echoing the key", "dropped x3"])
+def test_pickled_errors_hold_no_key(logs, server, fault):
+    import pickle
+
+    llm = create_llm_client(server.config(max_attempts=3, timeout_seconds=0.2))
+    FAULTS[fault](server)
+    with pytest.raises(LlmError) as caught:
+        llm.chat([{"role": "user", "content": "hello"}])
+    llm.close()
+    data = pickle.dumps(caught.value)
+    again = pickle.loads(data)
+    assert type(again) is type(caught.value) and str(again) == str(caught.value)
+    assert SECRET_KEY.encode() not in data and SECRET_KEY[3:20].encode() not in data
+    assert_clean(logs, exception_text(again))
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_request_id_header_echoing_the_key_is_redacted_everywhere(logs, server, provider):
+    # A proxy that copies the Authorization header into x-request-id: the id appears in
+    # the error text and the "call failed" log line.
+    server.fail_next(500, times=2, headers={"x-request-id": f"Bearer {SECRET_KEY}"})
+    llm = create_llm_client(server.config(provider=provider, max_attempts=2))
+    with pytest.raises(LlmError) as caught:
+        llm.chat([{"role": "user", "content": "hello"}])
+    llm.close()
+    logging.getLogger("test").debug("failed", exc_info=caught.value)
+    assert caught.value.request_id and "[REDACTED]" in caught.value.request_id
+    assert_clean(logs, exception_text(caught.value))
+
+
+def test_the_debug_traceback_of_the_cli_shows_no_key(logs, cli_env, capsys, monkeypatch):
+    # COWORK_LOG_LEVEL=debug prints the traceback, requests' exceptions chained in: their
+    # text, never the request's headers.
+    monkeypatch.setenv("COWORK_LLM_RETRY_MAX_ATTEMPTS", "1")
+    cli_env.drop_next(times=5)
+    printed = run_cli(["ask", "hello"], capsys)
+    assert "exit 1" in printed and "Traceback" in printed and "ApiConnectionError" in printed
+    assert_clean(logs, printed)
