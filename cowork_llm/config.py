@@ -3,109 +3,41 @@
 dataclasses-json gives them ``to_dict``/``from_dict``, but it converts loosely and
 validates nothing, so every class checks its own fields in ``__post_init__`` and raises
 :class:`~cowork_llm.errors.ConfigError` naming the key (``llm.model.temperature``).
-Loading from files and the environment is :mod:`cowork_llm.loader`'s job.
+The checks of single values (types, URLs, keys, the one-year cap) and the masking of
+secrets live in :mod:`cowork_llm._config_checks`; this module holds the rules between
+fields. Loading from files and the environment is :mod:`cowork_llm.loader`'s job.
 
 This module must not use ``from __future__ import annotations``: dataclasses-json
 reads the real annotations.
 """
 
 import dataclasses
-import functools
-import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
 
 from dataclasses_json import DataClassJsonMixin
 
-from .errors import ConfigError, InvalidBaseUrlError, MissingApiKeyError
+from ._config_checks import (
+    check_api_keys,
+    check_at_most_a_year,
+    check_base_url,
+    check_type,
+    mask_secret,
+    mask_url_password,
+    masked_repr,
+    type_hints,
+)
+from .errors import ConfigError
 
-__all__ = [
-    "ModelConfig",
-    "RateLimitConfig",
-    "RetryConfig",
-    "CacheConfig",
-    "ModelPrice",
-    "LlmConfig",
-    "PROVIDERS",
-    "LIMITER_BACKENDS",
-    "CACHE_BACKENDS",
-    "mask_secret",
-    "mask_url_password",
-]
+__all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "ModelPrice", "LlmConfig",
+           "PROVIDERS", "LIMITER_BACKENDS", "CACHE_BACKENDS",
+           "mask_secret", "mask_url_password"]  # the masking helpers live in _config_checks
 
 PROVIDERS = ("openai", "anthropic")
 LIMITER_BACKENDS = ("memory", "sqlite", "redis")
 CACHE_BACKENDS = ("none", "memory", "sqlite")
-
-_SECRET_FIELDS = frozenset({"api_key", "extra_api_keys"})
-
-
-def mask_secret(secret: Optional[str]) -> str:
-    """Show enough of a key to tell two apart, never enough to use it."""
-    if not secret:
-        return "''"
-    if len(secret) < 12:
-        return "'…'"
-    return f"'{secret[:3]}…{secret[-4:]}'"
-
-
-def mask_url_password(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _check_type(path: str, value: Any, expected: Any) -> None:
-    """Raise ConfigError unless ``value`` fits the annotation ``expected``."""
-    origin = typing.get_origin(expected)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return
-        expected = next(a for a in typing.get_args(expected) if a is not type(None))
-        origin = typing.get_origin(expected)
-    if origin in (tuple, dict) or dataclasses.is_dataclass(expected):
-        return  # nested values are checked by their own classes / the loader
-    ok = isinstance(value, expected)
-    if expected is float:  # an int is a fine number; a bool is not
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok:
-        shown = "(hidden)" if path.rsplit(".", 1)[-1] in _SECRET_FIELDS else repr(value)
-        raise ConfigError(f"{path} must be {_TYPE_WORDS.get(expected, expected)}, got {shown}")
-    if expected is float and not math.isfinite(value):  # TOML allows nan and inf
-        raise ConfigError(f"{path} must be a finite number, got {value!r}")
-
-
-# Waits and timeouts are capped: beyond ~292 years sleep() and socket timeouts raise
-# OverflowError mid-call; a year is more than anyone means.
-_MAX_SECONDS = 365 * 24 * 3600.0
-
-
-def _check_at_most_a_year(section: Any, *names: str) -> None:
-    """Raise ConfigError for a wait or timeout longer than a year."""
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and value > _MAX_SECONDS:
-            section._fail(name, f"must be at most {_MAX_SECONDS:.0f} (a year)")
-
-
-@functools.cache
-def _type_hints(cls: type) -> Dict[str, Any]:
-    """typing.get_type_hints, once per class (it re-evaluates every annotation; the
-    classes never change)."""
-    return typing.get_type_hints(cls)
 
 
 class _Section(DataClassJsonMixin):
@@ -114,28 +46,16 @@ class _Section(DataClassJsonMixin):
     _section: typing.ClassVar[str] = "llm"
 
     def _check_types(self) -> None:
-        hints = _type_hints(type(self))
+        hints = type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            _check_type(f"{self._section}.{f.name}", getattr(self, f.name), hints[f.name])
+            check_type(self._section, f.name, getattr(self, f.name), hints[f.name])
 
     def _fail(self, name: str, rule: str) -> None:
         raise ConfigError(f"{self._section}.{name} {rule}, got {getattr(self, name)!r}")
 
     def __repr__(self) -> str:
-        parts = []
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if not f.repr:
-                continue
-            value = getattr(self, f.name)
-            if f.name == "api_key":
-                shown = mask_secret(value)
-            elif f.name == "extra_api_keys":
-                shown = "(" + ", ".join(mask_secret(k) for k in value) + ")"
-            elif f.name == "redis_url" and value:
-                shown = repr(mask_url_password(value))
-            else:
-                shown = repr(value)
-            parts.append(f"{f.name}={shown}")
+        parts = [f"{f.name}={masked_repr(f.name, getattr(self, f.name))}"
+                 for f in dataclasses.fields(self) if f.repr]  # type: ignore[arg-type]
         return f"{type(self).__name__}({', '.join(parts)})"
 
     __str__ = __repr__
@@ -167,24 +87,8 @@ class ModelConfig(_Section):
 
     def __post_init__(self) -> None:
         self._check_types()
-        self._check_base_url()
-        for key in self.api_keys:
-            if not key and self.api_key_command:
-                continue
-            if not key or any(c.isspace() for c in key):
-                raise MissingApiKeyError(
-                    f"{self._section}.api_key must be a non-empty key without spaces "
-                    "(set COWORK_LLM_API_KEY or model.api_key in config.toml)"
-                )
-            odd = next((i for i, c in enumerate(key) if not "!" <= c <= "~"), None)
-            if odd is not None:
-                # Keys are printable ASCII; anything else (a zero-width space copied from a
-                # web page) cannot go into an HTTP header. The character is shown, the key not.
-                raise MissingApiKeyError(
-                    f"{self._section}.api_key holds a character that is not printable ASCII "
-                    f"(U+{ord(key[odd]):04X}, character {odd + 1}): probably copied along with "
-                    "the key; type or copy the key again"
-                )
+        check_base_url(self._section, self.base_url)
+        check_api_keys(self._section, self.api_keys, has_command=bool(self.api_key_command))
         if not self.model_name.strip():
             self._fail("model_name", "must not be empty")
         if self.temperature is not None and not 0 <= self.temperature <= 2:
@@ -195,45 +99,7 @@ class ModelConfig(_Section):
             self._fail("provider", f"must be one of {', '.join(PROVIDERS)}")
         if not self.timeout_seconds > 0:
             self._fail("timeout_seconds", "must be greater than 0")
-        _check_at_most_a_year(self, "timeout_seconds")
-
-    def _check_base_url(self) -> "SplitResult":
-        """The parsed base_url. Raises InvalidBaseUrlError unless it is an http(s) URL
-        with a host (and a valid port), without credentials or spaces."""
-        try:
-            parts = urlsplit(self.base_url)
-        except ValueError as exc:  # "Invalid IPv6 URL"; not shown: it may hold user:key@
-            raise InvalidBaseUrlError(f"{self._section}.base_url is not a URL ({exc}): check its "
-                                      "brackets, e.g. 'http://[::1]:8080/v1'") from None
-        if "@" in parts.netloc or parts.query or parts.fragment:
-            # Checked first, and the URL is not shown: what follows "@" or "?" is often a key.
-            raise InvalidBaseUrlError(
-                f"{self._section}.base_url must not contain user:password@, a ?query or a #fragment "
-                f"(base_url appears in logs and errors; put the key in api_key), got "
-                f"'{parts.scheme}://{parts.hostname or ''}{parts.path}' with them removed"
-            )
-        if not parts.scheme and "." in self.base_url.split("/")[0]:
-            raise InvalidBaseUrlError(
-                f"{self._section}.base_url {self.base_url!r} has no scheme: "
-                f"write 'https://{self.base_url}'"
-            )
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidBaseUrlError(
-                f"{self._section}.base_url must be an http(s) URL with a host, "
-                f"e.g. 'https://api.openai.com/v1', got {self.base_url!r}"
-            )
-        if any(c.isspace() for c in self.base_url):
-            raise InvalidBaseUrlError(
-                f"{self._section}.base_url must not contain spaces, got {self.base_url!r}")
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or above 65535
-            port = 0
-        if port == 0:
-            raise InvalidBaseUrlError(
-                f"{self._section}.base_url has an invalid port (a number from 1 to 65535), "
-                f"got {self.base_url!r}")
-        return parts
+        check_at_most_a_year(self._section, timeout_seconds=self.timeout_seconds)
 
     @property
     def api_keys(self) -> Tuple[str, ...]:
@@ -277,7 +143,8 @@ class RateLimitConfig(_Section):
             self._fail("tokens_per_minute", "must be at least 1")
         if self.acquire_timeout_seconds is not None and not self.acquire_timeout_seconds > 0:
             self._fail("acquire_timeout_seconds", "must be greater than 0")
-        _check_at_most_a_year(self, "min_interval_seconds", "acquire_timeout_seconds")
+        check_at_most_a_year(self._section, min_interval_seconds=self.min_interval_seconds,
+                             acquire_timeout_seconds=self.acquire_timeout_seconds)
         if self.backend not in LIMITER_BACKENDS:
             self._fail("backend", f"must be one of {', '.join(LIMITER_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
@@ -314,8 +181,10 @@ class RetryConfig(_Section):
                 self._fail(name, "must be 0 or more")
         if not self.total_timeout_seconds > 0:
             self._fail("total_timeout_seconds", "must be greater than 0")
-        _check_at_most_a_year(self, "initial_wait_seconds", "max_wait_seconds",
-                              "max_retry_after_seconds", "total_timeout_seconds")
+        check_at_most_a_year(self._section, initial_wait_seconds=self.initial_wait_seconds,
+                             max_wait_seconds=self.max_wait_seconds,
+                             max_retry_after_seconds=self.max_retry_after_seconds,
+                             total_timeout_seconds=self.total_timeout_seconds)
 
 
 @dataclass(frozen=True, repr=False)
