@@ -10,6 +10,7 @@ wrote it. Booleans, floats, null and empty strings are rejected as ids.
 """
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -154,10 +155,18 @@ def _decoded_lines(data: bytes) -> Iterable[Tuple[int, Any]]:
             yield number, json.loads(text)
         except json.JSONDecodeError as exc:
             yield number, InputProblem(number, f"not valid JSON: {exc.msg} (column {exc.colno})")
-        except ValueError as exc:  # an integer of more than 4300 digits
-            yield number, InputProblem(number, f"not usable JSON: {str(exc).split(';')[0]}")
+        except ValueError:  # the only other ValueError json raises: Python's integer size limit
+            yield number, InputProblem(
+                number, f"not usable JSON: a number has more than {_max_int_digits()} "
+                "digits (Python's limit for integers)")
         except RecursionError:
             yield number, InputProblem(number, "not usable JSON: nested too deeply")
+
+
+def _max_int_digits() -> int:
+    # sys.get_int_max_str_digits exists from 3.11 and in 3.10 security releases (3.10.7+).
+    limit = getattr(sys, "get_int_max_str_digits", None)
+    return limit() if limit is not None else 4300
 
 
 def read_batch_file(path: Union[str, Path]) -> Tuple[List[BatchItem], List[InputProblem]]:

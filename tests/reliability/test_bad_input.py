@@ -344,7 +344,7 @@ def _batch(tmp_path: Path, lines: bytes, capsys, output: str = "out.jsonl") -> T
 
 
 @pytest.mark.parametrize("line, says", [
-    pytest.param(b'{"id": ' + b"9" * 5000 + b', "prompt": "x"}', "4300 digits", id="5000-digit-id"),
+    pytest.param(b'{"id": ' + b"9" * 5000 + b', "prompt": "x"}', "more than 4300 digits", id="5000-digit-id"),
     pytest.param(b'{"id": 1, "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply",
                  id="deep-nesting"),
     pytest.param(b'{"id": 1, "prompt": "x", "temperature": NaN}', "temperature", id="temperature-NaN"),
