@@ -11,7 +11,8 @@ import os
 import textwrap
 from typing import Any, List
 
-from ..config import LlmConfig, mask_secret, mask_url_password
+from .._config_checks import masked_repr
+from ..config import LlmConfig
 from ..errors import ConfigError
 from ..loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
 from ..providers._http import check_transport
@@ -166,24 +167,15 @@ def render_template() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _shown(name: str, value: Any) -> str:
-    if name == "api_key":
-        return mask_secret(value)
-    if name == "extra_api_keys":
-        return "(" + ", ".join(mask_secret(k) for k in value) + ")"
-    if name == "redis_url" and value:
-        return repr(mask_url_password(value))
-    return repr(value)
-
 
 def describe_config(config: LlmConfig) -> str:
     """Every field, its value (keys masked) and its source, one per line."""
     rows = []
     for key in CONFIG_KEYS:
         value = getattr(getattr(config, key.section), key.name)
-        rows.append((key.path, _shown(key.name, value), config.sources.get(key.path, "default")))
+        rows.append((key.path, masked_repr(key.name, value), config.sources.get(key.path, "default")))
         if key.path == "model.api_key" and config.model.extra_api_keys:
-            rows.append(("model.extra_api_keys", _shown("extra_api_keys", config.model.extra_api_keys),
+            rows.append(("model.extra_api_keys", masked_repr("extra_api_keys", config.model.extra_api_keys),
                          config.sources.get("model.api_key", "default")))
     for model_name, price in config.pricing.items():
         rows.append((f'pricing."{model_name}"',
