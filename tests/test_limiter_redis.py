@@ -60,29 +60,14 @@ def test_a_member_whose_clock_read_came_first_is_still_refused(make_backend):
     assert second._put_request(RateItem(second._name, earlier, 1)) is False
 
 
-def test_requests_per_minute_is_shared(make_backend):
-    members = [make_backend(min_interval_seconds=0, requests_per_minute=3) for _ in range(3)]
-    assert [m.try_acquire() for m in members] == [0.0, 0.0, 0.0]
-    assert make_backend(min_interval_seconds=0, requests_per_minute=3).try_acquire() > 55
 
 
-def test_a_pause_by_one_member_holds_every_member(make_backend):
-    first, second = make_backend(min_interval_seconds=0), make_backend(min_interval_seconds=0)
-    first.pause(30)
-    assert 29 < second.pause_remaining() <= 30.01
-    assert 29 < second.try_acquire() <= 30.01
-    second.pause(5)  # a shorter pause does not cut the longer one short
-    assert first.pause_remaining() > 29
-
-
-def test_the_pause_ends_and_expires(make_backend):
+def test_the_pause_key_expires_with_the_pause(make_backend):
     first, second = make_backend(min_interval_seconds=0), make_backend(min_interval_seconds=0)
     first.pause(0.2)
     limiter = RateLimiter(second.config, backend=second)
-    started = time.monotonic()
-    with limiter.slot():
+    with limiter.slot():  # admitted once the pause is over (the pause itself: shared contract)
         pass
-    assert 0.19 <= time.monotonic() - started < 2.0
     # The key expires with the pause (give or take Redis's own timer), never lingers.
     assert first._client.pttl(first._pause_key) <= 50
 

@@ -48,29 +48,7 @@ def test_keys_are_separate_limits_in_one_file(make_backend):
     assert make_backend(key="it's \"quoted\"; DROP TABLE x").try_acquire() == 0.0  # names are safe
 
 
-def test_requests_per_minute_is_shared(make_backend):
-    members = [make_backend(min_interval_seconds=0, requests_per_minute=3) for _ in range(3)]
-    assert [m.try_acquire() for m in members] == [0.0, 0.0, 0.0]
-    assert make_backend(min_interval_seconds=0, requests_per_minute=3).try_acquire() > 55
 
-
-def test_a_pause_by_one_member_holds_every_member(make_backend):
-    first, second = make_backend(min_interval_seconds=0), make_backend(min_interval_seconds=0)
-    first.pause(30)
-    assert 29 < second.pause_remaining() <= 30.01
-    assert 29 < second.try_acquire() <= 30.01
-    second.pause(5)  # a shorter pause does not cut the longer one short
-    assert first.pause_remaining() > 29
-
-
-def test_the_pause_ends(make_backend):
-    first, second = make_backend(min_interval_seconds=0), make_backend(min_interval_seconds=0)
-    first.pause(0.2)
-    limiter = RateLimiter(second.config, backend=second)
-    started = time.monotonic()
-    with limiter.slot():
-        pass
-    assert 0.19 <= time.monotonic() - started < 2.0
 
 
 def test_pyrates_non_blocking_path_breaks_with_filelock_4_and_ours_does_not(tmp_path, make_backend):
