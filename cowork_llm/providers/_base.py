@@ -29,6 +29,7 @@ from ..errors import (
     ServerError,
 )
 from ..llm import ChatResult, Llm, Message
+from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
 from . import _http, _sse
 from ._keys import KeyRejectedError, KeyRotation
@@ -41,7 +42,6 @@ __all__ = ["HttpProvider", "stream_error", "event_json"]
 logger = logging.getLogger(__name__)
 
 _CONFIG_KEY = "llm.model"
-_KEYRING_PREFIX = "keyring:"
 
 # The "type"/"code" of an error object a server sends inside a stream -> our error.
 _STREAM_ERROR_TYPES: Dict[str, Type[LlmApiError]] = {
@@ -77,7 +77,7 @@ class HttpProvider(Llm):
             raise MissingApiKeyError(
                 f"{_CONFIG_KEY}.api_key is empty: set COWORK_LLM_API_KEY or model.api_key in config.toml"
             )
-        if any(key.startswith(_KEYRING_PREFIX) for key in keys):
+        if any(key.startswith(KEYRING_PREFIX) for key in keys):
             raise MissingApiKeyError(
                 f"{_CONFIG_KEY}.api_key is a keyring reference that was not read: build the client with "
                 "create_llm_client() or build_provider(), or pass cowork_llm.secrets.resolve_api_keys(config)"
