@@ -40,12 +40,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from _redis_server import redis_server  # noqa: E402
 
-from cowork_llm import create_llm_client  # noqa: E402
-from cowork_llm.config import RateLimitConfig  # noqa: E402
-from cowork_llm.limiter_backends import admission_rates, build_backend  # noqa: E402
-from cowork_llm.providers import build_provider  # noqa: E402
-from cowork_llm.rate_limiter import _reset_global_rate_limiters  # noqa: E402
-from cowork_llm.testing import FakeLlmServer  # noqa: E402
+from cowork_llm import create_llm_client
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.providers import build_provider
+from cowork_llm.rate_limiter._rates import admission_rates
+from cowork_llm.rate_limiter._registry import _reset_global_rate_limiters
+from cowork_llm.rate_limiter.backends import build_backend
+from cowork_llm.testing import FakeLlmServer
 
 THREADS = 16
 PROCESSES = 4

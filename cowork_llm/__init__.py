@@ -19,7 +19,7 @@ a ValueError) for the configuration, :class:`LimiterAcquireError` for the rate l
 :class:`LlmApiError` (with ``status_code``, ``request_id``, ``attempts``) for a request
 that failed after its retries. Bad arguments raise ValueError before anything is sent.
 
-Also: :class:`FallbackLlm` and :class:`HealthStatus` (loaded on first use),
+Also: :class:`FallbackLlm` and :class:`HealthStatus`,
 ``cowork_llm.batch.run_batch`` for resumable batch runs, ``cowork_llm.testing`` for
 :class:`~cowork_llm.testing.MockLlm` and :class:`~cowork_llm.testing.FakeLlmServer`, and
 the ``cowork-llm`` command (``python -m cowork_llm``). Logging goes to the ``cowork_llm``
@@ -27,20 +27,20 @@ logger; ``COWORK_LOG_LEVEL`` sets its level.
 """
 
 import logging
-from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from ._logging import configure_logging_from_env as _configure_logging_from_env  # noqa: E402
-from .config import (  # noqa: E402
+from ._logging import configure_logging_from_env as _configure_logging_from_env
+from ._version import __version__
+from .client import FallbackLlm, RateLimitedLlm, create_llm_client
+from .config import (
     CacheConfig,
     LlmConfig,
     ModelConfig,
     ModelPrice,
     RateLimitConfig,
     RetryConfig,
+    load_config,
 )
-from .errors import (  # noqa: E402
+from .errors import (
     AcquireCancelled,
     ApiConnectionError,
     ApiTimeoutError,
@@ -60,40 +60,12 @@ from .errors import (  # noqa: E402
     RateLimitError,
     ServerError,
 )
-from .factory import create_llm_client  # noqa: E402
-from .llm import ChatResult, Llm, Usage  # noqa: E402
-from .loader import load_config  # noqa: E402
-from .rate_limiter import (  # noqa: E402
-    RateLimitedLlm,
-    RateLimiter,
-    get_global_rate_limiter,
-    init_global_rate_limiter,
-)
-from .streaming import ChatStream  # noqa: E402
-from .usage import UsageSnapshot  # noqa: E402
-
-if TYPE_CHECKING:
-    from .fallback import FallbackLlm
-    from .health import HealthStatus
-
-# Exports whose modules a client does not need unless it uses them (fallback models, the
-# health check): imported on first access, so `import cowork_llm` does not load them.
-_LAZY_EXPORTS = {"FallbackLlm": ".fallback", "HealthStatus": ".health"}
-
-
-def __getattr__(name: str) -> Any:
-    """Load a lazy export (FallbackLlm, HealthStatus) on first access.
-
-    Raises AttributeError for any other name, as a module does."""
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
+from .health import HealthStatus
+from .llm import Llm
+from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
+from .results import ChatResult, Usage
+from .streaming import ChatStream
+from .usage import UsageSnapshot
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 _configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable

@@ -4,7 +4,7 @@ Everything the library raises on purpose is an :class:`LlmError`. Each class say
 whether the retry policy retries it, so a caller knows what reaching it means.
 """
 
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 __all__ = [
     "LlmError",
@@ -25,6 +25,10 @@ __all__ = [
     "ApiConnectionError",
     "ApiTimeoutError",
     "InvalidResponseError",
+    "KeyRejectedError",
+    "BatchInputError",
+    "BatchOutputError",
+    "OutputLockedError",
 ]
 
 
@@ -60,7 +64,7 @@ class LimiterAcquireError(LlmError):
 
 
 class AcquireCancelled(LimiterAcquireError):
-    """The wait for a slot was called off (:func:`~cowork_llm.limiter_cancel.cancel_on`,
+    """The wait for a slot was called off (:func:`~cowork_llm.rate_limiter.cancel_on`,
     e.g. a batch stopping) before the request was admitted: nothing was sent. A
     cancellation, not a failure: never retried, never failed over, not logged as an error."""
 
@@ -142,6 +146,11 @@ class AuthenticationError(LlmApiError):
     the rotation, or the next fallback, may be tried)."""
 
 
+class KeyRejectedError(AuthenticationError):
+    """401 for one key of a rotation while another key remains: that key is gone for
+    good, and the retry policy retries at once (``retry_after == 0``) with the next one."""
+
+
 class NotFoundError(LlmApiError):
     """404: wrong base_url or model name. Not retried."""
 
@@ -168,3 +177,33 @@ class ApiTimeoutError(LlmApiError):
 
 class InvalidResponseError(LlmApiError):
     """A 2xx answer we cannot use (not JSON, no choice, no content). Not retried."""
+
+
+# --- batch ------------------------------------------------------------------------------
+
+#: How many invalid input lines a BatchInputError message lists.
+_SHOWN_BATCH_PROBLEMS = 20
+
+
+class BatchInputError(LlmError, ValueError):
+    """The batch input has invalid items; ``problems`` lists every one. Raised before any
+    request is sent. Never retried: fix the input (or skip the invalid items)."""
+
+    def __init__(self, source: str, problems: Sequence[Any]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        shown = "\n".join(f"  {p}" for p in self.problems[:_SHOWN_BATCH_PROBLEMS])
+        more = len(self.problems) - _SHOWN_BATCH_PROBLEMS
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(f"{source}: {len(self.problems)} invalid item(s), nothing was sent:\n{shown}")
+
+
+class BatchOutputError(LlmError, ValueError):
+    """The output file holds a complete line that is not a batch result (another file
+    given as ``-o``?). Nothing is changed; move the file away or fix that line."""
+
+
+class OutputLockedError(BatchOutputError):
+    """Another batch (in this process or another) is writing the output file right now.
+    Nothing was read, changed or sent; wait for it to finish or choose another file."""

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 import requests
 import urllib3.exceptions
 
-from .config import ModelConfig
+from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
 from .providers import _http
 

@@ -1,57 +1,23 @@
-"""The ``Llm`` interface every provider, wrapper and mock implements, and its results."""
+"""The ``Llm`` interface every provider, wrapper and mock implements, and the checks of
+its arguments (messages, options) that run before anything is sent."""
 
 import collections.abc
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Type
 
+from .results import ChatResult
+from .streaming import ChatStream, StreamState
+
 if TYPE_CHECKING:
     from .health import HealthStatus
-    from .streaming import ChatStream
 
-__all__ = ["Llm", "ChatResult", "Usage", "Message", "validate_messages", "prompt_hash"]
+__all__ = ["Llm", "Message", "validate_messages", "prompt_hash", "build_messages", "check_options"]
 
 Message = Mapping[str, str]
 ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens the provider counted for one call."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-    @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int) -> "Usage":
-        """The usage with ``total_tokens`` = prompt + completion. Never raises."""
-        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    """One answer. ``model`` names the model that answered (a fallback's, after a
-    failover); ``cached`` is True when the response cache served it.
-
-    Set by :class:`~cowork_llm.rate_limited_llm.RateLimitedLlm`: ``started_at`` is the
-    wall-clock time (``time.time()``) the last attempt's slot was granted, i.e. when its
-    request was sent (None for a cache hit, which sent nothing); ``waited_seconds`` the
-    time spent waiting for the rate limiter, over all attempts.
-    """
-
-    content: str
-    model: str
-    finish_reason: Optional[str] = None
-    usage: Optional[Usage] = None
-    request_id: Optional[str] = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    cached: bool = False
-    started_at: Optional[float] = field(default=None, compare=False)
-    waited_seconds: float = field(default=0.0, compare=False)
 
 
 def validate_messages(messages: Any) -> List[Dict[str, str]]:
@@ -152,21 +118,19 @@ class Llm(ABC):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
-    ) -> "ChatStream":
+    ) -> ChatStream:
         """Return the answer as a :class:`~cowork_llm.streaming.ChatStream`: an iterator
         of text pieces and a context manager. This default asks :meth:`chat` and yields
         the whole answer as one piece; providers override it with real streaming.
 
         Raises what :meth:`chat` raises, before the first piece; a stream that fails
         mid-answer raises its LlmApiError while being iterated."""
-        from .streaming import ChatStream, StreamState
-
         result = self.chat(messages, temperature=temperature, max_tokens=max_tokens)
         state = StreamState(model=result.model, request_id=result.request_id,
                             usage=result.usage, finish_reason=result.finish_reason)
         return ChatStream(iter([result.content]), state)
 
-    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> "ChatStream":
+    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> ChatStream:
         """:meth:`stream` for one prompt. Raises what :meth:`stream` raises."""
         return self.stream(build_messages(prompt, system_prompt))
 

@@ -21,16 +21,16 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import tenacity
 
-from .config import RetryConfig
+from .config._sections import RetryConfig
 from .errors import (
     ApiConnectionError,
     ApiTimeoutError,
+    KeyRejectedError,
     LlmApiError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
 )
-from .providers._keys import KeyRejectedError
 
 __all__ = ["RetryPolicy", "is_retryable", "describe_error"]
 

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import replace
 from typing import List, Optional
 
-from .config import ModelConfig
+from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
 
 __all__ = ["resolve_api_keys", "run_key_command", "read_keyring", "KEY_COMMAND_TIMEOUT_SECONDS"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
-from .llm import ChatResult, Usage
+from .results import ChatResult, Usage
 
 __all__ = ["ChatStream", "StreamState", "wait_for_collected_streams"]
 

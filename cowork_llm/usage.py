@@ -29,8 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .config import ModelPrice
-from .llm import Usage
+from .config._sections import ModelPrice
+from .results import Usage
 
 __all__ = ["UsageTracker", "UsageSnapshot", "ModelUsage", "call_cost", "format_usage"]
 

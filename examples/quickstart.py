@@ -19,7 +19,14 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from cowork_llm import ConfigError, LlmConfig, LlmError, RateLimitConfig, create_llm_client, load_config
+from cowork_llm import (
+    ConfigError,
+    LlmConfig,
+    LlmError,
+    RateLimitConfig,
+    create_llm_client,
+    load_config,
+)
 from cowork_llm.testing import FakeLlmServer
 
 PROMPTS = [

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cowork_llm import _logging
-from cowork_llm.rate_limiter import _reset_global_rate_limiters
+from cowork_llm.rate_limiter._registry import _reset_global_rate_limiters
 
 
 @pytest.fixture(autouse=True)

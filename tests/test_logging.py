@@ -9,7 +9,11 @@ import sys
 
 import pytest
 
-from cowork_llm._logging import _FallbackStderrHandler, configure_logging_from_env, install_stderr_handler
+from cowork_llm._logging import (
+    _FallbackStderrHandler,
+    configure_logging_from_env,
+    install_stderr_handler,
+)
 
 PACKAGE = logging.getLogger("cowork_llm")
 
@@ -67,9 +71,9 @@ def test_a_stderr_handler_is_added_once_when_nothing_is_configured(monkeypatch, 
         configure_logging_from_env()
         configure_logging_from_env()
         assert len(fallback_handlers()) == 1
-        logging.getLogger("cowork_llm.loader").debug("hello %s", "there")
+        logging.getLogger("cowork_llm.config._loader").debug("hello %s", "there")
     err = capsys.readouterr().err
-    assert err.count("hello there") == 1 and "DEBUG cowork_llm.loader" in err
+    assert err.count("hello there") == 1 and "DEBUG cowork_llm.config._loader" in err
 
 
 def test_no_handler_when_the_application_configured_the_root_logger(monkeypatch):

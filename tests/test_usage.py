@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from cowork_llm.config import ModelPrice
-from cowork_llm.llm import Usage
+from cowork_llm.results import Usage
 from cowork_llm.usage import ModelUsage, UsageTracker, call_cost, format_usage
 
 PRICES = {

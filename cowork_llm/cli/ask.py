@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List
 
 from .._logging import LOG_LEVEL_VARIABLE, PACKAGE_LOGGER
-from ..factory import create_llm_client
-from ..llm import ChatResult, Llm, build_messages
-from ..loader import load_config
+from ..client import create_llm_client
+from ..config import load_config
+from ..llm import Llm, build_messages
+from ..results import ChatResult
 from ..usage import format_usage
 from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument
 

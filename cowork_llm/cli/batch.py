@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, List
 
 from .._logging import LOG_LEVEL_VARIABLE
-from ..batch import BatchInterrupted, BatchOutputError, BatchSummary, read_batch_file, run_batch
-from ..batch_progress import PROGRESS_MODES
-from ..factory import create_llm_client
-from ..loader import load_config
+from ..batch import PROGRESS_MODES, BatchInterrupted, BatchSummary, read_batch_file, run_batch
+from ..client import create_llm_client
+from ..config import load_config
+from ..errors import BatchOutputError
 from ._common import EXIT_CONFIG, HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "run", "resume_command"]

@@ -10,8 +10,8 @@ and ``keyring:`` references are read first. The key is never printed.
 import argparse
 from typing import Any
 
+from ..config import load_config
 from ..health import HealthStatus, check_health
-from ..loader import load_config
 from ..secrets import resolve_api_keys
 from ._common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_config_argument
 

@@ -11,10 +11,10 @@ import os
 import textwrap
 from typing import Any, List
 
-from .._config_checks import masked_repr
-from ..config import LlmConfig
+from ..config._checks import masked_repr
+from ..config._loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
+from ..config._sections import LlmConfig
 from ..errors import ConfigError
-from ..loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
 from ..providers._http import check_transport
 from ._common import HelpFormatter, add_config_argument
 

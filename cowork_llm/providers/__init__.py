@@ -1,26 +1,20 @@
-"""Provider registry: ``ModelConfig.provider`` names the class that speaks its wire
-protocol. Adding a provider is one line in ``_PROVIDERS``."""
+"""The providers: one module per wire protocol, named after ``ModelConfig.provider``.
+
+The provider names are the configuration's own vocabulary (:data:`cowork_llm.config.PROVIDERS`,
+checked when the config is built); the module of that name says which class speaks the
+protocol (its ``CLIENT``) and is imported on first use, so an unused provider costs nothing.
+Everything a provider knows about its service — paths, headers, versions, error shapes —
+lives in this package.
+"""
 
 import importlib
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
-from ..config import ModelConfig
-from ..errors import ConfigError
+from ..config._sections import ModelConfig
 from ..llm import Llm
 from ..secrets import resolve_api_keys
 
-__all__ = ["build_provider", "provider_names"]
-
-# name -> (module, class). Imported on first use, so an unused provider costs nothing.
-_PROVIDERS: Dict[str, Tuple[str, str]] = {
-    "openai": ("cowork_llm.providers.openai", "OpenAIClient"),
-    "anthropic": ("cowork_llm.providers.anthropic", "AnthropicClient"),
-}
-
-
-def provider_names() -> Tuple[str, ...]:
-    """The providers this installation can build."""
-    return tuple(_PROVIDERS)
+__all__ = ["build_provider"]
 
 
 def build_provider(model: ModelConfig, *, api_key: Optional[str] = None) -> Llm:
@@ -29,18 +23,10 @@ def build_provider(model: ModelConfig, *, api_key: Optional[str] = None) -> Llm:
     (:func:`cowork_llm.secrets.resolve_api_keys`).
 
     Raises:
-        ConfigError: the provider is not one this installation knows, or its settings
-            are unusable (see the provider class).
+        ConfigError: the provider's settings are unusable (see the provider class).
         MissingApiKeyError: a secret source failed.
     """
-    try:
-        module_name, class_name = _PROVIDERS[model.provider]
-    except KeyError:
-        raise ConfigError(
-            f"llm.model.provider {model.provider!r} is not supported here: use one of "
-            f"{', '.join(_PROVIDERS)}"
-        ) from None
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = importlib.import_module(f".{model.provider}", __name__).CLIENT
     if api_key is None:
         model = resolve_api_keys(model)
     client: Llm = cls(model, api_key=api_key)

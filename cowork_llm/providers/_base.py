@@ -15,24 +15,26 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, Mapping, Option
 
 import requests
 
-from ..config import ModelConfig
+from ..config._sections import ModelConfig
 from ..errors import (
     ApiConnectionError,
     AuthenticationError,
     BadRequestError,
     ConfigError,
     InvalidResponseError,
+    KeyRejectedError,
     LlmApiError,
     MissingApiKeyError,
     NotFoundError,
     RateLimitError,
     ServerError,
 )
-from ..llm import ChatResult, Llm, Message
+from ..llm import Llm, Message
+from ..results import ChatResult
 from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
 from . import _http, _sse
-from ._keys import KeyRejectedError, KeyRotation
+from ._keys import KeyRotation
 
 if TYPE_CHECKING:
     from ..health import HealthStatus

@@ -15,7 +15,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple, Type, Union
 import requests
 import urllib3.exceptions
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     ApiConnectionError,
     ApiTimeoutError,

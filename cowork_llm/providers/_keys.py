@@ -16,17 +16,12 @@ import logging
 import threading
 from typing import List, Sequence, Tuple
 
-from ..config import mask_secret
+from ..config._checks import mask_secret
 from ..errors import AuthenticationError
 
-__all__ = ["KeyRotation", "KeyRejectedError"]
+__all__ = ["KeyRotation"]
 
 logger = logging.getLogger(__name__)
-
-
-class KeyRejectedError(AuthenticationError):
-    """401 for one key of a rotation while another key remains: that key is gone for
-    good, and the retry policy retries at once (``retry_after == 0``) with the next one."""
 
 
 class KeyRotation:

@@ -23,9 +23,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, TypeGuard
 
 import requests
 
-from ..config import ModelConfig
+from ..config._sections import ModelConfig
 from ..errors import ConfigError, InvalidResponseError
-from ..llm import ChatResult, Message, Usage, check_max_tokens, check_temperature, validate_messages
+from ..llm import Message, check_max_tokens, check_temperature, validate_messages
+from ..results import ChatResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
@@ -204,3 +205,7 @@ def _counts(usage: Any, input_tokens: Optional[int],
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: What :func:`cowork_llm.providers.build_provider` builds for ``provider = "anthropic"``.
+CLIENT = AnthropicClient

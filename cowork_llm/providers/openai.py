@@ -20,7 +20,8 @@ from typing import Any, Dict, Iterator, Optional, Sequence, TypeGuard
 import requests
 
 from ..errors import InvalidResponseError
-from ..llm import ChatResult, Message, Usage, check_max_tokens, check_temperature, validate_messages
+from ..llm import Message, check_max_tokens, check_temperature, validate_messages
+from ..results import ChatResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
@@ -177,3 +178,7 @@ def _usage(raw: Any) -> Optional[Usage]:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: What :func:`cowork_llm.providers.build_provider` builds for ``provider = "openai"``.
+CLIENT = OpenAIClient

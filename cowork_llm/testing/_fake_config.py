@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Any, Dict, Optional
 
-from ..config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
+from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
 
 _SECTIONS: Dict[str, Any] = {"model": ModelConfig, "rate_limit": RateLimitConfig, "retry": RetryConfig}
 _WHOLE = ("model", "rate_limit", "retry", "cache", "pricing", "fallback")

@@ -23,7 +23,7 @@ from .fake_faults import Fault
 if TYPE_CHECKING:
     from .fake_server import FakeLlmServer
 
-logger = logging.getLogger("cowork_llm.testing.fake_server")
+logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"

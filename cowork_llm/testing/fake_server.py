@@ -30,7 +30,7 @@ import logging
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from ..config import LlmConfig
+from ..config._sections import LlmConfig
 from ._echo import echo_reply
 from ._fake_config import config_env, fake_config
 from ._fake_handler import CHAT_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
+from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
 
 __all__ = ["LlamaCppServer", "ensure_model", "default_model_dir", "MODEL_DIR_ENV", "INSTALL_HINT"]
 

@@ -30,7 +30,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-from ..llm import ChatResult, Llm, Message, Usage, validate_messages
+from ..llm import Llm, Message, validate_messages
+from ..results import ChatResult, Usage
 from ..streaming import ChatStream, StreamState
 from ._echo import echo_reply, estimate_tokens, prompt_tokens, split_pieces
 

@@ -19,12 +19,17 @@ from typing import Iterator, List, Tuple
 import pytest
 
 from cowork_llm import create_llm_client
-from cowork_llm._config_file import MAX_CONFIG_BYTES
-from cowork_llm.batch import BatchOutputError, run_batch
+from cowork_llm.batch import run_batch
 from cowork_llm.cli import main as cli_main
-from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
-from cowork_llm.errors import ConfigError, InvalidBaseUrlError, InvalidResponseError, MissingApiKeyError
-from cowork_llm.loader import load_config
+from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig, load_config
+from cowork_llm.config._file import MAX_CONFIG_BYTES
+from cowork_llm.errors import (
+    BatchOutputError,
+    ConfigError,
+    InvalidBaseUrlError,
+    InvalidResponseError,
+    MissingApiKeyError,
+)
 from cowork_llm.secrets import run_key_command
 from cowork_llm.testing import MockLlm
 
@@ -97,7 +102,7 @@ def test_a_huge_file_is_refused_without_reading_it_all(tmp_path):
 @posix_only
 def test_a_fifo_nobody_writes_to_does_not_hang(tmp_path, monkeypatch):
     # Was: open() blocked forever waiting for a writer.
-    monkeypatch.setattr("cowork_llm._config_file.PIPE_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr("cowork_llm.config._file.PIPE_WAIT_SECONDS", 0.2)
     path = tmp_path / "config.toml"
     os.mkfifo(path)
     started = time.monotonic()

@@ -11,8 +11,9 @@ from typing import Iterator, List
 
 import pytest
 
+from cowork_llm.client import RateLimitedLlm
 from cowork_llm.config import RateLimitConfig
-from cowork_llm.rate_limiter import RateLimitedLlm, RateLimiter
+from cowork_llm.rate_limiter import RateLimiter
 from cowork_llm.streaming import wait_for_collected_streams
 from cowork_llm.testing import MockLlm
 

@@ -14,9 +14,8 @@ from typing import Any, Dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cowork_llm.config import LlmConfig
+from cowork_llm.config import CONFIG_KEYS, LlmConfig, load_config
 from cowork_llm.errors import ConfigError
-from cowork_llm.loader import CONFIG_KEYS, load_config
 
 FUZZ = settings(max_examples=150, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -17,8 +17,8 @@ import pytest
 
 from cowork_llm import create_llm_client
 from cowork_llm.cli import main as cli_main
+from cowork_llm.config import load_config
 from cowork_llm.errors import InvalidBaseUrlError, LlmError
-from cowork_llm.loader import load_config
 from cowork_llm.testing import FakeLlmServer
 
 from ._helpers import SECRET_KEY

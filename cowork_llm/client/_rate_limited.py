@@ -1,0 +1,248 @@
+"""RateLimitedLlm: any :class:`~cowork_llm.llm.Llm` behind a rate limiter and a retry
+policy. Every attempt, retries included, takes its own limiter slot: each is a request
+and counts against the quota.
+
+The call runs in layers, each a method, so later features wrap one of them:
+:meth:`RateLimitedLlm.chat` checks the arguments, answers from the response cache when it
+can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome
+(:mod:`._accounting`, shared with :meth:`RateLimitedLlm.stream`, :mod:`._stream`);
+:meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
+request inside one slot.
+"""
+
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, TypeVar
+
+from ..config._sections import ModelConfig, RetryConfig
+from ..errors import LlmError, QuotaExceededError, RateLimitError
+from ..llm import Llm, Message, check_options, validate_messages
+from ..rate_limiter._rates import estimate_request_tokens
+from ..results import ChatResult
+from ..streaming import ChatStream
+from ..usage import UsageSnapshot, UsageTracker
+from ._accounting import CallRecord, count_failure, count_success, log_failure
+from ._stream import open_limited_stream
+
+if TYPE_CHECKING:
+    from ..cache.base import ResponseCache
+    from ..health import HealthStatus
+    from ..rate_limiter._gate import RateLimiter
+    from ..retry import RetryPolicy
+
+__all__ = ["RateLimitedLlm"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RateLimitedLlm(Llm):
+    """Wraps ``inner``: each attempt waits for a slot of ``limiter`` (the process-wide
+    "default" limiter when None), and ``retry`` (a RetryPolicy) runs failed attempts
+    again. Safe to share between threads.
+
+    A 429 carrying Retry-After pauses the whole limiter before the slot is given back,
+    so the other threads wait too (unless it asks for more than
+    ``max_retry_after_seconds``: then the call fails at once and nobody is held).
+
+    ``usage`` receives every call's tokens, waits and cost (a tracker without prices
+    when None; read it with :meth:`usage`). ``cache``, when given, answers repeated
+    requests without the limiter or the network; the client owns it and closes it.
+    """
+
+    def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
+                 retry: "Optional[RetryPolicy]" = None, *,
+                 usage: Optional[UsageTracker] = None,
+                 cache: "Optional[ResponseCache]" = None) -> None:
+        if limiter is None:
+            from ..rate_limiter._registry import get_global_rate_limiter
+
+            limiter = get_global_rate_limiter()
+        self.inner = inner
+        self.limiter = limiter
+        self.retry = retry
+        self.name = inner.name
+        self.usage_tracker = usage if usage is not None else UsageTracker()
+        self.response_cache = cache
+        # The HTTP providers carry their ModelConfig: it names the model for usage and
+        # pricing, and scopes cache keys to one endpoint.
+        model_config = getattr(inner, "config", None)
+        self._model_config = model_config if isinstance(model_config, ModelConfig) else None
+        self._model_name = self._model_config.model_name if self._model_config else inner.name
+        self._configured_max_tokens = getattr(model_config, "max_tokens", None)  # for the TPM weight
+        retry_config = getattr(retry, "config", None)
+        self._max_pause = (retry_config if isinstance(retry_config, RetryConfig)
+                           else RetryConfig()).max_retry_after_seconds
+        self._closed = False
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        cache: bool = True,
+    ) -> ChatResult:
+        """Send ``messages`` once a limiter slot is free, retrying per the policy.
+
+        With a response cache, an identical earlier request (same endpoint, model,
+        messages, temperature and max_tokens) is answered from it, without a slot or a
+        request, as a result with ``cached=True``; ``cache=False`` skips the lookup and
+        the store for this call. Only answers are stored, never errors.
+
+        Raises:
+            ValueError: bad messages or options, before any slot or request.
+            LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
+            LlmApiError: the last attempt's error, with ``attempts`` set.
+        """
+        checked = validate_messages(messages)
+        check_options(temperature, max_tokens)
+        record = CallRecord(checked)
+        began = time.monotonic()
+        key = None
+        if cache and self.response_cache is not None:
+            key = self._cache_key(checked, temperature, max_tokens)
+            hit = self.response_cache.get(key)
+            if hit is not None:
+                # Nothing was sent now (a MemoryCache keeps the original call's timing).
+                hit = replace(hit, started_at=None, waited_seconds=0.0)
+                count_success(self.usage_tracker, hit, record, time.monotonic() - began)
+                return hit
+        try:
+            result = self._call(checked, temperature, max_tokens, record)
+        except LlmError as error:
+            count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began, error)
+            log_failure(self.name, error, record)
+            raise
+        result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)
+        if key is not None and self.response_cache is not None:
+            self.response_cache.put(key, result)
+        count_success(self.usage_tracker, result, record, time.monotonic() - began)
+        return result
+
+    def usage(self) -> UsageSnapshot:
+        """The totals of every call so far (requests, failures, retries, tokens, limiter
+        waits, cost), per model and overall."""
+        return self.usage_tracker.snapshot()
+
+    def health(self, *, timeout: float = 5.0) -> "HealthStatus":
+        """The provider's health check (``GET {base_url}/models`` with the key the next
+        request would use): no completion quota and no limiter slot.
+
+        Raises:
+            NotImplementedError: the wrapped Llm has no health check (e.g. a MockLlm).
+        """
+        return self.inner.health(timeout=timeout)
+
+    def _cache_key(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                   max_tokens: Optional[int]) -> str:
+        """The cache key, with the options as the provider will send them (a call's
+        None means the configured default). Never includes the key."""
+        from ..cache.base import cache_key  # loaded already: whoever built the cache imported it
+
+        model = self._model_config
+        if model is None:  # not an HTTP provider: scope by its class and name
+            return cache_key(type(self.inner).__name__, "", self.inner.name, messages,
+                             {"temperature": temperature, "max_tokens": max_tokens})
+        return cache_key(model.provider, model.base_url, model.model_name, messages, {
+            "temperature": model.temperature if temperature is None else temperature,
+            "max_tokens": model.max_tokens if max_tokens is None else max_tokens,
+        })
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+    ) -> ChatStream:
+        """The answer in pieces as they arrive, as a :class:`ChatStream` (an iterator and
+        a context manager). Each attempt takes a limiter slot; attempts are retried only
+        until the first piece arrives; the slot is held until the stream is exhausted
+        or closed (``with``, ``close()``, or the stream being dropped).
+
+        Raises:
+            ValueError: bad messages or options, before any slot or request.
+            LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
+            LlmApiError: the last attempt's error before the first piece, with
+                ``attempts`` set; iterating raises the mapped error of a failure mid-stream.
+        """
+        checked = validate_messages(messages)
+        check_options(temperature, max_tokens)
+        record = CallRecord(checked)
+        try:
+            return open_limited_stream(self, checked, temperature, max_tokens, record)
+        except LlmError as error:
+            log_failure(self.name, error, record)
+            raise
+
+    def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
+              max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+        """The retry loop around :meth:`_attempt`."""
+        return self._with_retries(lambda: self._attempt(messages, temperature, max_tokens, record),
+                                  record)
+
+    def _with_retries(self, attempt: Callable[[], T], record: CallRecord) -> T:
+        """``attempt()`` under the retry policy (once when there is none), each retry
+        counted in ``record``; the prompt is hashed only if a retry is logged.
+        Raises what the last attempt raised."""
+        if self.retry is None:
+            return attempt()
+        return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
+                               on_retry=record.count_retry)
+
+    def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                 max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+        """One request inside one limiter slot, held until the answer has been read."""
+        record.attempts += 1
+        with self.limiter.slot(tokens=self._estimated_tokens(messages, max_tokens)) as slot:
+            record.waited_seconds += slot.waited_seconds
+            record.started_at = time.time()
+            if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
+                logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
+                             self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
+            started = time.monotonic()
+            try:
+                return self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            except RateLimitError as error:
+                # Pause while still holding the slot: the next waiter must not start
+                # a request inside the window the provider asked us to leave empty.
+                self._pause_for(error)
+                raise
+            finally:
+                elapsed = time.monotonic() - started
+                record.request_seconds += elapsed
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s: request took %.3fs (prompt=%s)",
+                                 self.name, elapsed, record.prompt_hash)
+
+    def _estimated_tokens(self, messages: List[Dict[str, str]], max_tokens: Optional[int]) -> int:
+        """What a request weighs against ``tokens_per_minute`` (0 when no token limit):
+        the call's max_tokens, else the model config's, else the documented default."""
+        if self.limiter.config.tokens_per_minute is None:
+            return 0
+        if max_tokens is None:
+            max_tokens = self._configured_max_tokens
+        return estimate_request_tokens(messages, max_tokens)
+
+    def _pause_for(self, error: RateLimitError) -> None:
+        retry_after = error.retry_after
+        if retry_after is None or retry_after <= 0 or isinstance(error, QuotaExceededError):
+            return  # an exhausted quota is not a matter of waiting
+        if retry_after > self._max_pause:
+            return  # the retry policy fails at once; holding everyone would only delay that
+        self.limiter.pause(retry_after)
+
+    def close(self) -> None:
+        """Close the inner client and the response cache. The limiter is shared and
+        stays open."""
+        if not self._closed:
+            self._closed = True
+            self.inner.close()
+            if self.response_cache is not None:
+                self.response_cache.close()
+
+    def __repr__(self) -> str:
+        return f"<RateLimitedLlm {self.name} limiter={self.limiter.config.key!r}>"

@@ -1,0 +1,45 @@
+"""Configuration: frozen, validated dataclasses and :func:`load_config`.
+
+- :mod:`._sections`: the dataclasses (``LlmConfig`` and its sections) and the rules
+  between their fields; the names of providers, limiter and cache backends.
+- :mod:`._checks`: checks of single values (types, URLs, keys, the one-year cap) and the
+  masking of secrets.
+- :mod:`._keys`: the table of keys and their ``COWORK_LLM_*`` variables.
+- :mod:`._file`: reading ``config.toml`` (found, parsed, unknown keys reported).
+- :mod:`._loader`: :func:`load_config`, merging file, environment and defaults per field.
+"""
+
+from ._checks import mask_secret, mask_url_password, masked_repr
+from ._keys import CONFIG_KEYS, ConfigKey
+from ._loader import CONFIG_PATH_VARIABLE, DEFAULT_CONFIG_FILE, load_config
+from ._sections import (
+    CACHE_BACKENDS,
+    LIMITER_BACKENDS,
+    PROVIDERS,
+    CacheConfig,
+    LlmConfig,
+    ModelConfig,
+    ModelPrice,
+    RateLimitConfig,
+    RetryConfig,
+)
+
+__all__ = [
+    "CACHE_BACKENDS",
+    "CONFIG_KEYS",
+    "CONFIG_PATH_VARIABLE",
+    "CacheConfig",
+    "ConfigKey",
+    "DEFAULT_CONFIG_FILE",
+    "LIMITER_BACKENDS",
+    "LlmConfig",
+    "ModelConfig",
+    "ModelPrice",
+    "PROVIDERS",
+    "RateLimitConfig",
+    "RetryConfig",
+    "load_config",
+    "mask_secret",
+    "mask_url_password",
+    "masked_repr",
+]

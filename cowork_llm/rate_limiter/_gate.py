@@ -1,0 +1,332 @@
+"""RateLimiter: a first-come-first-served gate in front of a limiter backend's buckets.
+(The process-wide registry of limiters, :func:`init_global_rate_limiter` and
+:func:`get_global_rate_limiter`, lives in :mod:`._registry`.)
+
+A request takes a :class:`Slot` before it starts and gives it back when its response
+has been read. Waiters queue in arrival order (pyrate-limiter's own blocking wait is
+not FIFO); the head of the queue is admitted when fewer than ``max_concurrent`` slots
+are out, no pause is running, and the backend's rates allow another start.
+
+What this guarantees, per limiter: admissions (request starts) at least
+``min_interval_seconds`` apart (pyrate counts whole milliseconds and rounds in our
+favour), at most ``max_concurrent`` in flight, admission in arrival order. What it does
+not: the time from admission to the request reaching the server (building and sending
+it, scheduling); on a busy 2-core machine that varied by a few milliseconds, so gaps seen
+by the server can be that much shorter than the admissions' gaps.
+
+After ``os.fork()`` the child's limiters start with an empty gate (no slots out, nobody
+queued): the parent's other threads do not exist there to give theirs back. A ``memory``
+backend also starts afresh in the child (its own quota, as for any process); a child
+using a ``sqlite`` or ``redis`` limiter should create its own client after the fork.
+"""
+
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import ContextManager, Deque, Optional
+
+from ..config._sections import RateLimitConfig
+from ..errors import AcquireCancelled, LimiterAcquireError
+from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
+from .backends import build_backend
+from .backends.base import LimiterBackend
+from .backends.memory import MemoryBackend
+
+__all__ = ["RateLimiter", "Slot"]
+
+logger = logging.getLogger(__name__)
+
+# A signal (Ctrl-C) that lands just before a thread blocks on a lock is only handled when
+# the wait ends; the main thread therefore waits in slices this long, so a KeyboardInterrupt
+# is raised promptly even while no slot frees up.
+_MAIN_THREAD_WAIT_SLICE = 0.2
+
+
+def _at_most(wait: Optional[float], bound: float) -> float:
+    """``wait`` capped at ``bound``; None ("until woken") becomes ``bound``."""
+    return bound if wait is None else min(wait, bound)
+
+
+@dataclass
+class Slot:
+    """Permission for one request to be in flight. Give it back with :meth:`release`
+    (or use :meth:`RateLimiter.slot`); releasing twice is harmless."""
+
+    ticket: int  #: arrival order at the gate (0, 1, 2, ...)
+    waited_seconds: float  #: from asking to being admitted: queue, pause and interval
+    admitted_at: float  #: time.monotonic() when the start was recorded
+    _limiter: "RateLimiter" = field(repr=False)
+    _released: bool = field(default=False, repr=False)
+    _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
+
+    def release(self) -> None:
+        """Let the next request in. Idempotent and thread-safe."""
+        self._limiter._release(self)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+
+@dataclass(eq=False)
+class _Waiter:
+    ticket: int
+    # On the limiter's lock; notified when it may move. Made only when the waiter must
+    # wait (most are admitted at once): a waiter without one is not blocked, so there
+    # is nobody to notify (a notify with no thread waiting is lost anyway).
+    wakeup: Optional[threading.Condition] = None
+
+
+class _SlotContext:
+    """What :meth:`RateLimiter.slot` returns: acquires on entry, releases on exit (a
+    small class: cheaper per request than a generator-based context manager)."""
+
+    __slots__ = ("_limiter", "_weight", "_tokens", "_slot")
+
+    def __init__(self, limiter: "RateLimiter", weight: int, tokens: int) -> None:
+        self._limiter, self._weight, self._tokens = limiter, weight, tokens
+        self._slot: Optional[Slot] = None
+
+    def __enter__(self) -> Slot:
+        self._slot = self._limiter.acquire(self._weight, self._tokens)
+        return self._slot
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._slot is not None:
+            self._slot.release()
+
+
+class RateLimiter:
+    """At most ``max_concurrent`` requests in flight, admitted in arrival order, starts
+    spaced by the backend's rates. Thread-safe; share one per quota (see
+    :func:`init_global_rate_limiter`).
+    """
+
+    def __init__(self, config: Optional[RateLimitConfig] = None, *,
+                 backend: Optional[LimiterBackend] = None) -> None:
+        """Raises ConfigError when the configured backend is not available."""
+        self.config = config if config is not None else RateLimitConfig()
+        self.backend = backend if backend is not None else build_backend(self.config)
+        self._lock = threading.Lock()
+        # Only wait_for_queued() listens here, so an arrival wakes no other waiter.
+        self._arrived = threading.Condition(self._lock)
+        self._queue: Deque[_Waiter] = deque()  # in arrival order; the head is next in
+        self._tickets = itertools.count()
+        self._in_flight = 0
+        self._admitted = 0
+        self._closed = False
+        self._fork_epoch = 0  # bumped in a forked child: slots from before the fork do not count
+        _live_limiters.add(self)
+
+    # --- taking and giving back slots ---------------------------------------------------
+
+    def slot(self, weight: int = 1, tokens: int = 0) -> ContextManager[Slot]:
+        """Hold a slot for the ``with`` block; it is released on every way out.
+
+        Raises LimiterAcquireError (see :meth:`acquire`), on entering the block.
+        """
+        return _SlotContext(self, weight, tokens)
+
+    def acquire(self, weight: int = 1, tokens: int = 0) -> Slot:
+        """Wait for a slot, in arrival order, and return it.
+
+        ``weight`` is what this request counts for in the request rates (1 for a
+        request); ``tokens`` what it counts for in ``tokens_per_minute`` (0: nothing,
+        see :func:`~cowork_llm.rate_limiter._rates.estimate_request_tokens`). The wait
+        (queue, pause and interval together) is bounded by ``acquire_timeout_seconds``
+        when set.
+
+        Raises:
+            LimiterAcquireError: the timeout ran out, the limiter was closed, or
+                ``weight`` can never fit the rates.
+            AcquireCancelled: an event of this thread's
+                :func:`~cowork_llm.rate_limiter.cancel_on` scope was set before admission.
+            LimiterBackendError: the shared backend failed.
+        """
+        asked_at = time.monotonic()
+        self.backend.check_fits(weight, tokens)  # fail before queueing, not at the head
+        timeout = self.config.acquire_timeout_seconds
+        deadline = None if timeout is None else asked_at + timeout
+        with self._lock:
+            self._check_open()
+            me = _Waiter(next(self._tickets))
+            self._queue.append(me)
+            self._arrived.notify_all()
+            admitted = False
+            try:
+                admitted_at = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
+                admitted = True
+            finally:
+                # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
+                # backend error) leaves the queue, so later tickets are never stuck.
+                was_head = self._queue[0] is me
+                self._queue.remove(me)
+                if was_head:
+                    if not admitted:  # the head gave up: its place between processes too
+                        self.backend.withdraw()
+                    self._wake_head()
+            self._in_flight += 1
+            self._admitted += 1
+        return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
+                    _fork_epoch=self._fork_epoch)
+
+    def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
+                       deadline: Optional[float]) -> float:
+        """With the lock held: wait until ``me`` may start; return when it did."""
+        cancel_events = active_cancel_events()
+        while True:
+            self._check_open()
+            if cancel_events and is_cancelled(cancel_events):  # checked before every ask
+                raise AcquireCancelled(
+                    f"the wait for a slot of rate limiter {self.config.key!r} was cancelled "
+                    f"after {time.monotonic() - asked_at:.2f} s; no request was sent")
+            wait: Optional[float] = None  # None: until woken
+            if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
+                asked_backend_at = time.monotonic()
+                # Only the head calls the backend, so releasing the lock meanwhile (a
+                # shared backend may be slow) cannot reorder anyone.
+                self._lock.release()
+                try:
+                    wait = self.backend.try_acquire(weight, tokens)
+                finally:
+                    self._lock.acquire()
+                if wait <= 0:
+                    return asked_backend_at
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._timeout_error(me, asked_at)
+                wait = _at_most(wait, left)
+            if threading.current_thread() is threading.main_thread():
+                wait = _at_most(wait, _MAIN_THREAD_WAIT_SLICE)
+            if cancel_events:  # nobody notifies us when an Event is set: look that often
+                wait = _at_most(wait, CANCEL_CHECK_SECONDS)
+            if me.wakeup is None:
+                me.wakeup = threading.Condition(self._lock)
+            me.wakeup.wait(wait)
+
+    def _wake_head(self) -> None:
+        """With the lock held: let the head look again. Only the head can move, so only
+        it is woken; waking every waiter would have them fight for the GIL just when
+        the admitted request is being sent."""
+        if self._queue and self._queue[0].wakeup is not None:
+            self._queue[0].wakeup.notify()
+
+    def _release(self, slot: Slot) -> None:
+        with self._lock:
+            if slot._released:
+                return
+            slot._released = True
+            if slot._fork_epoch != self._fork_epoch:
+                return  # taken before a fork(): this process never counted it
+            self._in_flight -= 1
+            self._wake_head()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every waiter (not only the caller) for ``seconds``, e.g. a 429's
+        Retry-After. Requests already in flight are not affected."""
+        if seconds <= 0:
+            return
+        self.backend.pause(seconds)
+        logger.info("rate limiter %r paused for %.2f s", self.config.key, seconds)
+        with self._lock:
+            self._wake_head()
+
+    def close(self) -> None:
+        """Stop the backend; waiters and later acquisitions get LimiterAcquireError.
+        Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for waiter in self._queue:
+                if waiter.wakeup is not None:
+                    waiter.wakeup.notify()
+        self.backend.close()
+
+    def _forget_parent_threads(self) -> None:
+        """In a child after fork(): only the forking thread exists, so the slots and
+        queue places of the parent's other threads would never be given back (the child
+        waited for ever, or until acquire_timeout_seconds). Start with an empty gate; a
+        memory backend starts afresh too (its locks may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._queue = deque()
+        self._in_flight = 0
+        self._fork_epoch += 1
+        if isinstance(self.backend, MemoryBackend):
+            self.backend = build_backend(self.config)
+
+    # --- introspection ------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """How many callers are waiting for a slot."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """How many slots are out."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def admitted_count(self) -> int:
+        """How many slots were handed out since the limiter was made."""
+        with self._lock:
+            return self._admitted
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wait_for_queued(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` callers are waiting; False if ``timeout``
+        ran out first. For tests and diagnostics: lets a test line threads up in a
+        known order without sleeping."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._queue) >= count, timeout)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"<RateLimiter key={c.key!r} backend={self.backend.description} "
+                f"min_interval={c.min_interval_seconds}s max_concurrent={c.max_concurrent} "
+                f"rpm={c.requests_per_minute} queued={len(self._queue)} "
+                f"in_flight={self._in_flight}>")
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LimiterAcquireError(
+                f"rate limiter {self.config.key!r} is closed; create a new one "
+                "(or a new client) to send more requests"
+            )
+
+    def _timeout_error(self, me: "_Waiter", asked_at: float) -> LimiterAcquireError:
+        ahead = self._queue.index(me)
+        return LimiterAcquireError(
+            f"no rate-limiter slot after waiting {time.monotonic() - asked_at:.2f} s "
+            f"(llm.rate_limit.acquire_timeout_seconds = {self.config.acquire_timeout_seconds}); "
+            f"{len(self._queue)} requests were queued ({ahead} ahead of this one), "
+            f"{self._in_flight} in flight, key {self.config.key!r}. Raise the timeout, "
+            "lower the number of threads, or raise the limits if the provider allows"
+        )
+
+
+_live_limiters: "weakref.WeakSet[RateLimiter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for limiter in list(_live_limiters):
+        limiter._forget_parent_threads()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,224 @@
+"""Where a rate limit's state lives: the request bucket, the token bucket and the pause.
+
+:class:`~cowork_llm.rate_limiter.RateLimiter` owns the FIFO gate (ordering and
+``max_concurrent``, always per process); a *backend* owns what may be shared with other
+processes or hosts: the rates that space request starts, the tokens-per-minute budget,
+and the pause a 429's Retry-After asks for. ``memory`` keeps them in the process;
+``sqlite`` (:mod:`~cowork_llm.rate_limiter.backends.sqlite`) in a file shared by the processes of one
+machine; ``redis`` (:mod:`~cowork_llm.rate_limiter.backends.redis`) in a Redis server shared by hosts.
+
+Two buckets, two algorithms, the same in every backend:
+
+- requests: pyrate-limiter's sliding-window log (``InMemoryBucket``, ``SQLiteBucket``,
+  ``RedisBucket``): one entry per request, exact "at most n in any window";
+- tokens: pyrate-limiter's ``TokenBucket`` (``StateBucket``): a few numbers however
+  heavy the requests, a budget of ``tokens_per_minute`` refilling continuously, the
+  way the providers describe their own token limits.
+
+Between processes, ``sqlite`` and ``redis`` also keep the gate's order: the heads of
+the processes' queues take tickets in a shared queue (:mod:`~cowork_llm.rate_limiter.backends._ticket_queue`).
+
+The gate never uses pyrate-limiter's own blocking wait: that wait is not FIFO, cannot be
+interrupted early (a pause, ``close()``), and after sleeping it stamps the item with
+"previous time + delay" instead of reading the clock. Nor its non-blocking acquire: with
+a file lock and filelock 4.x it raises ``TypeError`` (it calls ``lock.acquire(False)``).
+Instead the head of the queue calls :meth:`LimiterBackend.try_acquire`, which puts into
+the buckets directly and says how long to wait before asking again.
+"""
+
+import logging
+from abc import ABC, abstractmethod
+from contextlib import nullcontext
+from typing import Any, ContextManager, Optional, Tuple, Type
+
+from pyrate_limiter import RateItem, StateBucket
+from pyrate_limiter.abstracts.bucket import AbstractBucket
+
+from ...config._sections import RateLimitConfig
+from ...errors import LimiterAcquireError, LimiterBackendError
+from .._rates import CHARS_PER_TOKEN
+
+__all__ = ["LimiterBackend", "BucketBackend"]
+
+logger = logging.getLogger(__name__)
+
+# When a bucket refuses but reports no wait (a race), ask again soon rather than spinning.
+_MIN_RETRY_SECONDS = 0.001
+# Expired request entries are deleted this often (pyrate's own Leaker thread is not used).
+_LEAK_EVERY_MS = 10_000
+
+
+class LimiterBackend(ABC):
+    """The shared part of one rate limit: its rates, its token budget and its pause.
+
+    Implementations are thread-safe. Shared backends keep the pause in the shared
+    store, so a 429 seen by one process pauses the whole group.
+    """
+
+    #: Names the backend and its address in error messages (never a password).
+    description: str = "backend"
+
+    def check_fits(self, weight: int = 1, tokens: int = 0) -> None:  # noqa: B027 - optional
+        """Raise LimiterAcquireError when a request of ``weight`` / ``tokens`` could
+        never be admitted, so it fails before queueing instead of waiting forever."""
+
+    @abstractmethod
+    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+        """Record one request start (``weight`` for the request rates, ``tokens`` for
+        the token budget) if no pause is running and every limit allows it now.
+
+        Returns 0.0 when the start was recorded, otherwise the seconds to wait before
+        asking again (one call, so a shared backend answers in few round trips).
+        Raises LimiterAcquireError when the request can never fit, and
+        LimiterBackendError when the shared store fails.
+        """
+
+    @abstractmethod
+    def pause(self, seconds: float) -> None:
+        """No start before ``seconds`` from now (an earlier, longer pause stands).
+        Raises LimiterBackendError when the shared store fails."""
+
+    @abstractmethod
+    def pause_remaining(self) -> float:
+        """Seconds left of the current pause; 0.0 when none.
+        Raises LimiterBackendError when the shared store fails."""
+
+    def withdraw(self) -> None:  # noqa: B027 - a backend without a shared queue has nothing to do
+        """The calling thread stops asking without having been admitted (a timeout, an
+        interrupt, ``close()``): give up its place in the shared queue, if it holds one,
+        so other processes need not wait for it to go stale. Never raises."""
+
+    def close(self) -> None:  # noqa: B027 - a backend with nothing to release is fine
+        """Release files and connections. Safe to call twice."""
+
+
+class BucketBackend(LimiterBackend):
+    """try_acquire over a request bucket and a token bucket; subclasses say where they
+    live (:meth:`_guard`, the pause hooks, which exceptions mean "the store failed").
+
+    One attempt: pause? -> enough tokens (looked at, not spent)? -> put the request ->
+    spend the tokens. Under a guard that excludes every other member (the SQLite file
+    lock) that is atomic. Where it is not (Redis: each step is atomic on its own),
+    another member may spend the tokens between the look and the spend; the request
+    entry then stays spent: a lost slot, never an excess.
+    """
+
+    #: Exceptions from the store that become LimiterBackendError.
+    _store_errors: Tuple[Type[BaseException], ...] = ()
+
+    def __init__(self, config: RateLimitConfig, requests: Optional[AbstractBucket],
+                 tokens: Optional[StateBucket]) -> None:
+        self.config = config
+        self._name = config.key
+        self._requests = requests
+        self._tokens = tokens
+        self._last_leak_ms: Optional[int] = None
+        # check_fits runs before every ask: work out the heaviest request that fits once.
+        rates = requests.rates if requests is not None else []
+        self._heaviest_request: Optional[int] = min((rate.limit for rate in rates), default=None)
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _guard(self) -> ContextManager[Any]:
+        """Held around every read-modify-write of the shared state."""
+        return nullcontext()
+
+    @abstractmethod
+    def _read_pause(self) -> float:
+        """With the guard held: seconds of pause left."""
+
+    @abstractmethod
+    def _write_pause(self, seconds: float) -> None:
+        """With the guard held: extend the pause to ``seconds`` from now."""
+
+    def _put_request(self, item: RateItem) -> bool:
+        assert self._requests is not None
+        return bool(self._requests.put(item))
+
+    def _backend_error(self, error: BaseException) -> LimiterBackendError:
+        return LimiterBackendError(f"{self.description} rate-limiter backend failed: {error}")
+
+    # --- the contract ---------------------------------------------------------------------
+
+    def check_fits(self, weight: int = 1, tokens: int = 0) -> None:
+        if self._heaviest_request is not None and weight > self._heaviest_request:
+            rates = self._requests.rates if self._requests is not None else []
+            raise LimiterAcquireError(
+                f"a request of weight {weight} can never fit the rate limit {rates} "
+                f"(llm.rate_limit key {self._name!r})")
+        tpm = self.config.tokens_per_minute
+        if tpm is not None and tokens > tpm:
+            raise LimiterAcquireError(
+                f"this request is estimated at {tokens} tokens (prompt characters / "
+                f"{CHARS_PER_TOKEN} + max_tokens), more than the whole budget of "
+                f"llm.rate_limit.tokens_per_minute = {tpm}: it can never fit. Shorten "
+                f"the prompt, lower max_tokens, or raise tokens_per_minute if the "
+                f"provider allows (key {self._name!r})")
+
+    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+        self.check_fits(weight, tokens)
+        try:
+            with self._guard():
+                return self._try_acquire_guarded(weight, tokens if self._tokens is not None else 0)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
+
+    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+        paused = self._read_pause()
+        if paused > 0:
+            return paused
+        if tokens > 0:
+            wait_ms = self._token_wait_ms(tokens)
+            if wait_ms > 0:
+                return wait_ms / 1000
+        if self._requests is not None:
+            item = RateItem(self._name, self._requests.now(), weight)
+            if not self._put_request(item):
+                return self._seconds(self._requests.waiting(item))
+            self._leak_now_and_then(item.timestamp)
+        if tokens > 0:
+            assert self._tokens is not None
+            item = RateItem(self._name, self._tokens.now(), tokens)
+            if not self._tokens.put(item):
+                logger.debug("tokens spent by another member after the request slot was taken")
+                return self._seconds(self._tokens.waiting(item))
+        return 0.0
+
+    def _token_wait_ms(self, tokens: int) -> int:
+        """How long until ``tokens`` fit, replaying the algorithm on the stored state
+        without spending anything."""
+        bucket = self._tokens
+        assert bucket is not None
+        state = bucket.store.read(bucket.algorithm, bucket.rates)
+        _, decision = bucket.algorithm.step(bucket.rates, state, bucket.now(), tokens)  # type: ignore[arg-type]
+        if decision.allowed:
+            return 0
+        return max(decision.retry_after_ms or 1, 1)
+
+    def _seconds(self, wait_ms: Any) -> float:
+        assert isinstance(wait_ms, int)  # sync buckets answer synchronously
+        if wait_ms < 0:  # check_fits rules this out; kept for a bucket that disagrees
+            raise LimiterAcquireError(f"the request can never fit the rate limit (key {self._name!r})")
+        return max(wait_ms / 1000, _MIN_RETRY_SECONDS)
+
+    def _leak_now_and_then(self, now_ms: int) -> None:
+        if self._last_leak_ms is None or now_ms - self._last_leak_ms >= _LEAK_EVERY_MS:
+            self._last_leak_ms = now_ms
+            assert self._requests is not None
+            self._requests.leak(now_ms)
+
+    def pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        try:
+            with self._guard():
+                self._write_pause(seconds)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
+
+    def pause_remaining(self) -> float:
+        try:
+            with self._guard():
+                return self._read_pause()
+        except self._store_errors as error:
+            raise self._backend_error(error) from error

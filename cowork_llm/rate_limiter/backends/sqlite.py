@@ -1,0 +1,222 @@
+"""The ``sqlite`` limiter backend: one limit for every process on this machine that uses
+the same ``[llm.rate_limit] path`` and ``key``.
+
+The file holds four things per key: pyrate-limiter's ``SQLiteBucket`` table (one row
+per request start), the token bucket's state (one row, see :class:`SQLiteStateStore`),
+the pause (one row: the wall-clock time until which nobody may start) and the shared
+queue of the processes' heads (:mod:`._ticket_queue`: one row per waiting
+process, its ticket an AUTOINCREMENT number, with the wall-clock time until which it
+counts as alive). Every read-modify-write runs under the bucket's file lock
+(``<path>.lock``), so one attempt (queue, pause, tokens, request) is atomic across
+processes. Timestamps are wall-clock milliseconds: the processes of one machine share
+that clock.
+"""
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import time
+from typing import Any, ContextManager, List, Optional
+
+from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
+from pyrate_limiter.abstracts.algorithm import StateAlgorithm
+from pyrate_limiter.abstracts.rate import Rate
+from pyrate_limiter.abstracts.store import StateStore
+from pyrate_limiter.buckets.sqlite_bucket import Queries
+from pyrate_limiter.clocks import WallClock
+
+from ...config._sections import RateLimitConfig
+from ...errors import ConfigError, LimiterBackendError
+from .._rates import admission_rates, token_rates
+from ._ticket_queue import QueuedBackend
+
+__all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]
+
+logger = logging.getLogger(__name__)
+
+# A member holding the lock longer than this is stuck (a lock holder does a few queries).
+_LOCK_TIMEOUT_SECONDS = 10.0
+# filelock polls a contended lock; its default 50 ms would leave slots unused.
+_LOCK_POLL_SECONDS = 0.001
+
+_PAUSE_TABLE = "cowork_llm_pause"
+_TOKEN_TABLE = "cowork_llm_token_state"
+_QUEUE_TABLE = "cowork_llm_queue"
+
+
+def _table_name(key: str) -> str:
+    """A table name safe to paste into pyrate's SQL (it quotes, never binds, it)."""
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:40]
+    return f"cowork_llm_requests_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+class SQLiteStateStore(StateStore):
+    """A ``StateAlgorithm``'s state (the token bucket's one number) in a row of the
+    limiter's SQLite file, read-modified-written under the file lock."""
+
+    is_async = False
+    default_clock = WallClock()  # shared between processes: not a monotonic clock
+
+    def __init__(self, conn: sqlite3.Connection, lock: Any, key: str) -> None:
+        self._conn = conn
+        self._lock = lock
+        self._key = key
+
+    def _load(self, algorithm: StateAlgorithm, rates: List[Rate]) -> Any:
+        row = self._conn.execute(f"SELECT state FROM {_TOKEN_TABLE} WHERE key = ?", (self._key,)).fetchone()
+        values = row[0].split(",") if row and row[0] else []
+        # Another member with other rates wrote a different shape: start afresh.
+        return algorithm.decode(values) if len(values) == len(rates) else algorithm.initial(rates)
+
+    def check(self, algorithm: StateAlgorithm, rates: List[Rate], now: int, weight: int) -> Any:
+        with self._lock:
+            new_state, decision = algorithm.step(rates, self._load(algorithm, rates), now, weight)
+            if decision.allowed:
+                self._conn.execute(
+                    f"INSERT OR REPLACE INTO {_TOKEN_TABLE} (key, state) VALUES (?, ?)",
+                    (self._key, ",".join(str(int(v)) for v in new_state)))
+                self._conn.commit()
+            return decision
+
+    def read(self, algorithm: StateAlgorithm, rates: List[Rate]) -> Any:
+        with self._lock:
+            return self._load(algorithm, rates)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._conn.execute(f"DELETE FROM {_TOKEN_TABLE} WHERE key = ?", (self._key,))
+            self._conn.commit()
+
+
+class SQLiteBackend(QueuedBackend):
+    """Request rates, token budget and pause in one SQLite file shared by processes.
+
+    Raises ConfigError when filelock is missing, LimiterBackendError when the file
+    cannot be opened, created or locked (it names the file).
+    """
+
+    def __init__(self, config: RateLimitConfig) -> None:
+        try:
+            from filelock import FileLock, Timeout
+        except ImportError as error:  # pragma: no cover - a dependency of cowork-llm
+            raise ConfigError(
+                "llm.rate_limit.backend = 'sqlite' needs the filelock package: "
+                "pip install 'pyrate-limiter[filelock]'") from error
+        assert config.path is not None  # RateLimitConfig requires it for sqlite
+        self.path = os.path.abspath(os.path.expanduser(config.path))
+        self.description = f"sqlite file {self.path}"
+        self._store_errors = (sqlite3.Error, OSError, Timeout)
+        self._lock = FileLock(self.path + ".lock", timeout=_LOCK_TIMEOUT_SECONDS,
+                              poll_interval=_LOCK_POLL_SECONDS)
+        self._conn: Optional[sqlite3.Connection] = None
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level="DEFERRED",
+                                         check_same_thread=False, timeout=_LOCK_TIMEOUT_SECONDS)
+            requests, tokens = self._open(config, self._conn)
+        except self._store_errors as error:
+            if self._conn is not None:
+                self._conn.close()
+            raise LimiterBackendError(
+                f"cannot use {self.description} (llm.rate_limit.path) for the shared rate "
+                f"limit: {error}. Point path at a writable SQLite file (it is created if "
+                "missing; every process sharing the limit must use the same file)") from error
+        super().__init__(config, requests, tokens)
+
+    def _open(self, config: RateLimitConfig, conn: sqlite3.Connection) -> Any:
+        table = _table_name(config.key)
+        rates, tpm = admission_rates(config), token_rates(config)
+        with self._lock:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(Queries.CREATE_BUCKET_TABLE.format(table=table))
+            conn.execute(Queries.CREATE_INDEX_ON_TIMESTAMP.format(
+                index_name=f"idx_{table}_ts", table_name=table))
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_PAUSE_TABLE} "
+                         "(key TEXT PRIMARY KEY, until_ms INTEGER NOT NULL)")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_TOKEN_TABLE} "
+                         "(key TEXT PRIMARY KEY, state TEXT NOT NULL)")
+            # AUTOINCREMENT: a ticket number is never reused, so a newcomer is always last.
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_QUEUE_TABLE} "
+                         "(ticket INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, "
+                         "member TEXT NOT NULL UNIQUE, alive_until_ms INTEGER NOT NULL)")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{_QUEUE_TABLE}_key_ticket "
+                         f"ON {_QUEUE_TABLE} (key, ticket)")
+            conn.commit()
+        # The bucket takes the file lock itself in put() (reentrant in our thread); we
+        # never hand it to pyrate's Limiter, whose non-blocking path breaks with filelock 4.
+        requests = SQLiteBucket(rates, conn, table, lock=self._lock) if rates else None
+        store = SQLiteStateStore(conn, self._lock, config.key)
+        tokens = StateBucket(tpm, algorithm=TokenBucket(), store=store, clock=WallClock()) if tpm else None
+        return requests, tokens
+
+    def _guard(self) -> ContextManager[Any]:
+        return self._lock  # type: ignore[no-any-return]
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LimiterBackendError(f"{self.description}: the rate-limiter backend is closed")
+        return self._conn
+
+    def _read_pause(self) -> float:
+        row = self._connection().execute(
+            f"SELECT until_ms FROM {_PAUSE_TABLE} WHERE key = ?", (self._name,)).fetchone()
+        return 0.0 if row is None else max(0.0, row[0] / 1000 - time.time())
+
+    def _write_pause(self, seconds: float) -> None:
+        conn = self._connection()
+        until_ms = int((time.time() + seconds) * 1000) + 1
+        conn.execute(
+            f"INSERT INTO {_PAUSE_TABLE} (key, until_ms) VALUES (?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)", (self._name, until_ms))
+        conn.commit()
+
+    def _take_turn(self, member: str, alive_ms: int) -> bool:
+        conn = self._connection()
+        now_ms = int(time.time() * 1000)
+        alive_until = now_ms + alive_ms
+        refreshed = conn.execute(f"UPDATE {_QUEUE_TABLE} SET alive_until_ms = ? WHERE member = ?",
+                                 (alive_until, member))
+        if refreshed.rowcount == 0:  # new, or removed as stale: to the back
+            conn.execute(f"INSERT INTO {_QUEUE_TABLE} (key, member, alive_until_ms) VALUES (?, ?, ?)",
+                         (self._name, member, alive_until))
+        conn.execute(f"DELETE FROM {_QUEUE_TABLE} WHERE key = ? AND alive_until_ms < ?",
+                     (self._name, now_ms))
+        front = conn.execute(f"SELECT member FROM {_QUEUE_TABLE} WHERE key = ? ORDER BY ticket LIMIT 1",
+                             (self._name,)).fetchone()
+        conn.commit()
+        return front is not None and front[0] == member
+
+    def _keep_alive(self, member: str, alive_ms: int) -> None:
+        conn = self._connection()
+        conn.execute(f"UPDATE {_QUEUE_TABLE} SET alive_until_ms = ? WHERE member = ?",
+                     (int(time.time() * 1000) + alive_ms, member))
+        conn.commit()
+
+    def _leave_queue(self, members: List[str]) -> None:
+        conn = self._connection()
+        conn.executemany(f"DELETE FROM {_QUEUE_TABLE} WHERE member = ?", [(m,) for m in members])
+        conn.commit()
+
+    def _backend_error(self, error: BaseException) -> LimiterBackendError:
+        return LimiterBackendError(
+            f"the shared rate limit in {self.description} (llm.rate_limit.path) failed: "
+            f"{type(error).__name__}: {error}. Check that the file and its directory are "
+            "writable and not on a network file system")
+
+    def close(self) -> None:
+        self._withdraw_all()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                with self._lock:
+                    conn.close()
+            except self._store_errors as error:
+                logger.debug("closing %s: %s", self.description, error)
+            if self._requests is not None:
+                self._requests.conn = None  # type: ignore[attr-defined]
+
+
+#: What :func:`cowork_llm.rate_limiter.backends.build_backend` builds for ``backend = "sqlite"``.
+BACKEND = SQLiteBackend

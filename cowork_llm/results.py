@@ -1,0 +1,42 @@
+"""What a call returns: :class:`ChatResult` and the :class:`Usage` it carries."""
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+__all__ = ["ChatResult", "Usage"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the provider counted for one call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> "Usage":
+        """The usage with ``total_tokens`` = prompt + completion. Never raises."""
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One answer. ``model`` names the model that answered (a fallback's, after a
+    failover); ``cached`` is True when the response cache served it.
+
+    Set by :class:`~cowork_llm.client.RateLimitedLlm`: ``started_at`` is the
+    wall-clock time (``time.time()``) the last attempt's slot was granted, i.e. when its
+    request was sent (None for a cache hit, which sent nothing); ``waited_seconds`` the
+    time spent waiting for the rate limiter, over all attempts.
+    """
+
+    content: str
+    model: str
+    finish_reason: Optional[str] = None
+    usage: Optional[Usage] = None
+    request_id: Optional[str] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cached: bool = False
+    started_at: Optional[float] = field(default=None, compare=False)
+    waited_seconds: float = field(default=0.0, compare=False)

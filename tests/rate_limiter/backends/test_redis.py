@@ -1,0 +1,149 @@
+"""The redis limiter backend against a real redis-server started for this module: one
+limit per (server, key) across backends (each stands for a process or host), the shared
+pause, Redis down or restarted, and the password never shown."""
+
+import threading
+import time
+
+import pytest
+from _redis_server import free_port, redis_server
+from pyrate_limiter import RateItem
+
+from cowork_llm.config import RateLimitConfig, mask_url_password
+from cowork_llm.errors import ConfigError, LimiterBackendError
+from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.rate_limiter.backends import build_backend
+from cowork_llm.rate_limiter.backends.redis import RedisBackend
+
+pytestmark = pytest.mark.redis
+
+PASSWORD = "s3cret-redis-pw"
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server(password=PASSWORD) as url:
+        yield url
+
+
+@pytest.fixture
+def make_backend(redis_url, request):
+    made = []
+    key = f"test-{request.node.name}"  # a fresh limit per test on the shared server
+
+    def make(**settings):
+        settings.setdefault("min_interval_seconds", 1.0)
+        settings.setdefault("key", key)
+        backend = build_backend(RateLimitConfig(backend="redis", redis_url=redis_url, **settings))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def test_two_members_share_one_interval(make_backend):
+    first, second = make_backend(), make_backend()
+    assert isinstance(first, RedisBackend)
+    assert first.try_acquire() == 0.0
+    assert 0.9 < second.try_acquire() <= 1.02
+    assert make_backend(key="another-key").try_acquire() == 0.0
+
+
+def test_a_member_whose_clock_read_came_first_is_still_refused(make_backend):
+    """Two members read their clocks, the later reader's script runs first: the earlier
+    timestamp must still see that entry (pyrate's own script counted only up to it)."""
+    first, second = make_backend(), make_backend()
+    earlier = second._requests.now() - 5
+    assert first.try_acquire() == 0.0
+    assert second._put_request(RateItem(second._name, earlier, 1)) is False
+
+
+
+
+def test_the_pause_key_expires_with_the_pause(make_backend):
+    first, second = make_backend(min_interval_seconds=0), make_backend(min_interval_seconds=0)
+    first.pause(0.2)
+    limiter = RateLimiter(second.config, backend=second)
+    with limiter.slot():  # admitted once the pause is over (the pause itself: shared contract)
+        pass
+    # The key expires with the pause (give or take Redis's own timer), never lingers.
+    assert first._client.pttl(first._pause_key) <= 50
+
+
+def test_threads_of_two_members_keep_the_interval(make_backend):
+    interval = 0.02
+    limiters = [RateLimiter(b.config, backend=b) for b in
+                (make_backend(min_interval_seconds=interval) for _ in range(2))]
+    admitted, lock = [], threading.Lock()
+
+    def worker(limiter):
+        for _ in range(4):
+            with limiter.slot():
+                with lock:
+                    admitted.append(time.time())
+
+    threads = [threading.Thread(target=worker, args=(limiters[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(admitted) == 32
+    admitted.sort()
+    gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
+    assert min(gaps) >= interval - 0.001, sorted(gaps)[:3]
+
+
+def test_scripts_flushed_by_a_restart_are_loaded_again(make_backend):
+    backend = make_backend(min_interval_seconds=0.01)
+    backend._client.script_flush()  # what a restarted Redis looks like to a client
+    assert backend.try_acquire() == 0.0
+
+
+def test_redis_down_is_an_error_naming_the_url_without_its_password():
+    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
+    with pytest.raises(LimiterBackendError) as caught:
+        build_backend(RateLimitConfig(backend="redis", redis_url=url))
+    text = str(caught.value)
+    assert PASSWORD not in text and PASSWORD not in repr(caught.value)
+    assert f"redis://:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in text
+
+
+def test_redis_going_away_later_is_an_error_not_a_fallback():
+    with redis_server() as url:
+        backend = build_backend(RateLimitConfig(backend="redis", redis_url=url, min_interval_seconds=0.01))
+        assert backend.try_acquire() == 0.0
+    with pytest.raises(LimiterBackendError, match="redis://127.0.0.1"):
+        backend.try_acquire()
+    with pytest.raises(LimiterBackendError):
+        backend.pause(1)
+    backend.close()
+
+
+def test_wrong_password_is_an_error_without_the_password(redis_url):
+    wrong = redis_url.replace(PASSWORD, "wrong-pw-123")
+    with pytest.raises(LimiterBackendError) as caught:
+        build_backend(RateLimitConfig(backend="redis", redis_url=wrong))
+    assert "wrong-pw-123" not in str(caught.value) and ":***@" in str(caught.value)
+
+
+def test_a_malformed_url_is_a_config_error():
+    with pytest.raises(ConfigError, match="redis_url"):
+        build_backend(RateLimitConfig(backend="redis", redis_url="http://:pw-xyz@host/0"))
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+    ("rediss://user:pw@h/2", "rediss://user:***@h/2"),
+    ("redis://h:6379", "redis://h:6379"),
+    ("redis://user@h", "redis://user@h"),
+])
+def test_mask_url_password(url, shown):
+    assert mask_url_password(url) == shown
+
+
+def test_the_description_and_the_limiter_repr_hide_the_password(make_backend):
+    backend = make_backend()
+    limiter = RateLimiter(backend.config, backend=backend)
+    assert PASSWORD not in backend.description and PASSWORD not in repr(limiter)

@@ -1,0 +1,128 @@
+"""The sqlite limiter backend: one limit per (file, key) across backends (each backend
+here stands for a process: its own connection and its own file lock), the shared pause,
+the filelock 4.x trap avoided, and clear errors for a file it cannot use."""
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from pyrate_limiter import Limiter, Rate, SQLiteBucket
+
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.errors import LimiterAcquireError, LimiterBackendError
+from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.rate_limiter.backends import build_backend
+from cowork_llm.rate_limiter.backends.sqlite import SQLiteBackend
+
+
+@pytest.fixture
+def make_backend(tmp_path):
+    made = []
+
+    def make(path=None, **settings):
+        settings.setdefault("min_interval_seconds", 1.0)
+        config = RateLimitConfig(backend="sqlite", path=str(path or tmp_path / "limits.sqlite"), **settings)
+        backend = build_backend(config)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def test_two_members_share_one_interval(make_backend):
+    first, second = make_backend(), make_backend()
+    assert isinstance(first, SQLiteBackend)
+    assert first.try_acquire() == 0.0
+    wait = second.try_acquire()
+    assert 0.9 < wait <= 1.02, wait  # the other member's start counts: about 1 s to go
+    # second now holds the front ticket of the shared queue: first asks again soon.
+    assert first.try_acquire() == first.queue_poll_seconds
+
+
+def test_keys_are_separate_limits_in_one_file(make_backend):
+    assert make_backend(key="alpha").try_acquire() == 0.0
+    assert make_backend(key="beta").try_acquire() == 0.0
+    assert make_backend(key="it's \"quoted\"; DROP TABLE x").try_acquire() == 0.0  # names are safe
+
+
+
+
+
+def test_pyrates_non_blocking_path_breaks_with_filelock_4_and_ours_does_not(tmp_path, make_backend):
+    """The trap: pyrate's Limiter calls ``lock.acquire(False)`` for a non-blocking
+    acquire, which filelock 4 rejects. This canary shows the trap is real here; the
+    backend never takes that path."""
+    path = str(tmp_path / "bare.sqlite")
+    bucket = SQLiteBucket.init_from_file([Rate(1, 1000)], db_path=path, use_file_lock=True)
+    with Limiter(bucket) as limiter:
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            limiter.try_acquire("x", blocking=False)
+    bucket.close()
+    backend = make_backend(path=tmp_path / "ours.sqlite")
+    assert backend.try_acquire() == 0.0
+    assert backend.try_acquire() > 0
+
+
+def test_threads_of_two_members_hammering_one_file_keep_the_interval(make_backend):
+    interval = 0.02
+    limiters = [RateLimiter(b.config, backend=b) for b in
+                (make_backend(min_interval_seconds=interval) for _ in range(2))]
+    admitted, lock = [], threading.Lock()
+
+    def worker(limiter):
+        for _ in range(4):
+            with limiter.slot():
+                with lock:
+                    admitted.append(time.time())  # wall clock: what the file's rows use
+
+    threads = [threading.Thread(target=worker, args=(limiters[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(admitted) == 32
+    admitted.sort()
+    gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
+    # Admission is exact to the millisecond (margin included); 1 ms for the clock read
+    # after the slot and before the append.
+    assert min(gaps) >= interval - 0.001, sorted(gaps)[:3]
+
+
+def test_a_directory_is_not_a_usable_file(tmp_path):
+    with pytest.raises(LimiterBackendError, match=str(tmp_path)) as caught:
+        build_backend(RateLimitConfig(backend="sqlite", path=str(tmp_path)))
+    assert "sqlite" in str(caught.value) and "llm.rate_limit.path" in str(caught.value)
+
+
+def test_a_file_under_a_regular_file_is_an_error_naming_the_path(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(LimiterBackendError, match="not-a-dir/limits.sqlite"):
+        build_backend(RateLimitConfig(backend="sqlite", path=str(blocker / "limits.sqlite")))
+
+
+def test_a_garbage_file_is_an_error_not_a_fallback(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LimiterBackendError, match="garbage.sqlite") as caught:
+        build_backend(RateLimitConfig(backend="sqlite", path=str(garbage)))
+    assert isinstance(caught.value, LimiterAcquireError)  # the documented parent
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_a_failure_after_opening_names_the_file(make_backend, tmp_path):
+    backend = make_backend()
+    backend._conn.execute(f"DROP TABLE {backend._requests.table}")  # the store breaks under us
+    with pytest.raises(LimiterBackendError, match="limits.sqlite"):
+        backend.try_acquire()
+
+
+def test_closed_backend_refuses(make_backend):
+    backend = make_backend()
+    backend.close()
+    backend.close()  # twice is harmless
+    with pytest.raises(LimiterBackendError, match="closed"):
+        backend.try_acquire()
