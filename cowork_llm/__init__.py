@@ -19,7 +19,7 @@ a ValueError) for the configuration, :class:`LimiterAcquireError` for the rate l
 :class:`LlmApiError` (with ``status_code``, ``request_id``, ``attempts``) for a request
 that failed after its retries. Bad arguments raise ValueError before anything is sent.
 
-Also: :class:`FallbackLlm` and :class:`HealthStatus`,
+Also: :class:`FallbackLlm` and :class:`HealthStatus` (loaded on first use),
 ``cowork_llm.batch.run_batch`` for resumable batch runs, ``cowork_llm.testing`` for
 :class:`~cowork_llm.testing.MockLlm` and :class:`~cowork_llm.testing.FakeLlmServer`, and
 the ``cowork-llm`` command (``python -m cowork_llm``). Logging goes to the ``cowork_llm``
@@ -27,10 +27,11 @@ logger; ``COWORK_LOG_LEVEL`` sets its level.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._logging import configure_logging_from_env as _configure_logging_from_env
 from ._version import __version__
-from .client import FallbackLlm, RateLimitedLlm, create_llm_client
+from .client import RateLimitedLlm, create_llm_client
 from .config import (
     CacheConfig,
     LlmConfig,
@@ -60,53 +61,75 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
-from .health import HealthStatus
 from .llm import Llm
 from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
 from .results import ChatResult, Usage
 from .streaming import ChatStream
 from .usage import UsageSnapshot
 
+if TYPE_CHECKING:
+    from .client._fallback import FallbackLlm
+    from .health import HealthStatus
+
+# Loaded on first access: most programs use neither, and each costs start-up time
+# (BENCHMARKS.md, start-up). Every name in __all__ still imports.
+_LAZY_EXPORTS = {"FallbackLlm": ".client._fallback", "HealthStatus": ".health"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a lazy export (FallbackLlm, HealthStatus) on first access.
+
+    Raises AttributeError for any other name, as a module does."""
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 _configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable
 
 __all__ = [
     "__version__",
-    "create_llm_client",
-    "load_config",
-    "Llm",
-    "ChatResult",
-    "Usage",
-    "ChatStream",
-    "FallbackLlm",
-    "HealthStatus",
-    "UsageSnapshot",
-    "RateLimiter",
-    "RateLimitedLlm",
-    "init_global_rate_limiter",
-    "get_global_rate_limiter",
-    "LlmConfig",
-    "ModelConfig",
-    "RateLimitConfig",
-    "RetryConfig",
-    "CacheConfig",
-    "ModelPrice",
-    "LlmError",
-    "ConfigError",
-    "ConfigNotFoundError",
-    "InvalidBaseUrlError",
-    "MissingApiKeyError",
-    "LimiterAcquireError",
     "AcquireCancelled",
-    "LimiterBackendError",
-    "LlmApiError",
-    "BadRequestError",
-    "AuthenticationError",
-    "NotFoundError",
-    "RateLimitError",
-    "QuotaExceededError",
-    "ServerError",
     "ApiConnectionError",
     "ApiTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CacheConfig",
+    "ChatResult",
+    "ChatStream",
+    "ConfigError",
+    "ConfigNotFoundError",
+    "create_llm_client",
+    "FallbackLlm",
+    "get_global_rate_limiter",
+    "HealthStatus",
+    "init_global_rate_limiter",
+    "InvalidBaseUrlError",
     "InvalidResponseError",
+    "LimiterAcquireError",
+    "LimiterBackendError",
+    "Llm",
+    "LlmApiError",
+    "LlmConfig",
+    "LlmError",
+    "load_config",
+    "MissingApiKeyError",
+    "ModelConfig",
+    "ModelPrice",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RateLimitConfig",
+    "RateLimitedLlm",
+    "RateLimiter",
+    "RateLimitError",
+    "RetryConfig",
+    "ServerError",
+    "Usage",
+    "UsageSnapshot",
 ]

@@ -1,7 +1,30 @@
-"""The one exception tree of cowork_llm.
+"""The one exception tree of cowork_llm: every class the library raises on purpose.
 
-Everything the library raises on purpose is an :class:`LlmError`. Each class says
-whether the retry policy retries it, so a caller knows what reaching it means.
+Each class says whether the retry policy retries it, so a caller knows what reaching it
+means. ``ConfigError`` carries ``key`` (and ``variable``); ``LlmApiError`` carries
+``status_code``, ``request_id``, ``retry_after`` and ``attempts``::
+
+    LlmError
+    ├── ConfigError (also ValueError)
+    │   ├── ConfigNotFoundError
+    │   ├── InvalidBaseUrlError
+    │   └── MissingApiKeyError
+    ├── LimiterAcquireError
+    │   ├── AcquireCancelled
+    │   └── LimiterBackendError
+    ├── LlmApiError
+    │   ├── BadRequestError
+    │   ├── AuthenticationError
+    │   │   └── KeyRejectedError
+    │   ├── NotFoundError
+    │   ├── RateLimitError
+    │   │   └── QuotaExceededError
+    │   ├── ServerError
+    │   ├── ApiConnectionError
+    │   ├── ApiTimeoutError
+    │   └── InvalidResponseError
+    └── BatchInputError, BatchOutputError (also ValueError)
+                         └── OutputLockedError
 """
 
 from typing import Any, Optional, Sequence
@@ -40,7 +63,25 @@ class LlmError(Exception):
 
 
 class ConfigError(LlmError, ValueError):
-    """The configuration is missing, malformed or inconsistent. Never retried."""
+    """The configuration is missing, malformed or inconsistent. Never retried.
+
+    Attributes:
+        key: the setting at fault, as a dotted path (``llm.model.temperature``), when one is.
+        variable: the ``COWORK_LLM_*`` variable the bad value came from, when it did.
+    """
+
+    def __init__(self, message: str, *, key: Optional[str] = None, variable: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.variable = variable
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keep key and variable across pickling (multiprocessing, concurrent.futures).
+        return (_rebuild_config_error, (type(self), str(self), self.key, self.variable))
+
+
+def _rebuild_config_error(cls, message, key, variable):  # type: ignore[no-untyped-def]
+    return cls(message, key=key, variable=variable)
 
 
 class ConfigNotFoundError(ConfigError):

@@ -13,6 +13,7 @@ from .streaming import ChatStream, StreamState
 
 if TYPE_CHECKING:
     from .health import HealthStatus
+    from .usage import UsageSnapshot
 
 __all__ = ["Llm", "Message", "validate_messages", "prompt_hash", "build_messages", "check_options"]
 
@@ -133,6 +134,15 @@ class Llm(ABC):
     def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> ChatStream:
         """:meth:`stream` for one prompt. Raises what :meth:`stream` raises."""
         return self.stream(build_messages(prompt, system_prompt))
+
+    def usage(self) -> "UsageSnapshot":
+        """The usage totals (calls, tokens, cost) of this client so far.
+
+        Raises:
+            NotImplementedError: this Llm keeps no totals (the clients of
+                :func:`~cowork_llm.create_llm_client` do).
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no usage totals")
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
         """Check that the provider answers and accepts the key, using no completion quota.

@@ -24,13 +24,13 @@ KEY_COMMAND_TIMEOUT_SECONDS = 10.0
 # which would only fail later as an oversized HTTP header.
 MAX_KEY_CHARS = 8192
 KEYRING_PREFIX = "keyring:"
-_SECTION = "llm.model"
 
 
-def resolve_api_keys(model: ModelConfig) -> ModelConfig:
+def resolve_api_keys(model: ModelConfig, *, section: str = "llm.model") -> ModelConfig:
     """``model`` with real keys: ``api_key_command``'s output as the first key (when
     set), and every ``keyring:`` reference read from the keyring. Unchanged when there
-    is nothing to resolve.
+    is nothing to resolve. ``section`` names the model's settings in messages
+    (``llm.fallback[0]`` for a fallback model).
 
     Raises:
         MissingApiKeyError: the command failed or printed no usable key, or a keyring
@@ -38,19 +38,20 @@ def resolve_api_keys(model: ModelConfig) -> ModelConfig:
     """
     keys: List[str] = list(model.api_keys)
     if model.api_key_command:
-        keys[0] = run_key_command(model.api_key_command)
+        keys[0] = run_key_command(model.api_key_command, setting=f"{section}.api_key_command")
     for i, key in enumerate(keys):
         if key.startswith(KEYRING_PREFIX):
-            setting = f"{_SECTION}.api_key" if i == 0 else f"{_SECTION}.api_key[{i}]"
+            setting = f"{section}.api_key" if i == 0 else f"{section}.api_key[{i}]"
             keys[i] = read_keyring(key, setting=setting)
     if tuple(keys) == model.api_keys:
         return model
     return replace(model, api_key=keys[0], extra_api_keys=tuple(keys[1:]))
 
 
-def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECONDS) -> str:
+def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECONDS,
+                    setting: str = "llm.model.api_key_command") -> str:
     """Run ``command`` (split like a shell would, but without one) and return its
-    stdout, stripped.
+    stdout, stripped. ``setting`` names the command's setting in messages.
 
     Raises:
         MissingApiKeyError: the command cannot be parsed or started, runs past
@@ -58,7 +59,6 @@ def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECOND
             its stderr, never its stdout), or prints nothing, more than one line, or
             more than MAX_KEY_CHARS characters.
     """
-    setting = f"{_SECTION}.api_key_command"
     try:
         argv = shlex.split(command)
     except ValueError as exc:
@@ -97,7 +97,7 @@ def run_key_command(command: str, *, timeout: float = KEY_COMMAND_TIMEOUT_SECOND
     return key
 
 
-def read_keyring(reference: str, *, setting: str = f"{_SECTION}.api_key") -> str:
+def read_keyring(reference: str, *, setting: str = "llm.model.api_key") -> str:
     """The password stored under ``keyring:SERVICE/USERNAME`` (split at the last ``/``,
     so a service name may hold slashes).
 

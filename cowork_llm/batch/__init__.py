@@ -18,11 +18,11 @@ __all__ = [
     "BatchInterrupted",
     "BatchItem",
     "BatchOutputError",
+    "BatchSummary",
     "FATAL_ERRORS",
     "InputProblem",
     "OutputLockedError",
     "PROGRESS_MODES",
-    "BatchSummary",
     "read_batch_file",
     "run_batch",
 ]

@@ -24,8 +24,15 @@ from .base import Clock, ResponseCache, cache_key, result_from_json, result_to_j
 from .memory import MemoryCache
 from .sqlite import SqliteCache
 
-__all__ = ["ResponseCache", "MemoryCache", "SqliteCache", "cache_key", "build_cache",
-           "result_to_json", "result_from_json"]
+__all__ = [
+    "build_cache",
+    "cache_key",
+    "MemoryCache",
+    "ResponseCache",
+    "result_from_json",
+    "result_to_json",
+    "SqliteCache",
+]
 
 
 def build_cache(config: CacheConfig, *, clock: Optional[Clock] = None) -> Optional[ResponseCache]:

@@ -104,15 +104,15 @@ def _print_stream(llm: Llm, messages: List[Dict[str, str]]) -> None:
     finally:
         sys.stdout.write("\n")
         sys.stdout.flush()
-        close = getattr(stream, "close", None)  # gives the limiter slot back on Ctrl-C too
-        if close is not None:
-            close()
+        stream.close()  # gives the limiter slot back on Ctrl-C too
 
 
 def _show_usage(llm: Llm) -> None:
     """The usage line on stderr (stdout holds only the answer)."""
-    usage = getattr(llm, "usage", None)  # RateLimitedLlm tracks it; the Llm interface does not
-    line = format_usage(usage()) if callable(usage) else "usage: not tracked by this client"
+    try:
+        line = format_usage(llm.usage())
+    except NotImplementedError:
+        line = "usage: not tracked by this client"
     print(line, file=sys.stderr)
 
 

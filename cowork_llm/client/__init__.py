@@ -7,9 +7,29 @@
 - :mod:`._fallback`: :class:`FallbackLlm`, the next model when one finally fails.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._accounting import CallRecord
 from ._factory import create_llm_client
-from ._fallback import FallbackLlm
 from ._rate_limited import RateLimitedLlm
 
-__all__ = ["CallRecord", "FallbackLlm", "RateLimitedLlm", "create_llm_client"]
+if TYPE_CHECKING:
+    from ._fallback import FallbackLlm
+
+
+def __getattr__(name: str) -> Any:
+    """FallbackLlm, loaded on first use: a program without fallback models never pays
+    for importing it (see BENCHMARKS.md, start-up). Raises AttributeError otherwise."""
+    if name == "FallbackLlm":
+        from ._fallback import FallbackLlm
+
+        return FallbackLlm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "CallRecord",
+    "create_llm_client",
+    "FallbackLlm",
+    "RateLimitedLlm",
+]

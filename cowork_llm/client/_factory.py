@@ -59,6 +59,6 @@ def create_llm_client(
     )
     if not config.fallback:
         return client
-    from ._fallback import build_fallback_chain  # loaded only when fallbacks are configured
+    from ._fallback import build_fallback_chain  # import cost only for those who use it
 
     return build_fallback_chain(config, client)

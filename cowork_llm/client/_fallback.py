@@ -30,15 +30,18 @@ import logging
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig
-from ..errors import BadRequestError, ConfigError, LlmApiError, LlmError
+from ..errors import BadRequestError, LlmApiError, LlmError
 from ..llm import Llm, Message, validate_messages
+from ..providers import build_provider
+from ..rate_limiter import init_global_rate_limiter
 from ..results import ChatResult
-from ..retry import describe_error
+from ..retry import RetryPolicy, describe_error
 from ..streaming import ChatStream
+from ..usage import UsageSnapshot
+from ._rate_limited import RateLimitedLlm
 
 if TYPE_CHECKING:
     from ..health import HealthStatus
-    from ._rate_limited import RateLimitedLlm
 
 __all__ = ["FallbackLlm", "fails_over", "fallback_limit_key", "build_fallback_chain"]
 
@@ -121,7 +124,7 @@ class FallbackLlm(Llm):
                                index + 1, last)
         raise AssertionError("unreachable: the last model either answers or raises")
 
-    def usage(self) -> Any:
+    def usage(self) -> UsageSnapshot:
         """The usage totals, per model. The models of a chain built by
         :func:`~cowork_llm.create_llm_client` share one tracker, so this is
         every model's usage.
@@ -129,10 +132,7 @@ class FallbackLlm(Llm):
         Raises:
             NotImplementedError: the primary keeps no usage totals.
         """
-        usage = getattr(self.primary, "usage", None)
-        if usage is None:
-            raise NotImplementedError(f"{self.primary!r} keeps no usage totals")
-        return usage()
+        return self.primary.usage()
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
         """The primary model's health check (see :meth:`Llm.health`)."""
@@ -160,7 +160,7 @@ def fallback_limit_key(rate_limit: RateLimitConfig, index: int, model: ModelConf
     return f"{rate_limit.key}:fallback{index}:{model.provider}:{model.host}"
 
 
-def build_fallback_chain(config: LlmConfig, primary: "RateLimitedLlm") -> Llm:
+def build_fallback_chain(config: LlmConfig, primary: RateLimitedLlm) -> Llm:
     """``primary`` alone when ``config.fallback`` is empty; otherwise a FallbackLlm over
     ``primary`` and one RateLimitedLlm per ``[[llm.fallback]]`` entry, each with its own
     provider, limiter (:func:`fallback_limit_key`, the primary's limits) and retry
@@ -172,22 +172,12 @@ def build_fallback_chain(config: LlmConfig, primary: "RateLimitedLlm") -> Llm:
             (the message names ``llm.fallback[i]``); ``primary`` and the models built so
             far are closed.
     """
-    from ..providers import build_provider
-    from ..rate_limiter._registry import init_global_rate_limiter
-    from ..retry import RetryPolicy
-    from ._rate_limited import RateLimitedLlm
-
     if not config.fallback:
         return primary
     chain: List[Llm] = [primary]
     try:
         for index, model in enumerate(config.fallback):
-            try:
-                provider = build_provider(model)
-            except ConfigError as error:
-                # The secret sources and providers speak of "llm.model"; say which entry.
-                message = str(error).replace("llm.model.", f"llm.fallback[{index}].", 1)
-                raise type(error)(message) from None
+            provider = build_provider(model, section=f"llm.fallback[{index}]")
             rate_limit = dataclasses.replace(config.rate_limit,
                                              key=fallback_limit_key(config.rate_limit, index, model))
             chain.append(RateLimitedLlm(provider, init_global_rate_limiter(rate_limit),

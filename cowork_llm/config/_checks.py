@@ -84,9 +84,9 @@ def check_type(section: str, name: str, value: Any, expected: Any) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok:
         shown = "(hidden)" if name in _SECRET_FIELDS else repr(value)
-        raise ConfigError(f"{path} must be {_TYPE_WORDS.get(expected, expected)}, got {shown}")
+        raise ConfigError(f"{path} must be {_TYPE_WORDS.get(expected, expected)}, got {shown}", key=path)
     if expected is float and not math.isfinite(value):  # TOML allows nan and inf
-        raise ConfigError(f"{path} must be a finite number, got {value!r}")
+        raise ConfigError(f"{path} must be a finite number, got {value!r}", key=path)
 
 
 # Waits and timeouts are capped: beyond ~292 years sleep() and socket timeouts raise
@@ -100,7 +100,12 @@ def check_at_most_a_year(section: str, **seconds: Optional[float]) -> None:
     for name, value in seconds.items():
         if value is not None and value > MAX_SECONDS:
             raise ConfigError(
-                f"{section}.{name} must be at most {MAX_SECONDS:.0f} (a year), got {value!r}")
+                f"{section}.{name} must be at most {MAX_SECONDS:.0f} (a year), got {value!r}",
+                key=f"{section}.{name}")
+
+
+def _url_error(section: str, message: str) -> InvalidBaseUrlError:
+    return InvalidBaseUrlError(message, key=f"{section}.base_url")
 
 
 def check_base_url(section: str, url: str) -> SplitResult:
@@ -109,32 +114,32 @@ def check_base_url(section: str, url: str) -> SplitResult:
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # "Invalid IPv6 URL"; not shown: it may hold user:key@
-        raise InvalidBaseUrlError(f"{section}.base_url is not a URL ({exc}): check its "
+        raise _url_error(section, f"{section}.base_url is not a URL ({exc}): check its "
                                   "brackets, e.g. 'http://[::1]:8080/v1'") from None
     if "@" in parts.netloc or parts.query or parts.fragment:
         # Checked first, and the URL is not shown: what follows "@" or "?" is often a key.
-        raise InvalidBaseUrlError(
+        raise _url_error(section,
             f"{section}.base_url must not contain user:password@, a ?query or a #fragment "
             f"(base_url appears in logs and errors; put the key in api_key), got "
             f"'{parts.scheme}://{parts.hostname or ''}{parts.path}' with them removed"
         )
     if not parts.scheme and "." in url.split("/")[0]:
-        raise InvalidBaseUrlError(
+        raise _url_error(section,
             f"{section}.base_url {url!r} has no scheme: write 'https://{url}'"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidBaseUrlError(
+        raise _url_error(section,
             f"{section}.base_url must be an http(s) URL with a host, "
             f"e.g. 'https://api.openai.com/v1', got {url!r}"
         )
     if any(c.isspace() for c in url):
-        raise InvalidBaseUrlError(f"{section}.base_url must not contain spaces, got {url!r}")
+        raise _url_error(section, f"{section}.base_url must not contain spaces, got {url!r}")
     try:
         port = parts.port
     except ValueError:  # not a number, or above 65535
         port = 0
     if port == 0:
-        raise InvalidBaseUrlError(
+        raise _url_error(section,
             f"{section}.base_url has an invalid port (a number from 1 to 65535), got {url!r}")
     return parts
 

@@ -120,15 +120,16 @@ def _build(cls: Any, values: Dict[str, Any], sources: Mapping[str, str]) -> Any:
     try:
         return cls(**values)
     except ConfigError as exc:
-        field_path = str(exc).split(" ", 1)[0].removeprefix("llm.")
-        source = sources.get(field_path, "")
+        source = sources.get((exc.key or "").removeprefix("llm."), "")
+        variable = None
         if source.startswith(_ENV_SOURCE):
-            where = f" (from {source[len(_ENV_SOURCE):]})"
+            variable = source[len(_ENV_SOURCE):]
+            where = f" (from {variable})"
         elif source.startswith(_FILE_SOURCE):
             where = f" (in {source[len(_FILE_SOURCE):]})"
         else:
             where = ""
-        raise type(exc)(f"{exc}{where}") from None
+        raise type(exc)(f"{exc}{where}", key=exc.key, variable=variable) from None
 
 
 def _not_found_message(file_path: str, ignored_because: str) -> str:

@@ -51,7 +51,8 @@ class _Section(DataClassJsonMixin):
             check_type(self._section, f.name, getattr(self, f.name), hints[f.name])
 
     def _fail(self, name: str, rule: str) -> None:
-        raise ConfigError(f"{self._section}.{name} {rule}, got {getattr(self, name)!r}")
+        raise ConfigError(f"{self._section}.{name} {rule}, got {getattr(self, name)!r}",
+                          key=f"{self._section}.{name}")
 
     def __repr__(self) -> str:
         parts = [f"{f.name}={masked_repr(f.name, getattr(self, f.name))}"
@@ -149,10 +150,12 @@ class RateLimitConfig(_Section):
             self._fail("backend", f"must be one of {', '.join(LIMITER_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
             raise ConfigError(f"{self._section}.path is required when backend = 'sqlite': set "
-                              "path under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_PATH")
+                              "path under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_PATH",
+                              key=f"{self._section}.path")
         if self.backend == "redis" and not self.redis_url:
             raise ConfigError(f"{self._section}.redis_url is required when backend = 'redis': set "
-                              "redis_url under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_REDIS_URL")
+                              "redis_url under [llm.rate_limit] or COWORK_LLM_RATE_LIMIT_REDIS_URL",
+                              key=f"{self._section}.redis_url")
         if not self.key.strip():
             self._fail("key", "must not be empty")
 
@@ -207,7 +210,7 @@ class CacheConfig(_Section):
             self._fail("backend", f"must be one of {', '.join(CACHE_BACKENDS)}")
         if self.backend == "sqlite" and not self.path:
             raise ConfigError(f"{self._section}.path is required when backend = 'sqlite': set "
-                              "path under [llm.cache] or COWORK_LLM_CACHE_PATH")
+                              "path under [llm.cache] or COWORK_LLM_CACHE_PATH", key=f"{self._section}.path")
         if not self.ttl_seconds > 0:
             self._fail("ttl_seconds", "must be greater than 0")
         if self.max_entries < 1:

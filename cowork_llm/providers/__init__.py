@@ -17,10 +17,12 @@ from ..secrets import resolve_api_keys
 __all__ = ["build_provider"]
 
 
-def build_provider(model: ModelConfig, *, api_key: Optional[str] = None) -> Llm:
+def build_provider(model: ModelConfig, *, api_key: Optional[str] = None,
+                   section: str = "llm.model") -> Llm:
     """The client for ``model.provider``. ``api_key`` replaces ``model.api_key``;
     without it, ``api_key_command`` and ``keyring:`` keys are resolved here, once
-    (:func:`cowork_llm.secrets.resolve_api_keys`).
+    (:func:`cowork_llm.secrets.resolve_api_keys`). ``section`` names the model's
+    settings in messages and in ``ConfigError.key`` (``llm.fallback[0]`` for a fallback).
 
     Raises:
         ConfigError: the provider's settings are unusable (see the provider class).
@@ -28,6 +30,6 @@ def build_provider(model: ModelConfig, *, api_key: Optional[str] = None) -> Llm:
     """
     cls = importlib.import_module(f".{model.provider}", __name__).CLIENT
     if api_key is None:
-        model = resolve_api_keys(model)
-    client: Llm = cls(model, api_key=api_key)
+        model = resolve_api_keys(model, section=section)
+    client: Llm = cls(model, api_key=api_key, section=section)
     return client

@@ -43,7 +43,6 @@ __all__ = ["HttpProvider", "stream_error", "event_json"]
 
 logger = logging.getLogger(__name__)
 
-_CONFIG_KEY = "llm.model"
 
 # The "type"/"code" of an error object a server sends inside a stream -> our error.
 _STREAM_ERROR_TYPES: Dict[str, Type[LlmApiError]] = {
@@ -73,26 +72,28 @@ class HttpProvider(Llm):
     PROVIDER: ClassVar[str] = ""
     PATH: ClassVar[str] = ""
 
-    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None) -> None:
+    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None,
+                 section: str = "llm.model") -> None:
         keys = (api_key,) + tuple(config.extra_api_keys) if api_key is not None else config.api_keys
         if not keys[0]:
             raise MissingApiKeyError(
-                f"{_CONFIG_KEY}.api_key is empty: set COWORK_LLM_API_KEY or model.api_key in config.toml"
+                f"{section}.api_key is empty: set COWORK_LLM_API_KEY or model.api_key in config.toml",
+                key=f"{section}.api_key",
             )
         if any(key.startswith(KEYRING_PREFIX) for key in keys):
             raise MissingApiKeyError(
-                f"{_CONFIG_KEY}.api_key is a keyring reference that was not read: build the client with "
+                f"{section}.api_key is a keyring reference that was not read: build the client with "
                 "create_llm_client() or build_provider(), or pass cowork_llm.secrets.resolve_api_keys(config)"
             )
-        _http.check_transport(config.base_url, config.host, config.allow_insecure_http, key=_CONFIG_KEY)
+        _http.check_transport(config.base_url, config.host, config.allow_insecure_http, key=section)
         if config.ca_bundle is not None and not os.path.exists(config.ca_bundle):
-            raise ConfigError(f"{_CONFIG_KEY}.ca_bundle {config.ca_bundle!r} does not exist: "
+            raise ConfigError(f"{section}.ca_bundle {config.ca_bundle!r} does not exist: "
                               "give the path of a PEM file (or directory) of CA certificates")
         self.config = config
         self.name = f"{self.PROVIDER}:{config.model_name}"
         # The one place the keys live; read once per request, so a rotation takes
         # effect from the next request on.
-        self._keys = KeyRotation(keys, label=_CONFIG_KEY)
+        self._keys = KeyRotation(keys, label=section)
         self._url = config.base_url.rstrip("/") + self.PATH
         self._timeout = _http.request_timeouts(config.timeout_seconds)
         self._verify = config.ca_bundle if config.ca_bundle else True

@@ -78,7 +78,8 @@ def check_transport(base_url: str, host: str, allow_insecure_http: bool, *, key:
     if base_url.lower().startswith("https://") or allow_insecure_http or _is_loopback(host):
         return
     raise ConfigError(
-        f"{key}.base_url {base_url!r} is plain http to {host!r}, which would send the API key "
+        key=f"{key}.base_url",
+        message=f"{key}.base_url {base_url!r} is plain http to {host!r}, which would send the API key "
         f"unencrypted: use https://, or set {key}.allow_insecure_http = true if the network "
         "is trusted"
     )

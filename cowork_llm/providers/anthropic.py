@@ -56,11 +56,12 @@ class AnthropicClient(HttpProvider):
     PROVIDER = PROVIDER
     PATH = "/messages"
 
-    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None) -> None:
+    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None,
+                 section: str = "llm.model") -> None:
         if config.temperature is not None and config.temperature > _MAX_TEMPERATURE:
-            raise ConfigError(f"llm.model.temperature must be between 0 and 1 for provider "
-                              f"'anthropic', got {config.temperature!r}")
-        super().__init__(config, api_key=api_key)
+            raise ConfigError(f"{section}.temperature must be between 0 and 1 for provider "
+                              f"'anthropic', got {config.temperature!r}", key=f"{section}.temperature")
+        super().__init__(config, api_key=api_key, section=section)
 
     def _parse_response(self, response: requests.Response) -> ChatResult:
         return parse_messages_response(response, fallback_model=self.config.model_name,

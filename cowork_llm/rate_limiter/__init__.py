@@ -14,9 +14,9 @@ from ._gate import RateLimiter, Slot
 from ._registry import get_global_rate_limiter, init_global_rate_limiter
 
 __all__ = [
-    "RateLimiter",
-    "Slot",
     "cancel_on",
     "get_global_rate_limiter",
     "init_global_rate_limiter",
+    "RateLimiter",
+    "Slot",
 ]

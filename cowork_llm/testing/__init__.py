@@ -27,12 +27,12 @@ from .fake_server import FakeLlmServer
 from .mock import MockCall, MockLlm
 
 __all__ = [
-    "MockLlm",
-    "MockCall",
+    "echo_reply",
+    "estimate_tokens",
     "FakeLlmServer",
     "Fault",
     "FAULT_KINDS",
+    "MockCall",
+    "MockLlm",
     "RecordedRequest",
-    "echo_reply",
-    "estimate_tokens",
 ]

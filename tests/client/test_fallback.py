@@ -16,6 +16,7 @@ from cowork_llm.errors import (
     ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     InvalidResponseError,
     LimiterAcquireError,
     MissingApiKeyError,
@@ -237,6 +238,15 @@ def test_a_failing_key_command_in_a_fallback_names_the_entry(servers):
     fallback = backup.config(api_key="", api_key_command="false")
     with pytest.raises(MissingApiKeyError, match=r"llm\.fallback\[0\]\.api_key_command"):
         create_llm_client(chain_config(primary.config(), fallback))
+
+
+def test_a_plain_http_fallback_names_the_entry_in_its_message_and_key(servers):
+    primary, backup = servers
+    fallback = backup.config(base_url="http://example.com/v1")
+    with pytest.raises(ConfigError) as caught:
+        create_llm_client(chain_config(primary.config(), fallback))
+    assert caught.value.key == "llm.fallback[0].base_url"
+    assert str(caught.value).startswith("llm.fallback[0].base_url")
 
 
 def test_fallbacks_from_a_config_file(servers, tmp_path):

@@ -442,3 +442,40 @@ def test_info_log_names_the_file_and_the_variables_used(caplog, env):
     load_config()
     (info,) = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert info == f"configuration loaded: file {path}; variables COWORK_LLM_RETRY_MAX_ATTEMPTS"
+
+
+# --- errors carry the setting, not just a sentence ----------------------------------------
+
+
+def test_a_bad_value_from_a_variable_names_its_key_and_variable(env, required_env):
+    env(COWORK_LLM_TEMPERATURE="7")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert caught.value.key == "llm.model.temperature"
+    assert caught.value.variable == "COWORK_LLM_TEMPERATURE"
+    assert "COWORK_LLM_TEMPERATURE" in str(caught.value)
+
+
+def test_a_bad_value_from_the_file_names_its_key_and_no_variable():
+    write(MINIMAL + "rate_limit.max_concurrent = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert (caught.value.key, caught.value.variable) == ("llm.rate_limit.max_concurrent", None)
+
+
+def test_a_bad_base_url_is_an_invalid_base_url_error_with_its_key(env):
+    env(COWORK_LLM_BASE_URL="ftp://example.com", COWORK_LLM_API_KEY=KEY, COWORK_LLM_MODEL_NAME="m")
+    with pytest.raises(InvalidBaseUrlError) as caught:
+        load_config()
+    assert (caught.value.key, caught.value.variable) == ("llm.model.base_url", "COWORK_LLM_BASE_URL")
+
+
+def test_key_and_variable_survive_pickling(env, required_env):
+    import pickle
+
+    env(COWORK_LLM_MAX_TOKENS="0")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (type(copy), str(copy), copy.key, copy.variable) == (
+        type(caught.value), str(caught.value), "llm.model.max_tokens", "COWORK_LLM_MAX_TOKENS")

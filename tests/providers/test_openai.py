@@ -40,7 +40,8 @@ URL = BASE + "/chat/completions"
 MESSAGES = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello"}]
 # The schemas CreateChatCompletionRequest needs, extracted unchanged from the official
 # OpenAI OpenAPI description (shared/openai-openapi/openapi.json, MIT) so CI has them.
-OPENAPI = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi", "chat-completions-request.json")
+OPENAPI = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi",
+                       "chat-completions-request.json")
 
 
 def make_config(**overrides):

@@ -18,7 +18,13 @@ from ...config._sections import LIMITER_BACKENDS, RateLimitConfig
 from .base import BucketBackend, LimiterBackend
 from .memory import MemoryBackend
 
-__all__ = ["LimiterBackend", "BucketBackend", "MemoryBackend", "build_backend", "LIMITER_BACKENDS"]
+__all__ = [
+    "BucketBackend",
+    "build_backend",
+    "LIMITER_BACKENDS",
+    "LimiterBackend",
+    "MemoryBackend",
+]
 
 
 def build_backend(config: RateLimitConfig) -> LimiterBackend:
