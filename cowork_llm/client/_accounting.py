@@ -6,12 +6,15 @@ only as its hash, never the key). Shared by ``chat`` and ``stream``.
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from ..errors import AcquireCancelled, LlmApiError, LlmError
 from ..llm import prompt_hash
 from ..results import ChatResult
 from ..usage import UsageTracker
+
+if TYPE_CHECKING:
+    from ..telemetry import CallObservation
 
 __all__ = ["CallRecord", "count_success", "count_failure", "log_failure"]
 
@@ -30,6 +33,9 @@ class CallRecord:
     waited_seconds: float = 0.0  #: for limiter slots, over all attempts
     request_seconds: float = 0.0  #: inside the slot, over all attempts
     started_at: Optional[float] = None  #: time.time() when the last attempt's slot was granted
+    #: the observers' views of this call (:mod:`cowork_llm.telemetry`); empty: none
+    observations: "Sequence[CallObservation]" = ()
+    max_attempts: int = 1  #: the retry policy's, for observers' "attempt 2 of 5"
     _prompt_hash: Optional[str] = field(default=None, repr=False)
 
     @property
@@ -43,6 +49,27 @@ class CallRecord:
     def count_retry(self, error: BaseException, wait: float) -> None:
         """The retry policy's ``on_retry``: one more attempt was started again."""
         self.retries += 1
+        for observation in self.observations:
+            observation.retrying(self.attempts, error, wait, self.max_attempts)
+
+    def slot_granted(self, waited_seconds: float, queue_position: int) -> None:
+        """The current attempt got its limiter slot: counted, and told to the observers."""
+        self.waited_seconds += waited_seconds
+        for observation in self.observations:
+            observation.slot_granted(self.attempts, waited_seconds, queue_position)
+
+    def attempt_failed(self, error: BaseException) -> None:
+        """Tell the observers the current attempt failed (it may be retried)."""
+        for observation in self.observations:
+            observation.attempt_failed(self.attempts, error)
+
+    def ended(self, result: Optional[ChatResult], error: Optional[BaseException] = None) -> None:
+        """Tell the observers how the call ended: ``result``, or ``error``."""
+        for observation in self.observations:
+            if error is not None:
+                observation.failed(error)
+            else:
+                observation.succeeded(result)  # type: ignore[arg-type]
 
 
 def count_success(tracker: UsageTracker, result: ChatResult, record: CallRecord,

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..config._loader import load_config
 from ..config._sections import LlmConfig
@@ -10,6 +10,7 @@ from ..llm import Llm
 from ..providers import build_provider
 from ..rate_limiter._registry import init_global_rate_limiter
 from ..retry import RetryPolicy
+from ..telemetry import Observer, default_observers
 from ..usage import UsageTracker
 from ._rate_limited import RateLimitedLlm
 
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def create_llm_client(
-    config: Optional[LlmConfig] = None, *, path: "Optional[str | os.PathLike[str]]" = None
+    config: Optional[LlmConfig] = None, *, path: "Optional[str | os.PathLike[str]]" = None,
+    observers: Optional[Sequence[Observer]] = None,
 ) -> Llm:
     """A client for ``config`` (loaded with :func:`load_config(path) <load_config>`
     when None), safe to share between threads.
@@ -29,7 +31,9 @@ def create_llm_client(
     policy built from ``retry``. With ``[[llm.fallback]]`` entries it is a
     :class:`~cowork_llm.client.FallbackLlm` that tries them in turn when the primary
     finally fails (each with a limiter of its own). Its usage totals are priced from ``pricing``; ``cache``
-    chooses its response cache (none by default).
+    chooses its response cache (none by default). ``observers`` watch every call
+    (:mod:`cowork_llm.telemetry`); None means :func:`~cowork_llm.telemetry.default_observers`
+    (OpenTelemetry when ``opentelemetry-api`` is installed, else none).
 
     Raises:
         ConfigError: unchanged from loading or from building the provider or limiter.
@@ -47,7 +51,8 @@ def create_llm_client(
 
         cache = build_cache(config.cache)
     client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry),
-                            usage=UsageTracker(config.pricing), cache=cache)
+                            usage=UsageTracker(config.pricing), cache=cache,
+                            observers=default_observers() if observers is None else observers)
     limits = config.rate_limit
     logger.info(
         "LLM client: provider=%s model=%s host=%s; limits: min_interval=%gs "

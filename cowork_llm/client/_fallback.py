@@ -181,7 +181,8 @@ def build_fallback_chain(config: LlmConfig, primary: RateLimitedLlm) -> Llm:
             rate_limit = dataclasses.replace(config.rate_limit,
                                              key=fallback_limit_key(config.rate_limit, index, model))
             chain.append(RateLimitedLlm(provider, init_global_rate_limiter(rate_limit),
-                                        RetryPolicy(config.retry), usage=primary.usage_tracker))
+                                        RetryPolicy(config.retry), usage=primary.usage_tracker,
+                                        observers=primary.observers))
             logger.info("LLM fallback %d: provider=%s model=%s host=%s limiter key=%s",
                         index, model.provider, model.model_name, model.host, rate_limit.key)
     except BaseException:

@@ -13,7 +13,8 @@ request inside one slot.
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from urllib.parse import urlsplit
 
 from ..config._sections import ModelConfig, RetryConfig
 from ..errors import LlmError, QuotaExceededError, RateLimitError
@@ -21,6 +22,7 @@ from ..llm import Llm, Message, check_options, validate_messages
 from ..rate_limiter._rates import estimate_request_tokens
 from ..results import ChatResult
 from ..streaming import ChatStream
+from ..telemetry._observer import CallInfo, Observer, start_observations
 from ..usage import UsageSnapshot, UsageTracker
 from ._accounting import CallRecord, count_failure, count_success, log_failure
 from ._stream import open_limited_stream
@@ -50,12 +52,15 @@ class RateLimitedLlm(Llm):
     ``usage`` receives every call's tokens, waits and cost (a tracker without prices
     when None; read it with :meth:`usage`). ``cache``, when given, answers repeated
     requests without the limiter or the network; the client owns it and closes it.
+    ``observers`` (:mod:`cowork_llm.telemetry`) are told each call's life: limiter slots,
+    failed attempts, retries, cache hits, the end (none when omitted).
     """
 
     def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
                  retry: "Optional[RetryPolicy]" = None, *,
                  usage: Optional[UsageTracker] = None,
-                 cache: "Optional[ResponseCache]" = None) -> None:
+                 cache: "Optional[ResponseCache]" = None,
+                 observers: Sequence[Observer] = ()) -> None:
         if limiter is None:
             from ..rate_limiter._registry import get_global_rate_limiter
 
@@ -73,8 +78,10 @@ class RateLimitedLlm(Llm):
         self._model_name = self._model_config.model_name if self._model_config else inner.name
         self._configured_max_tokens = getattr(model_config, "max_tokens", None)  # for the TPM weight
         retry_config = getattr(retry, "config", None)
-        self._max_pause = (retry_config if isinstance(retry_config, RetryConfig)
-                           else RetryConfig()).max_retry_after_seconds
+        retry_config = retry_config if isinstance(retry_config, RetryConfig) else RetryConfig()
+        self._max_pause = retry_config.max_retry_after_seconds
+        self._max_attempts = retry_config.max_attempts if retry is not None else 1
+        self.observers: Tuple[Observer, ...] = tuple(observers)
         self._closed = False
 
     def chat(
@@ -99,28 +106,61 @@ class RateLimitedLlm(Llm):
         """
         checked = validate_messages(messages)
         check_options(temperature, max_tokens)
-        record = CallRecord(checked)
+        record = self._new_record(checked, temperature, max_tokens, stream=False)
         began = time.monotonic()
         key = None
-        if cache and self.response_cache is not None:
-            key = self._cache_key(checked, temperature, max_tokens)
-            hit = self.response_cache.get(key)
-            if hit is not None:
-                # Nothing was sent now (a MemoryCache keeps the original call's timing).
-                hit = replace(hit, started_at=None, waited_seconds=0.0)
-                count_success(self.usage_tracker, hit, record, time.monotonic() - began)
-                return hit
         try:
+            if cache and self.response_cache is not None:
+                key = self._cache_key(checked, temperature, max_tokens)
+                hit = self.response_cache.get(key)
+                if hit is not None:
+                    # Nothing was sent now (a MemoryCache keeps the original call's timing).
+                    hit = replace(hit, started_at=None, waited_seconds=0.0)
+                    for observation in record.observations:
+                        observation.cache_hit()
+                    count_success(self.usage_tracker, hit, record, time.monotonic() - began)
+                    record.ended(hit)
+                    return hit
             result = self._call(checked, temperature, max_tokens, record)
-        except LlmError as error:
-            count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began, error)
-            log_failure(self.name, error, record)
+        except BaseException as error:
+            if isinstance(error, LlmError):
+                count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began, error)
+                log_failure(self.name, error, record)
+            record.ended(None, error)
             raise
         result = replace(result, started_at=record.started_at, waited_seconds=record.waited_seconds)
         if key is not None and self.response_cache is not None:
             self.response_cache.put(key, result)
         count_success(self.usage_tracker, result, record, time.monotonic() - began)
+        record.ended(result)
         return result
+
+    def _new_record(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                    max_tokens: Optional[int], *, stream: bool) -> CallRecord:
+        """The call's record, with each observer's observation of it started."""
+        record = CallRecord(messages, max_attempts=self._max_attempts)
+        if self.observers:
+            record.observations = start_observations(
+                self.observers, self._call_info("chat", messages, {
+                    "temperature": temperature, "max_tokens": max_tokens}, stream=stream))
+        return record
+
+    def _call_info(self, operation: str, messages: Sequence[Any], options: Dict[str, Any], *,
+                   stream: bool = False) -> CallInfo:
+        """What observers are told about a call before it starts; ``options`` as the
+        caller gave them (None: the configured default, filled in here)."""
+        model = self._model_config
+        if model is None:
+            return CallInfo(operation, self._model_name, limiter_key=self.limiter.config.key,
+                            options=options, stream=stream, messages=messages)
+        sent = dict(options)
+        for name in ("temperature", "max_tokens"):
+            if sent.get(name) is None:
+                sent[name] = getattr(model, name, None)
+        parts = urlsplit(model.base_url)
+        return CallInfo(operation, model.model_name, model.provider, parts.hostname,
+                        parts.port or (443 if parts.scheme == "https" else 80),
+                        self.limiter.config.key, sent, stream, messages)
 
     def usage(self) -> UsageSnapshot:
         """The totals of every call so far (requests, failures, retries, tokens, limiter
@@ -171,11 +211,13 @@ class RateLimitedLlm(Llm):
         """
         checked = validate_messages(messages)
         check_options(temperature, max_tokens)
-        record = CallRecord(checked)
+        record = self._new_record(checked, temperature, max_tokens, stream=True)
         try:
             return open_limited_stream(self, checked, temperature, max_tokens, record)
-        except LlmError as error:
-            log_failure(self.name, error, record)
+        except BaseException as error:
+            if isinstance(error, LlmError):
+                log_failure(self.name, error, record)
+            record.ended(None, error)
             raise
 
     def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
@@ -197,8 +239,16 @@ class RateLimitedLlm(Llm):
                  max_tokens: Optional[int], record: CallRecord) -> ChatResult:
         """One request inside one limiter slot, held until the answer has been read."""
         record.attempts += 1
+        try:
+            return self._attempt_in_slot(messages, temperature, max_tokens, record)
+        except BaseException as error:
+            record.attempt_failed(error)
+            raise
+
+    def _attempt_in_slot(self, messages: List[Dict[str, str]], temperature: Optional[float],
+                         max_tokens: Optional[int], record: CallRecord) -> ChatResult:
         with self.limiter.slot(tokens=self._estimated_tokens(messages, max_tokens)) as slot:
-            record.waited_seconds += slot.waited_seconds
+            record.slot_granted(slot.waited_seconds, slot.queue_position)
             record.started_at = time.time()
             if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
                 logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",

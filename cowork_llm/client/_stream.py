@@ -70,8 +70,12 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
     """One attempt: a slot, the inner stream, its first piece. On any failure the inner
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
-    slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, max_tokens))  # as chat weighs
-    record.waited_seconds += slot.waited_seconds
+    try:
+        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, max_tokens))  # as chat weighs
+    except BaseException as error:
+        record.attempt_failed(error)
+        raise
+    record.slot_granted(slot.waited_seconds, slot.queue_position)
     started = time.monotonic()
     inner: Any = None
     try:
@@ -84,6 +88,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
             client._pause_for(error)  # as chat does: pause while still holding the slot
         slot.release()
         record.request_seconds += time.monotonic() - started
+        record.attempt_failed(error)
         raise
     if logger.isEnabledFor(logging.DEBUG):  # the prompt hash is only worth it when shown
         logger.debug("%s: stream open after %.3fs (prompt=%s, attempt %d)",
@@ -137,6 +142,7 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
             if isinstance(outcome.error, LlmError):
                 log_failure(client.name, outcome.error, record)
             _count_failure(client, record, began, outcome.error)
+            record.ended(None, outcome.error)
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s stream %s (prompt=%s)", client.name,
@@ -146,6 +152,7 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
                             usage=state.usage if outcome.finished else None,
                             request_id=state.request_id)
         count_success(client.usage_tracker, result, record, time.monotonic() - began)
+        record.ended(result)
 
     return end
 

@@ -63,6 +63,7 @@ class Slot:
     _limiter: "RateLimiter" = field(repr=False)
     _released: bool = field(default=False, repr=False)
     _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
+    queue_position: int = 0  #: callers already queued (waiting, not in flight) on arrival
 
     def release(self) -> None:
         """Let the next request in. Idempotent and thread-safe."""
@@ -155,6 +156,7 @@ class RateLimiter:
         with self._lock:
             self._check_open()
             me = _Waiter(next(self._tickets))
+            ahead = len(self._queue)
             self._queue.append(me)
             self._arrived.notify_all()
             admitted = False
@@ -173,7 +175,7 @@ class RateLimiter:
             self._in_flight += 1
             self._admitted += 1
         return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
-                    _fork_epoch=self._fork_epoch)
+                    _fork_epoch=self._fork_epoch, queue_position=ahead)
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
