@@ -9,6 +9,11 @@ the figure reported is the median over rounds.
     .venv/bin/python bench/client_overhead.py [--calls 300] [--rounds 7]
 
 The openai SDK is optional (``pip install openai``); without it that column is skipped.
+
+``--telemetry`` compares cowork_llm without observers, with the OpenTelemetry API and no
+SDK configured (the no-op tracer and meter), and with the real SDK configured (a
+TracerProvider with a BatchSpanProcessor feeding an exporter that drops the spans, and a
+MeterProvider with a reader), instead of the openai SDK.
 """
 
 import argparse
@@ -17,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 KEY = "sk-bench-0123456789abcdef"
 MODEL = "fake-model"
@@ -39,7 +44,7 @@ def start_server() -> Tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().strip()
 
 
-def cowork_client(base_url: str) -> Callable[[], str]:
+def cowork_client(base_url: str, observers: Optional[Sequence[Any]] = ()) -> Callable[[], str]:
     from cowork_llm import create_llm_client
     from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
 
@@ -47,8 +52,28 @@ def cowork_client(base_url: str) -> Callable[[], str]:
         model=ModelConfig(base_url=base_url, api_key=KEY, model_name=MODEL),
         rate_limit=RateLimitConfig(min_interval_seconds=0.0, key="bench"),
         retry=RetryConfig(),
-    ))
+    ), observers=observers)
     return lambda: llm.chat(MESSAGES).content
+
+
+def otel_sdk_observer() -> Any:
+    """An observer on a real SDK: spans batched to an exporter that drops them, metrics
+    aggregated for a reader (as a service exporting every minute would)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from cowork_llm.telemetry import OpenTelemetryObserver
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    return OpenTelemetryObserver(tracer_provider=tracer_provider,
+                                 meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
 
 def requests_client(base_url: str) -> Callable[[], str]:
@@ -83,10 +108,35 @@ def measure(call: Callable[[], str], calls: int) -> Tuple[float, float]:
     return ((time.perf_counter() - wall) * 1000 / calls, (time.process_time() - cpu) * 1000 / calls)
 
 
+def wrapper_microseconds(observers: Sequence[Any], calls: int = 20000, repeats: int = 5) -> float:
+    """RateLimitedLlm.chat over an instant MockLlm: the wrapper's own cost, best of
+    ``repeats`` runs (no network, so the difference between observer sets shows)."""
+    from cowork_llm.client import RateLimitedLlm
+    from cowork_llm.config import RateLimitConfig, RetryConfig
+    from cowork_llm.rate_limiter import RateLimiter
+    from cowork_llm.retry import RetryPolicy
+    from cowork_llm.testing import MockLlm
+
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0.0, key="wrapper"))
+    llm = RateLimitedLlm(MockLlm(lambda messages: "ok"), limiter, RetryPolicy(RetryConfig()),
+                         observers=observers)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            llm.chat(MESSAGES)
+        best = min(best, (time.perf_counter() - started) * 1e6 / calls)
+    limiter.close()
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per client per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--telemetry", action="store_true",
+                        help="cowork_llm without observers, with the OpenTelemetry API only, "
+                             "and with the SDK configured")
     args = parser.parse_args()
     server, base_url = start_server()
     try:
@@ -94,10 +144,16 @@ def main() -> None:
             "requests (bare Session)": requests_client(base_url),
             "cowork_llm": cowork_client(base_url),
         }
-        try:
-            clients["openai SDK"] = openai_client(base_url)
-        except ImportError:
-            print("openai is not installed: skipping it (pip install openai)")
+        if args.telemetry:
+            from cowork_llm.telemetry import OpenTelemetryObserver
+
+            clients["cowork_llm + OTel API"] = cowork_client(base_url, [OpenTelemetryObserver()])
+            clients["cowork_llm + OTel SDK"] = cowork_client(base_url, [otel_sdk_observer()])
+        else:
+            try:
+                clients["openai SDK"] = openai_client(base_url)
+            except ImportError:
+                print("openai is not installed: skipping it (pip install openai)")
         for call in clients.values():  # warm up: connections, imports, caches
             for _ in range(30):
                 assert call() == "echo: Say something short."
@@ -121,6 +177,13 @@ def main() -> None:
         cpu = statistics.median(c for _, c in samples)
         ratios = f"{wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x"
         print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {ratios} |")
+    if args.telemetry:
+        from cowork_llm.telemetry import OpenTelemetryObserver
+
+        for name, observers in (("no observers", ()), ("OTel API, no SDK", [OpenTelemetryObserver()]),
+                                ("OTel SDK configured", [otel_sdk_observer()])):
+            print(f"wrapper alone over an instant MockLlm, {name}: "
+                  f"{wrapper_microseconds(observers):.1f} us/call")
     base = results["requests (bare Session)"]
     for name, samples in results.items():  # the spread: each round against the same round's requests
         if samples is base:

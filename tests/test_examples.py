@@ -17,7 +17,8 @@ NO_CONFIG_LINE = ("no LLM configured — demo against the built-in fake server; 
                   "set COWORK_LLM_* or write config.toml to use a real one")
 # Run elsewhere: it needs the "local" extra (llama.cpp's server and a 250 MB model).
 RUN_ELSEWHERE = {"local_model.py": "tests/realserver/test_local_model_example.py",
-                 "shared_quota.py": "tests/rate_limiter/backends/test_shared_quota_processes.py"}
+                 "shared_quota.py": "tests/rate_limiter/backends/test_shared_quota_processes.py",
+                 "telemetry.py": "tests/telemetry/test_example.py"}
 RUN_HERE = {"quickstart.py", "threaded_pipeline.py", "testing_with_mock.py"}
 
 QUICKSTART_PROMPTS = 4
