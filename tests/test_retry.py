@@ -137,6 +137,16 @@ def test_retry_after_above_the_limit_fails_at_once():
     assert info.value is error and error.attempts == 1 and sleeps == []
 
 
+def test_retry_after_above_the_limit_fails_at_once_even_when_the_total_timeout_allows_it():
+    # 100 s fits in the 300 s total budget: only max_retry_after_seconds stops it.
+    retry_policy, sleeps = policy(max_retry_after_seconds=60, total_timeout_seconds=300)
+    error = ServerError("maintenance", status_code=503, retry_after=100.0)
+    fn = Script(error)
+    with pytest.raises(ServerError) as info:
+        call(retry_policy, fn)
+    assert info.value is error and fn.calls == 1 and sleeps == []
+
+
 def test_retry_after_at_the_limit_is_honoured():
     retry_policy, sleeps = policy(max_retry_after_seconds=60)
     assert call(retry_policy, Script(RateLimitError("slow", retry_after=60.0))) == "ok"

@@ -5,6 +5,7 @@ Nothing here knows a wire protocol; ``openai.py`` (and later ``anthropic.py``) b
 requests and parse answers on top of it.
 """
 
+import datetime
 import email.utils
 import ipaddress
 import json
@@ -151,7 +152,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: Optional[float] = None
     """Seconds the server asked us to wait, or None when it did not say (or said nonsense).
 
     Reads ``retry-after-ms`` (OpenAI, milliseconds) first, then ``Retry-After`` as
-    seconds or as an HTTP date (RFC 9110). A date in the past means 0.
+    seconds or as an HTTP date (RFC 9110; a date without a zone is GMT, as that RFC
+    says of every HTTP date). A date in the past means 0.
     """
     headers = _lower_keys(headers)
     millis = headers.get("retry-after-ms")
@@ -169,8 +171,11 @@ def parse_retry_after(headers: Mapping[str, str], *, now: Optional[float] = None
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        return None
+    if when.tzinfo is None:
+        # RFC 9110 (5.6.7): every HTTP date is GMT, and a recipient must accept the
+        # asctime form, which names no zone ("Sun Nov  6 08:49:37 1994"); read as local
+        # time it would be hours off on most machines.
+        when = when.replace(tzinfo=datetime.timezone.utc)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
 

@@ -1,0 +1,214 @@
+"""Promises of the gate that a user relies on and that no other test measured (found by
+mutation testing, see TESTING.md): how fast Ctrl-C takes effect while the main thread
+waits, that a slot spends no tokens unless asked to, that a forked child is not stuck
+on a lock held by a parent thread, and that closing twice closes the backend once."""
+
+import _thread
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.errors import LimiterAcquireError
+from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.rate_limiter.backends import MemoryBackend
+
+WAIT = 5.0
+# Ctrl-C must take effect within about half a second. The gate wakes the main thread
+# every 0.2 s to let Python run its signal handler; the rest is slack for a busy machine.
+PROMPT_CTRL_C = 0.75
+
+
+@pytest.fixture
+def default_sigint():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def start_thread(target, *args):
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+# --- Ctrl-C in the main thread ------------------------------------------------------------
+
+
+def _interrupt_main_when_queued(limiter, fired_at):
+    def fire():
+        assert limiter.wait_for_queued(1, WAIT)
+        fired_at.append(time.monotonic())
+        # Like a Ctrl-C that lands just before the main thread blocks: Python only
+        # records it, and a thread blocked on a lock does not notice until it wakes up.
+        _thread.interrupt_main()
+
+    return start_thread(fire)
+
+
+@pytest.mark.parametrize("waiting_for", ["a free slot", "the interval"])
+def test_ctrl_c_in_the_main_thread_takes_effect_within_half_a_second(waiting_for, default_sigint):
+    assert threading.current_thread() is threading.main_thread()
+    if waiting_for == "a free slot":  # another thread holds the only slot for 5 s
+        limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=1))
+    else:  # the next start is 60 s away
+        limiter = RateLimiter(RateLimitConfig(min_interval_seconds=60))
+    holder_ready, let_go = threading.Event(), threading.Event()
+
+    def holder():
+        with limiter.slot():
+            holder_ready.set()
+            let_go.wait(WAIT)
+
+    holding = start_thread(holder)
+    try:
+        assert holder_ready.wait(WAIT)
+        fired_at = []
+        killer = _interrupt_main_when_queued(limiter, fired_at)
+        with pytest.raises(KeyboardInterrupt):
+            limiter.acquire()
+        raised_at = time.monotonic()
+        killer.join(WAIT)
+        assert raised_at - fired_at[0] < PROMPT_CTRL_C, (
+            f"Ctrl-C took {raised_at - fired_at[0]:.2f} s to interrupt the wait")
+        assert limiter.queued == 0
+    finally:
+        let_go.set()
+        holding.join(WAIT)
+        limiter.close()
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def test_slots_taken_without_tokens_leave_the_token_budget_whole():
+    """Only a caller that says how many tokens it uses spends the tokens_per_minute
+    budget; a plain slot() or acquire() (e.g. a health check) spends none."""
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, tokens_per_minute=60,
+                                          acquire_timeout_seconds=1.0))
+    try:
+        for _ in range(5):
+            with limiter.slot():
+                pass
+            limiter.acquire().release()
+        # The whole budget is still there: refilling 10 spent tokens would take 10 s.
+        with limiter.slot(tokens=60) as slot:
+            assert slot.waited_seconds < 0.5
+        with pytest.raises(LimiterAcquireError):  # and now it is spent
+            limiter.acquire(tokens=60)
+    finally:
+        limiter.close()
+
+
+# --- fork ------------------------------------------------------------------------------------
+
+
+class _WithdrawBlocks(MemoryBackend):
+    """A backend whose withdraw() (called by the gate with its lock held, when the head
+    of the queue gives up) waits until told: a parent thread busy inside the limiter."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.inside, self.let_go = threading.Event(), threading.Event()
+
+    def withdraw(self):
+        self.inside.set()
+        self.let_go.wait(WAIT)
+
+
+def _exit_code_of_child(work, timeout):
+    """Fork; the child runs ``work()`` and exits 0 if it returned, 1 if it raised. A child
+    still running after ``timeout`` s is killed: returns None."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_a_child_forked_while_a_parent_thread_is_inside_the_limiter_can_use_it():
+    """The forking thread is not the only one using the limiter: another may hold its
+    internal lock at that instant and never give it back in the child, where it does
+    not exist. The child must still get a slot."""
+    config = RateLimitConfig(min_interval_seconds=30, acquire_timeout_seconds=0.1)
+    backend = _WithdrawBlocks(config)
+    limiter = RateLimiter(config, backend=backend)
+    limiter.acquire().release()  # the next start is 30 s away: the next head times out
+    gave_up = []
+
+    def times_out():
+        try:
+            limiter.acquire()
+        except LimiterAcquireError as error:
+            gave_up.append(error)
+
+    parent_thread = start_thread(times_out)
+    try:
+        assert backend.inside.wait(WAIT)  # it holds the limiter's lock now
+
+        def child():
+            limiter.acquire().release()  # a fresh gate and a fresh memory backend
+
+        assert _exit_code_of_child(child, timeout=10) == 0, "the child was stuck or failed"
+    finally:
+        backend.let_go.set()
+        parent_thread.join(WAIT)
+        limiter.close()
+    assert len(gave_up) == 1
+
+
+# --- close -----------------------------------------------------------------------------------
+
+
+class _CountsCloses(MemoryBackend):
+    def __init__(self, config):
+        super().__init__(config)
+        self.closes = 0
+
+    def close(self):
+        self.closes += 1
+        super().close()
+
+
+def test_closing_twice_closes_the_backend_once():
+    """close() may be called by several owners (a client and the registry at exit); a
+    shared backend (a redis connection pool, a sqlite file) is released only once."""
+    config = RateLimitConfig(min_interval_seconds=0)
+    backend = _CountsCloses(config)
+    limiter = RateLimiter(config, backend=backend)
+    limiter.close()
+    limiter.close()
+    assert backend.closes == 1 and limiter.closed
+
+
+def test_closing_from_many_threads_at_once_closes_the_backend_once():
+    config = RateLimitConfig(min_interval_seconds=0)
+    backend = _CountsCloses(config)
+    limiter = RateLimiter(config, backend=backend)
+    start = threading.Barrier(16)
+
+    def close():
+        start.wait(WAIT)
+        limiter.close()
+
+    threads = [start_thread(close) for _ in range(16)]
+    for thread in threads:
+        thread.join(WAIT)
+    assert backend.closes == 1
