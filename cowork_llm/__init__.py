@@ -7,7 +7,8 @@ Call :func:`create_llm_client` once and share the result between all threads:
 >>> answer = llm.generate_content("Summarise this", system_prompt="Be brief")
 
 The client (an :class:`Llm`) offers ``chat``, ``generate_content``, ``stream``,
-``stream_content``, ``usage()``, ``health()`` and ``close()``. Every request, retries
+``stream_content``, ``embed`` (vectors from the ``[llm.embeddings]`` model, in batches),
+``usage()``, ``health()`` and ``close()``. Every request, retries
 included, waits for a slot of the process-wide rate limiter for its ``rate_limit.key``.
 
 Configuration: :func:`load_config` reads ``config.toml`` (or ``--config``/
@@ -34,6 +35,7 @@ from ._version import __version__
 from .client import RateLimitedLlm, create_llm_client
 from .config import (
     CacheConfig,
+    EmbeddingsConfig,
     LlmConfig,
     ModelConfig,
     ModelPrice,
@@ -63,7 +65,7 @@ from .errors import (
 )
 from .llm import Llm
 from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
-from .results import ChatResult, Usage
+from .results import ChatResult, EmbeddingResult, Usage
 from .streaming import ChatStream
 from .usage import UsageSnapshot
 
@@ -106,6 +108,8 @@ __all__ = [
     "ConfigError",
     "ConfigNotFoundError",
     "create_llm_client",
+    "EmbeddingResult",
+    "EmbeddingsConfig",
     "FallbackLlm",
     "get_global_rate_limiter",
     "HealthStatus",

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Type
 
-from .results import ChatResult
+from .results import ChatResult, EmbeddingResult
 from .streaming import ChatStream, StreamState
 
 if TYPE_CHECKING:
@@ -143,6 +143,19 @@ class Llm(ABC):
                 :func:`~cowork_llm.create_llm_client` do).
         """
         raise NotImplementedError(f"{type(self).__name__} keeps no usage totals")
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
+        """The embedding of each text, in input order (``dimensions`` asks models that
+        can shorten their vectors for that length).
+
+        Raises:
+            ValueError: bad texts or dimensions (before any request).
+            ConfigError: no embeddings model is configured, or the provider has no
+                embeddings endpoint (Anthropic).
+            NotImplementedError: this Llm cannot embed.
+            LlmApiError: a subclass saying what went wrong with the request.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot embed")
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
         """Check that the provider answers and accepts the key, using no completion quota.

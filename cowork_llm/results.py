@@ -1,9 +1,10 @@
-"""What a call returns: :class:`ChatResult` and the :class:`Usage` it carries."""
+"""What a call returns: :class:`ChatResult` and the :class:`Usage` it carries, and
+:class:`EmbeddingResult` for ``embed()``."""
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
-__all__ = ["ChatResult", "Usage"]
+__all__ = ["ChatResult", "Usage", "EmbeddingResult"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,22 @@ class ChatResult:
     cached: bool = False
     started_at: Optional[float] = field(default=None, compare=False)
     waited_seconds: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """The vectors of one ``embed()`` call, in input order (``vectors[i]`` is the
+    embedding of ``texts[i]``). ``usage`` sums the requests' prompt tokens (None when a
+    request sent went without a count); ``cached`` is True when the cache answered every
+    text. ``requests`` is how many HTTP requests (batches) were made, retries not counted.
+    """
+
+    vectors: List[List[float]]
+    model: str
+    usage: Optional[Usage] = None
+    request_id: Optional[str] = None  #: the last request's
+    cached: bool = False
+    requests: int = field(default=1, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.vectors)

@@ -16,6 +16,11 @@ What the counters mean:
 - ``waited_seconds``: time spent waiting for the rate limiter; ``latency_seconds``: time
   from the start of the call to its end, summed.
 
+Embeddings (``embed()``) are counted apart, per embeddings model, in
+:attr:`UsageSnapshot.embeddings`: their requests and prompt tokens never mix with the
+chat totals, and :func:`format_usage` gives them a line of their own. Their cost is
+``prompt_tokens * input_per_million`` (they produce no completion tokens).
+
 Cost comes only from the configuration (``[llm.pricing."<model>"]``); there is no built-in
 price list that silently goes stale. A model without a price has ``cost = None``, never
 ``0``. The grand total is ``None`` when no model seen so far is priced; when only some are,
@@ -26,7 +31,7 @@ it is the sum over the priced ones and ``UsageSnapshot.unpriced_models`` names t
 import dataclasses
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .config._sections import ModelPrice
@@ -83,6 +88,13 @@ class UsageSnapshot:
     models: Mapping[str, ModelUsage]
     total: ModelUsage
     unpriced_models: Tuple[str, ...] = ()
+    #: ``embed()`` calls per embeddings model (not part of ``models`` or ``total``).
+    embeddings: Mapping[str, ModelUsage] = field(default_factory=dict)
+
+    @property
+    def embeddings_total(self) -> ModelUsage:
+        """:attr:`embeddings` summed over the embeddings models."""
+        return _sum(self.embeddings.values())
 
     @property
     def cost_complete(self) -> bool:
@@ -96,6 +108,7 @@ class UsageSnapshot:
             "total": self.total.to_dict(),
             "unpriced_models": list(self.unpriced_models),
             "cost_complete": self.cost_complete,
+            "embeddings": {name: usage.to_dict() for name, usage in self.embeddings.items()},
         }
 
     def __str__(self) -> str:
@@ -131,6 +144,7 @@ class UsageTracker:
         self._pricing: Dict[str, ModelPrice] = dict(pricing or {})
         self._lock = threading.Lock()
         self._counters: Dict[str, _Counters] = {}
+        self._embedding_counters: Dict[str, _Counters] = {}
 
     def price_for(self, model: str) -> Optional[ModelPrice]:
         """The configured price of ``model``, or None when it has none."""
@@ -150,10 +164,11 @@ class UsageTracker:
         waited: float = 0.0,
         retries: int = 0,
         cached: bool = False,
+        embeddings: bool = False,
     ) -> Optional[float]:
-        """Count one call that returned an answer. Returns what it cost: None when the
-        model has no price or the provider reported no usage, 0.0 for a cache hit of a
-        priced model."""
+        """Count one call that returned an answer (an embeddings request when
+        ``embeddings``). Returns what it cost: None when the model has no price or the
+        provider reported no usage, 0.0 for a cache hit of a priced model."""
         price = self.price_for(model)
         cost: Optional[float] = None
         if price is not None:
@@ -162,7 +177,7 @@ class UsageTracker:
             elif usage is not None:
                 cost = call_cost(price, usage)
         with self._lock:
-            counters = self._counters_for(model)
+            counters = self._counters_for(model, embeddings)
             counters.requests += 1
             counters.retries += retries
             counters.waited_seconds += waited
@@ -178,10 +193,10 @@ class UsageTracker:
         return cost
 
     def record_failure(self, model: str, *, retries: int = 0, waited: float = 0.0,
-                       latency: float = 0.0) -> None:
+                       latency: float = 0.0, embeddings: bool = False) -> None:
         """Count one call that ended in an error (after ``retries`` extra attempts)."""
         with self._lock:
-            counters = self._counters_for(model)
+            counters = self._counters_for(model, embeddings)
             counters.requests += 1
             counters.failures += 1
             counters.retries += retries
@@ -192,25 +207,35 @@ class UsageTracker:
         """A consistent, frozen copy of the totals."""
         with self._lock:
             copied = {name: dataclasses.replace(c) for name, c in self._counters.items()}
+            embedded = {name: dataclasses.replace(c) for name, c in self._embedding_counters.items()}
+        unpriced: list = []
+        models = self._frozen(copied, unpriced)
+        embeddings = self._frozen(embedded, [])  # their line says "cost unknown" itself
+        return UsageSnapshot(models=models, total=_sum(models.values()),
+                             unpriced_models=tuple(unpriced), embeddings=embeddings)
+
+    def _frozen(self, counters: Dict[str, "_Counters"], unpriced: list) -> Dict[str, ModelUsage]:
+        """ModelUsage per model, sorted by name; unpriced names are appended to ``unpriced``."""
         models: Dict[str, ModelUsage] = {}
-        unpriced = []
-        for name in sorted(copied):
-            values = dataclasses.asdict(copied[name])
+        for name in sorted(counters):
+            values = dataclasses.asdict(counters[name])
             if self.price_for(name) is None:
                 values["cost"] = None
                 unpriced.append(name)
             models[name] = ModelUsage(**values)
-        return UsageSnapshot(models=models, total=_sum(models.values()), unpriced_models=tuple(unpriced))
+        return models
 
     def reset(self) -> None:
         """Forget every total (the prices stay)."""
         with self._lock:
             self._counters.clear()
+            self._embedding_counters.clear()
 
-    def _counters_for(self, model: str) -> _Counters:
-        counters = self._counters.get(model)
+    def _counters_for(self, model: str, embeddings: bool = False) -> _Counters:
+        table = self._embedding_counters if embeddings else self._counters
+        counters = table.get(model)
         if counters is None:
-            counters = self._counters[model] = _Counters()
+            counters = table[model] = _Counters()
         return counters
 
 
@@ -224,7 +249,9 @@ def _sum(entries: Any) -> ModelUsage:
 
 def format_usage(snapshot: UsageSnapshot) -> str:
     """One human line for the totals, e.g. ``usage: 3 requests (1 cached, 0 failed,
-    2 retries), 1,200 prompt + 340 completion tokens, waited 4.0 s, cost 0.006400``."""
+    2 retries), 1,200 prompt + 340 completion tokens, waited 4.0 s, cost 0.006400``;
+    after ``embed()`` calls, a second line ``embeddings: 2 requests (0 cached, 0 failed),
+    1,024 tokens, cost 0.000020``."""
     total = snapshot.total
     line = (
         f"usage: {total.requests} request{'s' if total.requests != 1 else ''} "
@@ -241,4 +268,15 @@ def format_usage(snapshot: UsageSnapshot) -> str:
         line += f", cost {total.cost:.6f}"
         if snapshot.unpriced_models:
             line += f" excluding unpriced {', '.join(snapshot.unpriced_models)}"
+    if snapshot.embeddings:
+        line += "\n" + _embeddings_line(snapshot.embeddings_total)
     return line
+
+
+def _embeddings_line(total: ModelUsage) -> str:
+    line = (f"embeddings: {total.requests} request{'s' if total.requests != 1 else ''} "
+            f"({total.cached_hits} cached, {total.failures} failed), {total.prompt_tokens:,} tokens")
+    if total.unreported_usage:
+        line += f" ({total.unreported_usage} without a token count)"
+    cost = ", cost unknown (no price configured)" if total.cost is None else f", cost {total.cost:.6f}"
+    return line + cost

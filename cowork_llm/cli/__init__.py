@@ -14,13 +14,13 @@ from typing import List, Optional
 from .._version import __version__
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("init", "ask", "health", "batch")
+_COMMANDS = ("init", "ask", "embed", "health", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cowork-llm",
-        description="Thread-safe, rate-limited LLM client: configure, ask, check, batch.",
+        description="Thread-safe, rate-limited LLM client: configure, ask, embed, check, batch.",
     )
     parser.add_argument("--version", action="version", version=f"cowork-llm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -54,6 +54,15 @@ KEY_MEANINGS = {
     "cache.path": "The SQLite file, for backend = \"sqlite\".",
     "cache.ttl_seconds": "How long a cached answer stays valid.",
     "cache.max_entries": "Most answers kept; the oldest go first.",
+    "embeddings.model_name": "The embeddings model for embed(), e.g. text-embedding-3-small; "
+                             "unset means embed() raises ConfigError.",
+    "embeddings.base_url": "Base URL of an OpenAI-compatible server with /embeddings; "
+                           "unset means [llm.model]'s.",
+    "embeddings.api_key": "The key for base_url; unset means [llm.model]'s.",
+    "embeddings.provider": "openai (Anthropic has no embeddings endpoint); unset means "
+                           "[llm.model]'s.",
+    "embeddings.batch_size": "Most texts per request; a longer input is split, each request "
+                             "with its own limiter slot.",
 }
 
 # Values written (uncommented) into the template for the required keys.
@@ -124,7 +133,7 @@ def _key_lines(key: ConfigKey) -> List[str]:
     lines.append(f"# {status}; variable {key.variable}")
     if key.path in _TEMPLATE_EXAMPLES:
         lines.append(f"{key.name} = {_toml_value(_TEMPLATE_EXAMPLES[key.path])}")
-    elif key.name == "api_key":
+    elif key.path == "model.api_key":
         lines.append('# api_key = "sk-..."')
     elif key.default is None:
         lines.append(f"# {key.name} =")

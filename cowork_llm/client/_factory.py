@@ -1,5 +1,6 @@
 """create_llm_client(): configuration in, a shared rate-limited, retrying client out."""
 
+import functools
 import logging
 import os
 from typing import Optional, Sequence
@@ -7,7 +8,7 @@ from typing import Optional, Sequence
 from ..config._loader import load_config
 from ..config._sections import LlmConfig
 from ..llm import Llm
-from ..providers import build_provider
+from ..providers import build_embedder, build_provider
 from ..rate_limiter._registry import init_global_rate_limiter
 from ..retry import RetryPolicy
 from ..telemetry import Observer, default_observers
@@ -33,7 +34,8 @@ def create_llm_client(
     finally fails (each with a limiter of its own). Its usage totals are priced from ``pricing``; ``cache``
     chooses its response cache (none by default). ``observers`` watch every call
     (:mod:`cowork_llm.telemetry`); None means :func:`~cowork_llm.telemetry.default_observers`
-    (OpenTelemetry when ``opentelemetry-api`` is installed, else none).
+    (OpenTelemetry when ``opentelemetry-api`` is installed, else none). ``embed()`` uses
+    ``[llm.embeddings]`` (built on the first call) through the same limiter and retries.
 
     Raises:
         ConfigError: unchanged from loading or from building the provider or limiter.
@@ -50,9 +52,12 @@ def create_llm_client(
         from ..cache import build_cache
 
         cache = build_cache(config.cache)
+    # The embeddings client is built on the first embed(): a chat-only user pays nothing.
     client = RateLimitedLlm(provider, limiter, RetryPolicy(config.retry),
                             usage=UsageTracker(config.pricing), cache=cache,
-                            observers=default_observers() if observers is None else observers)
+                            observers=default_observers() if observers is None else observers,
+                            embeddings=functools.partial(build_embedder, config),
+                            batch_size=config.embeddings.batch_size)
     limits = config.rate_limit
     logger.info(
         "LLM client: provider=%s model=%s host=%s; limits: min_interval=%gs "

@@ -34,7 +34,7 @@ from ..errors import BadRequestError, LlmApiError, LlmError
 from ..llm import Llm, Message, validate_messages
 from ..providers import build_provider
 from ..rate_limiter import init_global_rate_limiter
-from ..results import ChatResult
+from ..results import ChatResult, EmbeddingResult
 from ..retry import RetryPolicy, describe_error
 from ..streaming import ChatStream
 from ..usage import UsageSnapshot
@@ -123,6 +123,14 @@ class FallbackLlm(Llm):
                                llm.name, describe_error(error), self.chain[index + 1].name,
                                index + 1, last)
         raise AssertionError("unreachable: the last model either answers or raises")
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None,
+              **options: Any) -> EmbeddingResult:
+        """The primary's :meth:`~cowork_llm.llm.Llm.embed` (``[llm.embeddings]`` is one
+        model for the whole chain: vectors of different models cannot be mixed, so there
+        is nothing to fail over to). Raises what it raises."""
+        result: EmbeddingResult = self.primary.embed(texts, dimensions=dimensions, **options)
+        return result
 
     def usage(self) -> UsageSnapshot:
         """The usage totals, per model. The models of a chain built by

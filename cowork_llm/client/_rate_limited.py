@@ -7,10 +7,12 @@ The call runs in layers, each a method, so later features wrap one of them:
 can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome
 (:mod:`._accounting`, shared with :meth:`RateLimitedLlm.stream`, :mod:`._stream`);
 :meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
-request inside one slot.
+request inside one slot. :meth:`RateLimitedLlm.embed` sends texts in batches, each one
+call through the same limiter and retries (:mod:`._embed`).
 """
 
 import logging
+import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
@@ -20,11 +22,12 @@ from ..config._sections import ModelConfig, RetryConfig
 from ..errors import LlmError, QuotaExceededError, RateLimitError
 from ..llm import Llm, Message, check_options, validate_messages
 from ..rate_limiter._rates import estimate_request_tokens
-from ..results import ChatResult
+from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
 from ..telemetry._observer import CallInfo, Observer, start_observations
 from ..usage import UsageSnapshot, UsageTracker
 from ._accounting import CallRecord, count_failure, count_success, log_failure
+from ._embed import DEFAULT_BATCH_SIZE, embed_in_batches
 from ._stream import open_limited_stream
 
 if TYPE_CHECKING:
@@ -54,13 +57,21 @@ class RateLimitedLlm(Llm):
     requests without the limiter or the network; the client owns it and closes it.
     ``observers`` (:mod:`cowork_llm.telemetry`) are told each call's life: limiter slots,
     failed attempts, retries, cache hits, the end (none when omitted).
+
+    ``embeddings`` builds the Llm that answers :meth:`embed` (called on the first
+    ``embed()``; it raises ConfigError when no embeddings model is configured); without
+    it, ``inner`` embeds. ``batch_size`` is the most texts per embeddings request.
     """
 
     def __init__(self, inner: Llm, limiter: "Optional[RateLimiter]" = None,
                  retry: "Optional[RetryPolicy]" = None, *,
                  usage: Optional[UsageTracker] = None,
                  cache: "Optional[ResponseCache]" = None,
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (),
+                 embeddings: Optional[Callable[[], Llm]] = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
         if limiter is None:
             from ..rate_limiter._registry import get_global_rate_limiter
 
@@ -82,6 +93,10 @@ class RateLimitedLlm(Llm):
         self._max_pause = retry_config.max_retry_after_seconds
         self._max_attempts = retry_config.max_attempts if retry is not None else 1
         self.observers: Tuple[Observer, ...] = tuple(observers)
+        self.batch_size = batch_size
+        self._build_embedder = embeddings
+        self._embedder: Optional[Llm] = None if embeddings is not None else inner
+        self._embedder_lock = threading.Lock()
         self._closed = False
 
     def chat(
@@ -161,6 +176,35 @@ class RateLimitedLlm(Llm):
         return CallInfo(operation, model.model_name, model.provider, parts.hostname,
                         parts.port or (443 if parts.scheme == "https" else 80),
                         self.limiter.config.key, sent, stream, messages)
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None,
+              cache: bool = True) -> EmbeddingResult:
+        """The embedding of each text, in input order. The texts go in requests of at
+        most ``batch_size``; each request takes its own limiter slot (weighing its texts'
+        characters / 4 against ``tokens_per_minute``) and is retried per the policy.
+        With a response cache, each text already embedded (same endpoint, model and
+        dimensions) comes from it and only the others are sent; ``cache=False`` skips it.
+
+        Raises:
+            ValueError: bad texts or dimensions, before any slot or request.
+            ConfigError: no embeddings model is configured, or its provider (Anthropic)
+                has none.
+            LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
+            LlmApiError: the failed request's last error, with ``attempts`` set.
+        """
+        return embed_in_batches(self, texts, dimensions, cache, self.batch_size)
+
+    def embedder(self) -> Llm:
+        """The Llm that answers :meth:`embed`, built on first use.
+
+        Raises:
+            ConfigError: no embeddings model is configured (tried again next time).
+        """
+        with self._embedder_lock:
+            if self._embedder is None:
+                assert self._build_embedder is not None
+                self._embedder = self._build_embedder()
+            return self._embedder
 
     def usage(self) -> UsageSnapshot:
         """The totals of every call so far (requests, failures, retries, tokens, limiter
@@ -291,6 +335,9 @@ class RateLimitedLlm(Llm):
         if not self._closed:
             self._closed = True
             self.inner.close()
+            with self._embedder_lock:
+                if self._embedder is not None and self._embedder is not self.inner:
+                    self._embedder.close()
             if self.response_cache is not None:
                 self.response_cache.close()
 

@@ -13,7 +13,7 @@ import typing
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import ConfigError
-from ._sections import CacheConfig, ModelConfig, RateLimitConfig, RetryConfig
+from ._sections import CacheConfig, EmbeddingsConfig, ModelConfig, RateLimitConfig, RetryConfig
 
 __all__ = ["ConfigKey", "CONFIG_KEYS", "SECTIONS", "KEYS_BY_SECTION", "variables_set",
            "parse_variable", "warn_unknown_variables", "close_match", "is_blank", "split_api_keys"]
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 _ENV_PREFIX = "COWORK_LLM_"
 SECTIONS: Dict[str, Any] = {"model": ModelConfig, "rate_limit": RateLimitConfig,
-                            "retry": RetryConfig, "cache": CacheConfig}
+                            "retry": RetryConfig, "cache": CacheConfig, "embeddings": EmbeddingsConfig}
 # Filled from a list-valued api_key, never set on its own.
 _DERIVED_FIELDS = frozenset({"extra_api_keys"})
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
@@ -104,7 +104,7 @@ def parse_variable(key: ConfigKey, raw: str) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{key.variable} must be a finite number, got {raw!r}")
         return number
-    if key.name == "api_key":  # "k1,k2" is a rotation of keys
+    if key.path == "model.api_key":  # "k1,k2" is a rotation of keys
         keys = [part.strip() for part in raw.split(",") if part.strip()]
         return keys if len(keys) > 1 else raw
     return raw

@@ -31,7 +31,8 @@ from ._checks import (
     type_hints,
 )
 
-__all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "ModelPrice", "LlmConfig",
+__all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "EmbeddingsConfig", "ModelPrice",
+           "LlmConfig",
            "PROVIDERS", "LIMITER_BACKENDS", "CACHE_BACKENDS",
            "mask_secret", "mask_url_password"]  # the masking helpers live in ._checks
 
@@ -218,6 +219,39 @@ class CacheConfig(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class EmbeddingsConfig(_Section):
+    """The embeddings model (``Llm.embed``). Unset ``base_url``, ``api_key`` and
+    ``provider`` are those of ``[llm.model]``; the rest of the connection settings
+    (timeout, CA bundle, insecure http) always are.
+
+    Raises ConfigError naming the key (``llm.embeddings.<name>``) when a value is invalid.
+    """
+
+    model_name: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[str] = None
+    provider: Optional[str] = None
+    # Most texts sent in one request; a larger input is split (each request takes its
+    # own limiter slot). OpenAI accepts at most 2048 inputs per request.
+    batch_size: int = 256
+
+    _section: typing.ClassVar[str] = "llm.embeddings"
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.model_name is not None and not self.model_name.strip():
+            self._fail("model_name", "must not be empty (leave it out to have no embeddings model)")
+        if self.base_url is not None:
+            check_base_url(self._section, self.base_url)
+        if self.api_key is not None:
+            check_api_keys(self._section, (self.api_key,), has_command=False)
+        if self.provider is not None and self.provider not in PROVIDERS:
+            self._fail("provider", f"must be one of {', '.join(PROVIDERS)}")
+        if not 1 <= self.batch_size <= 2048:
+            self._fail("batch_size", "must be from 1 to 2048 (OpenAI's most inputs per request)")
+
+
+@dataclass(frozen=True, repr=False)
 class ModelPrice(_Section):
     """What one model costs, in the account's currency per million tokens.
 
@@ -253,13 +287,14 @@ class LlmConfig(_Section):
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     pricing: Dict[str, ModelPrice] = field(default_factory=dict)
     fallback: Tuple[ModelConfig, ...] = ()
     sources: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         checks = [("model", ModelConfig), ("rate_limit", RateLimitConfig),
-                  ("retry", RetryConfig), ("cache", CacheConfig)]
+                  ("retry", RetryConfig), ("cache", CacheConfig), ("embeddings", EmbeddingsConfig)]
         for name, cls in checks:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"llm.{name} must be a {cls.__name__}")
@@ -267,4 +302,4 @@ class LlmConfig(_Section):
             raise ConfigError("llm.fallback entries must be ModelConfig objects")
 
     def __hash__(self) -> int:  # the dict fields make the generated hash fail
-        return hash((self.model, self.rate_limit, self.retry, self.cache, self.fallback))
+        return hash((self.model, self.rate_limit, self.retry, self.cache, self.embeddings, self.fallback))

@@ -7,14 +7,16 @@ Everything a provider knows about its service — paths, headers, versions, erro
 lives in this package.
 """
 
+import dataclasses
 import importlib
 from typing import Optional
 
-from ..config._sections import ModelConfig
+from ..config._sections import LlmConfig, ModelConfig
+from ..errors import ConfigError
 from ..llm import Llm
 from ..secrets import resolve_api_keys
 
-__all__ = ["build_provider"]
+__all__ = ["build_provider", "build_embedder", "embeddings_model"]
 
 
 def build_provider(model: ModelConfig, *, api_key: Optional[str] = None,
@@ -33,3 +35,48 @@ def build_provider(model: ModelConfig, *, api_key: Optional[str] = None,
         model = resolve_api_keys(model, section=section)
     client: Llm = cls(model, api_key=api_key, section=section)
     return client
+
+
+def embeddings_model(config: LlmConfig) -> ModelConfig:
+    """The model section for ``[llm.embeddings]``: its model_name, and its base_url, key
+    and provider where set, else ``[llm.model]``'s (timeout, CA bundle and insecure-http
+    setting always come from ``[llm.model]``).
+
+    Raises:
+        ConfigError: no embeddings model_name is set; the provider is Anthropic (no
+            embeddings endpoint); or ``provider = "openai"`` is set for embeddings under
+            an Anthropic ``[llm.model]`` without a base_url of its own.
+    """
+    embeddings, model = config.embeddings, config.model
+    if embeddings.model_name is None:
+        raise ConfigError("no embeddings model is configured: set model_name under [llm.embeddings] "
+                          "(or COWORK_LLM_EMBEDDINGS_MODEL_NAME), e.g. text-embedding-3-small")
+    provider = embeddings.provider or model.provider
+    if provider == "anthropic":
+        from .anthropic import NO_EMBEDDINGS
+
+        raise ConfigError(NO_EMBEDDINGS)
+    if model.provider == "anthropic" and embeddings.base_url is None:
+        raise ConfigError("llm.embeddings.base_url is not set, and [llm.model]'s is Anthropic's: set "
+                          "base_url (and api_key) under [llm.embeddings] for the OpenAI-compatible server")
+    derived = dataclasses.replace(model, model_name=embeddings.model_name, provider=provider,
+                                  base_url=embeddings.base_url or model.base_url)
+    if embeddings.api_key is not None:  # a key of its own: none of [llm.model]'s key sources
+        derived = dataclasses.replace(derived, api_key=embeddings.api_key, extra_api_keys=(),
+                                      api_key_command=None)
+    return derived
+
+
+def build_embedder(config: LlmConfig) -> Llm:
+    """The client that answers ``embed()`` for ``config`` (its key sources resolved, as
+    :func:`build_provider` does).
+
+    Raises:
+        ConfigError: see :func:`embeddings_model`, and what :func:`build_provider` raises
+            (the message then names ``llm.embeddings``).
+    """
+    model = embeddings_model(config)
+    try:
+        return build_provider(model)
+    except ConfigError as error:
+        raise type(error)(str(error).replace("llm.model.", "llm.embeddings.", 1)) from None

@@ -170,8 +170,10 @@ class HttpProvider(Llm):
 
     # --- sending ----------------------------------------------------------------------------
 
-    def _send(self, body: Mapping[str, Any], *, stream: bool = False) -> requests.Response:
-        """POST ``body`` with the current key; return a 2xx response (its body already
+    def _send(self, body: Mapping[str, Any], *, stream: bool = False,
+              path: Optional[str] = None) -> requests.Response:
+        """POST ``body`` with the current key to :attr:`PATH` (or ``path``, e.g.
+        ``/embeddings``, under the base URL); return a 2xx response (its body already
         read unless ``stream``). A 429 moves the key rotation on; a 401 removes the key.
 
         Raises:
@@ -181,19 +183,20 @@ class HttpProvider(Llm):
         api_key = self._keys.current()
         headers = self._headers(api_key)
         headers["Accept"] = "text/event-stream" if stream else "application/json"
+        url = self._url if path is None else self.config.base_url.rstrip("/") + path
         started = time.monotonic()
         try:
             response = self._sessions.get().post(
-                self._url, json=body, headers=headers, timeout=self._timeout,
+                url, json=body, headers=headers, timeout=self._timeout,
                 verify=self._verify, stream=stream,
             )
             if not stream:
                 response.content  # noqa: B018 -- read now, so a drop mid-body is a connection error
         except requests.RequestException as exc:
             raise _http.error_for_exception(
-                exc, provider=self.PROVIDER, url=self._url, timeout=self._timeout, secrets=self._secrets()
+                exc, provider=self.PROVIDER, url=url, timeout=self._timeout, secrets=self._secrets()
             ) from exc
-        logger.debug("POST %s (model %s%s): HTTP %s in %.3f s", self._url, self.config.model_name,
+        logger.debug("POST %s (model %s%s): HTTP %s in %.3f s", url, self.config.model_name,
                      ", stream" if stream else "", response.status_code, time.monotonic() - started)
         if not 200 <= response.status_code < 300:
             error = _http.error_for_response(response, provider=self.PROVIDER, secrets=self._secrets())

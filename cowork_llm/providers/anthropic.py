@@ -26,7 +26,7 @@ import requests
 from ..config._sections import ModelConfig
 from ..errors import ConfigError, InvalidResponseError
 from ..llm import Message, check_max_tokens, check_temperature, validate_messages
-from ..results import ChatResult, Usage
+from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
@@ -41,6 +41,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 #: (the API requires the field). Set ``max_tokens`` for longer answers.
 DEFAULT_MAX_TOKENS = 1024
 _MAX_TEMPERATURE = 1.0
+NO_EMBEDDINGS = ("Anthropic has no embeddings endpoint: configure [llm.embeddings] with an "
+                 "OpenAI-compatible server (model_name, base_url, api_key and provider = \"openai\", "
+                 "or COWORK_LLM_EMBEDDINGS_*)")
 # stop_reason values under which an answer without text is legitimate.
 _EXPLAINED_EMPTY = frozenset({"max_tokens", "tool_use", "stop_sequence", "pause_turn"})
 
@@ -109,6 +112,10 @@ class AnthropicClient(HttpProvider):
 
     def _headers(self, api_key: str) -> Dict[str, str]:
         return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
+        """Raises ConfigError: Anthropic has no embeddings endpoint."""
+        raise ConfigError(NO_EMBEDDINGS)
 
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         secrets = self._secrets()

@@ -12,6 +12,9 @@ or with no explaining reason is an :class:`InvalidResponseError`.
 :meth:`OpenAIClient.stream` asks for ``"stream": true`` with
 ``stream_options.include_usage``, and reads ``chat.completion.chunk`` events up to
 ``data: [DONE]``; usage comes from the last chunk.
+
+:meth:`OpenAIClient.embed` posts one batch of texts to ``{base_url}/embeddings``
+(:mod:`._embeddings`).
 """
 
 import logging
@@ -19,12 +22,14 @@ from typing import Any, Dict, Iterator, Optional, Sequence, TypeGuard
 
 import requests
 
+from .._embed_input import check_dimensions, check_texts
 from ..errors import InvalidResponseError
 from ..llm import Message, check_max_tokens, check_temperature, validate_messages
-from ..results import ChatResult, Usage
+from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
+from ._embeddings import EMBEDDINGS_PATH, embeddings_body, parse_embeddings_response
 
 __all__ = ["OpenAIClient", "parse_chat_response"]
 
@@ -78,6 +83,23 @@ class OpenAIClient(HttpProvider):
 
     def _headers(self, api_key: str) -> Dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
+        """One ``POST {base_url}/embeddings`` for all of ``texts``, with this client's
+        model (batching is :class:`~cowork_llm.client.RateLimitedLlm`'s job).
+
+        Raises:
+            ValueError: bad texts or dimensions (before any request).
+            LlmApiError: the subclass for what failed; InvalidResponseError when the
+                answer does not hold one vector per text.
+        """
+        checked = check_texts(texts)
+        dimensions = check_dimensions(dimensions)
+        body = embeddings_body(self.config.model_name, checked, dimensions)
+        response = self._send(body, path=EMBEDDINGS_PATH)
+        return parse_embeddings_response(response, expected=len(checked), provider=PROVIDER,
+                                         fallback_model=self.config.model_name, dimensions=dimensions,
+                                         secrets=self._secrets())
 
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         secrets = self._secrets()

@@ -17,6 +17,7 @@ __all__ = [
     "admission_rates",
     "token_rates",
     "estimate_request_tokens",
+    "estimate_embedding_tokens",
     "DEFAULT_COMPLETION_TOKENS",
     "CHARS_PER_TOKEN",
     "ARRIVAL_MARGIN_MAX_MS",
@@ -98,3 +99,9 @@ def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: O
     chars = sum(len(str(message.get("content") or "")) for message in messages)
     completion = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
     return math.ceil(chars / CHARS_PER_TOKEN) + completion
+
+
+def estimate_embedding_tokens(texts: Sequence[str]) -> int:
+    """What one embeddings request weighs against ``tokens_per_minute``: the texts'
+    characters / 4, rounded up (an embedding produces no completion tokens)."""
+    return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
 
 _SECTIONS: Dict[str, Any] = {"model": ModelConfig, "rate_limit": RateLimitConfig, "retry": RetryConfig}
-_WHOLE = ("model", "rate_limit", "retry", "cache", "pricing", "fallback")
+_WHOLE = ("model", "rate_limit", "retry", "cache", "embeddings", "pricing", "fallback")
 _FIELD_SECTION = {f.name: section for section, cls in _SECTIONS.items()
                   for f in dataclasses.fields(cls)}
 
@@ -64,7 +64,7 @@ def config_env(config: LlmConfig) -> Dict[str, str]:
         raise ValueError("FakeLlmServer.env(): extra_api_keys, fallback and pricing "
                          "cannot be expressed as COWORK_LLM_* variables; use a config file")
     env: Dict[str, str] = {}
-    for section in ("model", "rate_limit", "retry", "cache"):
+    for section in ("model", "rate_limit", "retry", "cache", "embeddings"):
         values = getattr(config, section)
         prefix = "COWORK_LLM_" if section == "model" else f"COWORK_LLM_{section.upper()}_"
         for f in dataclasses.fields(values):

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 MODELS_PATH = "/v1/models"
+EMBEDDINGS_PATH = "/v1/embeddings"
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout)
 
 
@@ -97,6 +98,8 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
                 self._send_json(200, self._model_list())
             elif self.command == "POST" and path in (CHAT_PATH, MESSAGES_PATH):
                 self._chat(request, fault)
+            elif (self.command, path) == ("POST", EMBEDDINGS_PATH):
+                self._embeddings(request, fault)
             else:
                 raise wire.ApiProblem(404, f"Unknown request URL: {self.command} {path}.", "unknown_url")
         except wire.ApiProblem as problem:
@@ -156,6 +159,13 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             return self._send_stream(events, fault, {"x-request-id": f"req_fake{n:08d}"})
         body = wire.openai_completion(rid, parsed.model, None if empty else text, finish, tokens)
         self._send_json(200, body, {"x-request-id": f"req_fake{n:08d}"})
+
+    def _embeddings(self, request: RecordedRequest, fault: Optional[Fault]) -> None:
+        parsed = wire.parse_embeddings(request.body)
+        if self.owner.models and parsed.model not in self.owner.models:
+            raise wire.ApiProblem(404, f"The model `{parsed.model}` does not exist.", "model_not_found")
+        body = wire.embeddings_response(parsed, empty=fault is not None and fault.kind == "empty")
+        self._send_json(200, body, {"x-request-id": f"req_fake{self.owner._next_id():08d}"})
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ Anthropic Messages API (``/v1/messages``) as documented, including their error b
 Pure functions: no sockets here.
 """
 
+import base64
 import json
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
-from ._echo import estimate_tokens, split_pieces
+from ._echo import estimate_tokens, hash_vector, split_pieces
 
 OPENAI_ERRORS = {  # status -> (type, code, message)
     400: ("invalid_request_error", None, "Invalid request."),
@@ -224,3 +226,56 @@ def anthropic_stream(rid: str, model: str, text: str, stop: str, input_tokens: i
     ]
     return events
 
+
+
+@dataclass(frozen=True)
+class EmbeddingsRequest:
+    """An embeddings request, after the checks."""
+
+    model: str
+    inputs: List[str]
+    encoding_format: str
+    dimensions: Optional[int]
+
+
+def parse_embeddings(body: Any) -> EmbeddingsRequest:
+    """Check an embeddings request (``input`` a string or 1 to 2048 strings, no empty
+    string; ``encoding_format`` float or base64; ``dimensions`` at least 1). Raises
+    ApiProblem(400) like the real API. Token-array inputs are not served."""
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "We could not parse the JSON body of your request.")
+    model = _check_model(body)
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+        raise ApiProblem(400, "'input' is a required property and must be a string or a non-empty "
+                              "array of strings.")
+    if len(inputs) > 2048:
+        raise ApiProblem(400, f"'input' has {len(inputs)} items; the maximum is 2048.")
+    if any(not text for text in inputs):
+        raise ApiProblem(400, "'$.input' is invalid. Please check the API reference: "
+                              "https://platform.openai.com/docs/api-reference.")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise ApiProblem(400, f"Invalid value for 'encoding_format': {encoding!r}. "
+                              "Supported values are: 'float' and 'base64'.")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)
+                                   or dimensions < 1):
+        raise ApiProblem(400, "Invalid value for 'dimensions': must be an integer of at least 1.")
+    return EmbeddingsRequest(model, inputs, encoding, dimensions)
+
+
+def embeddings_response(request: EmbeddingsRequest, *, empty: bool = False) -> Dict[str, Any]:
+    """A ``list`` of ``embedding`` objects (vectors from a hash of each text, as float
+    lists or base64 float32), with usage; ``empty`` gives no data."""
+    data = []
+    for index, text in enumerate([] if empty else request.inputs):
+        vector = hash_vector(text, request.dimensions)
+        embedding: Any = vector
+        if request.encoding_format == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = sum(estimate_tokens(text) for text in request.inputs)
+    return {"object": "list", "data": data, "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -1,7 +1,9 @@
 """FakeLlmServer: a real HTTP server on 127.0.0.1 that speaks the OpenAI and Anthropic APIs.
 
 It answers ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
-both with ``"stream": true`` as server-sent events, and ``GET /v1/models``; it checks the
+both with ``"stream": true`` as server-sent events, ``POST /v1/embeddings`` (OpenAI's
+format: a deterministic unit vector per text from a hash of it, 16 numbers unless
+``dimensions`` is asked for, as floats or base64) and ``GET /v1/models``; it checks the
 key, records every request with its arrival time, and misbehaves on demand::
 
     from cowork_llm.testing import FakeLlmServer
@@ -33,7 +35,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from ..config._sections import LlmConfig
 from ._echo import echo_reply
 from ._fake_config import config_env, fake_config
-from ._fake_handler import CHAT_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer
+from ._fake_handler import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer
 from ._fake_record import RecordedRequest, RequestLog
 from .fake_faults import Fault, FaultQueue
 
@@ -62,6 +64,7 @@ class FakeLlmServer:
     CHAT_PATH = CHAT_PATH
     MESSAGES_PATH = MESSAGES_PATH
     MODELS_PATH = MODELS_PATH
+    EMBEDDINGS_PATH = EMBEDDINGS_PATH
 
     def __init__(
         self,
@@ -213,6 +216,11 @@ class FakeLlmServer:
     def chat_requests(self) -> List[RecordedRequest]:
         """The POSTs to ``/v1/chat/completions`` and ``/v1/messages``."""
         return [r for r in self._log.snapshot() if _is_chat(r)]
+
+    @property
+    def embedding_requests(self) -> List[RecordedRequest]:
+        """The POSTs to ``/v1/embeddings``."""
+        return [r for r in self._log.snapshot() if r.method == "POST" and r.path == EMBEDDINGS_PATH]
 
     @property
     def request_count(self) -> int:

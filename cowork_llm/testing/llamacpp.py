@@ -115,7 +115,8 @@ class LlamaCppServer:
         with LlamaCppServer() as server:
             llm = create_llm_client(server.config())
 
-    ``model_name`` is also the server's model alias, so answers report it. Requests
+    ``model_name`` is also the server's model alias, so answers report it. With
+    ``embeddings=True`` it also serves ``POST /v1/embeddings`` (640 numbers per text). Requests
     without ``max_tokens`` are capped at ``default_max_tokens`` (the server would
     otherwise generate until the context is full). The server has one slot: it answers
     one request at a time and queues the rest.
@@ -139,6 +140,7 @@ class LlamaCppServer:
         default_max_tokens: int = 256,
         startup_timeout_seconds: float = 60.0,
         verbosity: int = 0,
+        embeddings: bool = False,
     ) -> None:
         self._model_dir = model_dir
         self.api_key = api_key if api_key is not None else "sk-local-" + secrets.token_hex(16)
@@ -148,6 +150,9 @@ class LlamaCppServer:
         self.default_max_tokens = default_max_tokens
         self.startup_timeout_seconds = startup_timeout_seconds
         self.verbosity = verbosity  # llama.cpp's own log lines on stderr: 0 silent, 3 chatty
+        # Serve /v1/embeddings too (llama.cpp's --embeddings, with mean pooling: Gemma's
+        # own pooling type is "none", which the OpenAI-style endpoint refuses).
+        self.embeddings = embeddings
         self.model_path: Optional[Path] = None
         self.startup_seconds: Optional[float] = None  #: Server() plus the health check
         self._server: Any = None
@@ -173,6 +178,9 @@ class LlamaCppServer:
         params.cpuparams_batch.n_threads = self.threads
         params.api_keys = [self.api_key]
         params.verbosity = self.verbosity
+        if self.embeddings:
+            params.embedding = True
+            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         started = time.monotonic()
         try:
             server = xllamacpp.Server(params)  # returns once the model is loaded

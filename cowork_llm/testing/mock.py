@@ -20,6 +20,10 @@ Queued replies (from the list and :meth:`MockLlm.enqueue`) are used first, in or
 the queue is empty the *responder* answers: the callable when one was given, the echo
 when nothing was given, and an ``AssertionError`` when a list was given (running off the
 end of a script is a bug in the test).
+
+``embed(texts)`` answers with deterministic unit vectors (a hash of each text, 16 numbers
+unless ``dimensions`` says otherwise) and is recorded as a call of kind ``"embed"``; a
+queued *exception* is raised by the next call of either kind, queued texts only answer chat.
 """
 
 import copy
@@ -30,10 +34,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
+from .._embed_input import check_dimensions, check_texts
 from ..llm import Llm, Message, validate_messages
-from ..results import ChatResult, Usage
+from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import ChatStream, StreamState
-from ._echo import echo_reply, estimate_tokens, prompt_tokens, split_pieces
+from ._echo import echo_reply, estimate_tokens, hash_vector, prompt_tokens, split_pieces
 
 __all__ = ["MockLlm", "MockCall", "Reply", "Responder"]
 
@@ -47,9 +52,11 @@ Responder = Callable[[List[Dict[str, str]]], str]
 class MockCall:
     """One call that reached the mock (bad arguments are rejected before recording).
 
-    ``kind`` is ``"chat"`` or ``"stream"``; ``options`` holds ``temperature`` and
-    ``max_tokens`` as passed; ``thread`` is the calling thread's name; ``monotonic`` and
-    ``wall`` are ``time.monotonic()`` / ``time.time()`` when the call arrived.
+    ``kind`` is ``"chat"``, ``"stream"`` or ``"embed"``; ``options`` holds ``temperature``
+    and ``max_tokens`` as passed (``dimensions`` for embed, whose ``messages`` are
+    ``{"role": "embedding-input", "content": text}`` per text); ``thread`` is the calling
+    thread's name; ``monotonic`` and ``wall`` are ``time.monotonic()`` / ``time.time()``
+    when the call arrived.
     """
 
     index: int
@@ -210,6 +217,38 @@ class MockLlm(Llm):
         a queued exception is raised when iteration starts."""
         checked, call = self._arrive(messages, temperature, max_tokens, "stream")
         return ChatStream(self._pieces(checked, call), StreamState(model=self.model))
+
+    def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
+        """Deterministic vectors, one per text (see the module docstring).
+
+        Raises:
+            ValueError: bad texts or dimensions (nothing is recorded).
+            An exception queued at the head of the script.
+        """
+        checked = check_texts(texts)
+        dimensions = check_dimensions(dimensions)
+        with self._lock:
+            call = MockCall(index=next(self._counter),
+                            messages=[{"role": "embedding-input", "content": t} for t in checked],
+                            options={"dimensions": dimensions}, thread=threading.current_thread().name,
+                            monotonic=time.monotonic(), wall=time.time(), kind="embed")
+            self._calls.append(call)
+            head = self._queue[0] if self._queue else None
+            error = head if isinstance(head, BaseException) or (
+                isinstance(head, type) and issubclass(head, BaseException)) else None
+            if error is not None:
+                self._queue.popleft()
+        if self.gate is not None:
+            self.gate.wait()
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        if isinstance(error, type):
+            raise error(f"MockLlm: injected {error.__name__} on call {call.index}")
+        if error is not None:
+            raise _fresh(error)
+        tokens = sum(estimate_tokens(t) for t in checked)
+        return EmbeddingResult(vectors=[hash_vector(t, dimensions) for t in checked], model=self.model,
+                               usage=Usage(tokens, 0, tokens), request_id=f"mock-{call.index}")
 
     def close(self) -> None:
         self.closed = True

@@ -104,7 +104,7 @@ def test_the_template_is_valid_toml_with_every_key_and_its_meaning(capsys):
     text = capsys.readouterr().out
     assert text == render_template()
     document = tomllib.loads(text)
-    assert set(document["llm"]) == {"model", "rate_limit", "retry", "cache"}
+    assert set(document["llm"]) == {"model", "rate_limit", "retry", "cache", "embeddings"}
     for key in CONFIG_KEYS:
         assert re.search(rf"^#? ?{key.name} =", text, re.M), key.path
         assert key.variable in text
