@@ -2,9 +2,9 @@
 :class:`EmbeddingResult` for ``embed()``."""
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
-__all__ = ["ChatResult", "Usage", "EmbeddingResult"]
+__all__ = ["ChatResult", "Usage", "EmbeddingResult", "ToolCall"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,26 @@ class EmbeddingResult:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for. ``arguments`` is the decoded JSON object;
+    ``raw_arguments`` the text as the provider sent it (OpenAI sends a JSON string;
+    for Anthropic, whose ``input`` is an object, it is that object re-encoded)."""
+
+    id: str
+    name: str
+    arguments: Dict[str, Any]
+    raw_arguments: str = field(default="", repr=False)
+
+    def to_message(self) -> Dict[str, Any]:
+        """The entry of an assistant message's ``tool_calls`` (OpenAI's format)."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.raw_arguments or _dumps(self.arguments)}}
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)

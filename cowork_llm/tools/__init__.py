@@ -1,0 +1,14 @@
+"""Tools: plain Python functions (or OpenAI-format tool dicts) a model may call.
+
+- :mod:`._schema`: :func:`function_tool`, a function's JSON schema from its type hints
+  and docstring.
+- :mod:`._call`: :func:`call_with_arguments`, calling it with the model's JSON arguments.
+
+The call a model asks for is a :class:`~cowork_llm.results.ToolCall`.
+"""
+
+from ..results import ToolCall
+from ._call import ToolArgumentError, call_with_arguments
+from ._schema import function_tool, parameters_schema
+
+__all__ = ["ToolCall", "ToolArgumentError", "call_with_arguments", "function_tool", "parameters_schema"]

@@ -1,0 +1,195 @@
+"""A plain Python function as a tool: the JSON schema from its hints and docstring, a
+ValueError naming function and parameter for what cannot be described, and calling it
+with a model's JSON arguments. Every schema is checked to be a valid JSON Schema, and the
+whole tool against the official spec's ChatCompletionTool where the vendored extract has it."""
+
+import dataclasses
+import enum
+import json
+import os
+from typing import Any, Dict, List, Literal, Optional
+
+import jsonschema
+import pytest
+
+from cowork_llm.tools import ToolArgumentError, ToolCall, call_with_arguments, function_tool
+
+SPEC = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi",
+                    "chat-completions-request.json")
+
+
+class Unit(enum.Enum):
+    CELSIUS = "celsius"
+    FAHRENHEIT = "fahrenheit"
+
+
+@dataclasses.dataclass
+class Place:
+    """Where to look."""
+
+    city: str
+    country: Optional[str] = None
+
+
+def get_weather(place: Place, unit: Unit = Unit.CELSIUS, days: int = 1,
+                detail: Literal["short", "long"] = "short", hourly: bool = False) -> Dict[str, Any]:
+    """Get the weather forecast for a place.
+
+    Uses the nearest station.
+
+    Args:
+        place: the city (and country) to look up
+        unit: the temperature unit
+        days: how many days ahead,
+            from 1 to 7
+        detail: how much to say
+        hourly (bool): one value per hour
+    """
+    return {"city": place.city, "unit": unit.value, "days": days, "detail": detail, "hourly": hourly}
+
+
+def save_doc(title: str, sections: List[str], tags: Optional[Dict[str, str]] = None,
+             score: float = 0.5) -> str:
+    """Save a document.
+
+    :param title: the document's title
+    :param sections: its sections, in order
+    :param tags: labels to attach
+    """
+    return title
+
+
+def spec_validator(name):
+    with open(SPEC, encoding="utf-8") as f:
+        spec = json.load(f)
+    return jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", **spec})
+
+
+def test_hints_and_a_google_docstring_make_the_schema():
+    tool = function_tool(get_weather)
+    function = tool["function"]
+    assert tool["type"] == "function" and function["name"] == "get_weather"
+    assert function["description"] == "Get the weather forecast for a place.\n\nUses the nearest station."
+    params = function["parameters"]
+    assert params["required"] == ["place"]
+    assert params["additionalProperties"] is False
+    props = params["properties"]
+    assert props["place"]["type"] == "object"
+    assert props["place"]["required"] == ["city"]
+    assert props["place"]["properties"]["country"] == {"type": ["string", "null"]}
+    assert props["place"]["description"] == "the city (and country) to look up"
+    assert props["unit"] == {"type": "string", "enum": ["celsius", "fahrenheit"],
+                             "description": "the temperature unit", "default": "celsius"}
+    assert props["days"] == {"type": "integer", "description": "how many days ahead, from 1 to 7",
+                             "default": 1}
+    assert props["detail"]["enum"] == ["short", "long"] and props["detail"]["type"] == "string"
+    assert props["hourly"]["type"] == "boolean" and props["hourly"]["description"] == "one value per hour"
+    jsonschema.Draft202012Validator.check_schema(params)
+
+
+def test_sphinx_docstring_lists_dicts_and_optional():
+    function = function_tool(save_doc)["function"]
+    assert function["description"] == "Save a document."
+    props = function["parameters"]["properties"]
+    assert props["title"] == {"type": "string", "description": "the document's title"}
+    assert props["sections"] == {"type": "array", "items": {"type": "string"},
+                                 "description": "its sections, in order"}
+    assert props["tags"]["type"] == ["object", "null"]
+    assert props["tags"]["additionalProperties"] == {"type": "string"}
+    assert props["score"] == {"type": "number", "default": 0.5}
+    assert function["parameters"]["required"] == ["title", "sections"]
+
+
+@pytest.mark.parametrize("func", [get_weather, save_doc])
+def test_the_tool_validates_against_the_official_spec(func):
+    validator = spec_validator("ChatCompletionTool") if "ChatCompletionTool" in open(SPEC).read() else None
+    if validator is None:
+        pytest.skip("the vendored spec extract has no ChatCompletionTool yet")
+    validator.validate(function_tool(func))
+
+
+def test_arguments_that_match_the_schema_validate_and_call_the_function():
+    arguments = {"place": {"city": "Oslo"}, "unit": "fahrenheit", "days": 3}
+    jsonschema.validate(arguments, function_tool(get_weather)["function"]["parameters"])
+    assert call_with_arguments(get_weather, arguments) == {
+        "city": "Oslo", "unit": "fahrenheit", "days": 3, "detail": "short", "hourly": False}
+
+
+def test_a_function_without_a_docstring_or_parameters():
+    def ping() -> str:
+        return "pong"
+
+    assert function_tool(ping) == {"type": "function", "function": {
+        "name": "ping", "parameters": {"type": "object", "properties": {}, "required": [],
+                                       "additionalProperties": False}}}
+
+
+def no_hint(city, days: int) -> str:  # noqa: ANN001 - the point of the test
+    return city
+
+
+def star_args(*cities: str) -> str:
+    return ""
+
+
+def odd_type(when: complex) -> str:
+    return ""
+
+
+def any_type(payload: Any) -> str:
+    return ""
+
+
+def bare_list(items: list) -> str:
+    return ""
+
+
+def int_keys(table: Dict[int, str]) -> str:
+    return ""
+
+
+def two_types(value: "int | str") -> str:
+    return ""
+
+
+@pytest.mark.parametrize("func, words", [
+    (no_hint, "function no_hint, parameter 'city' has no type hint"),
+    (star_args, "function star_args, parameter 'cities': \\*args and \\*\\*kwargs"),
+    (odd_type, "function odd_type, parameter 'when': type complex is not supported"),
+    (any_type, "function any_type, parameter 'payload': type .*Any.* is not supported"),
+    (bare_list, "function bare_list, parameter 'items': say what the list holds"),
+    (int_keys, "function int_keys, parameter 'table': dict keys must be str"),
+    (two_types, "function two_types, parameter 'value': a union of several types"),
+    (lambda x: x, "cannot be a tool"),
+])
+def test_what_cannot_be_described_is_a_value_error_naming_function_and_parameter(func, words):
+    with pytest.raises(ValueError, match=words):
+        function_tool(func)
+
+
+def test_an_unresolvable_forward_reference_is_named():
+    def later(x: "NoSuchType") -> str:  # noqa: F821 - the point of the test
+        return ""
+
+    with pytest.raises(ValueError, match="function later: its type hints cannot be resolved"):
+        function_tool(later)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    ({}, "missing a required argument: 'place'"),
+    ({"place": {"city": "Oslo"}, "colour": 1}, "unexpected keyword argument 'colour'"),
+    ({"place": {"city": "Oslo"}, "unit": "kelvin"}, "'kelvin' is not one of 'celsius', 'fahrenheit'"),
+    ({"place": {"town": "Oslo"}}, "unknown field\\(s\\) town for Place"),
+    ({"place": "Oslo"}, "expected an object for Place"),
+    ({"place": {"city": "Oslo"}, "days": "3"}, "argument 'days': expected int, got '3'"),
+])
+def test_arguments_that_do_not_fit_are_tool_argument_errors(arguments, words):
+    with pytest.raises(ToolArgumentError, match=words):
+        call_with_arguments(get_weather, arguments)
+
+
+def test_a_tool_call_becomes_an_assistant_message_entry():
+    call = ToolCall(id="call_1", name="save_doc", arguments={"title": "x"}, raw_arguments='{"title": "x"}')
+    assert call.to_message() == {"id": "call_1", "type": "function",
+                                 "function": {"name": "save_doc", "arguments": '{"title": "x"}'}}
+    assert json.loads(ToolCall("c", "f", {"a": 1}).to_message()["function"]["arguments"]) == {"a": 1}
