@@ -11,4 +11,4 @@ from ..results import ToolCall
 from ._call import ToolArgumentError, call_with_arguments
 from ._schema import function_tool, parameters_schema
 
-__all__ = ["ToolCall", "ToolArgumentError", "call_with_arguments", "function_tool", "parameters_schema"]
+__all__ = ["call_with_arguments", "function_tool", "parameters_schema", "ToolArgumentError", "ToolCall"]
