@@ -50,7 +50,9 @@ def test_each_batch_takes_its_own_limiter_slot_measured_at_the_server(server):
         llm.embed(TEXTS[:6])
     gaps = server.arrival_gaps(path=server.EMBEDDINGS_PATH)
     assert len(gaps) == 2
-    assert min(gaps) >= 0.25
+    # The limiter spaces admissions; at the server a gap may come out a few ms short
+    # (admission-to-arrival jitter on a loaded machine), never a whole interval.
+    assert min(gaps) >= 0.25 - 0.015, gaps
 
 
 def test_each_batch_weighs_its_own_token_estimate(server, monkeypatch):
