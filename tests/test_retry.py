@@ -283,3 +283,57 @@ def test_one_policy_shared_by_many_threads():
         else:
             assert outcomes[i] == ("failed", f"t{i}", max_attempts, [float(i)] * (max_attempts - 1)), i
         assert retries[i] == [(f"t{i}", float(i))] * min(failures, max_attempts - 1), i
+
+
+# --- found by mutation testing (TESTING.md) -------------------------------------------------
+
+
+def test_a_401_for_one_key_of_a_rotation_is_retried_at_once():
+    from cowork_llm.errors import KeyRejectedError
+
+    rejected = KeyRejectedError("401; retrying with the next API key", status_code=401,
+                                retry_after=0.0)
+    assert is_retryable(rejected)
+    retry_policy, sleeps = policy()
+    assert call(retry_policy, Script(rejected)) == "ok"
+    assert sleeps == [0.0]
+
+
+def test_describe_error_of_an_exception_without_a_status():
+    assert describe_error(ValueError("x")) == "ValueError"
+
+
+def test_backoff_starts_at_initial_wait_and_jitters_by_at_most_that():
+    retry_policy, sleeps = policy(max_attempts=5, initial_wait_seconds=0.25, max_wait_seconds=60)
+    with pytest.raises(ApiConnectionError):
+        call(retry_policy, Script(*[ApiConnectionError("reset")] * 5))
+    for n, wait in enumerate(sleeps, start=1):
+        base = 0.25 * 2 ** (n - 1)  # 0.25, 0.5, 1, 2
+        assert base <= wait <= base + 0.25, (n, wait)
+
+
+def test_a_prompt_hash_given_as_a_function_is_logged_as_its_value(caplog):
+    caplog.set_level(logging.WARNING, logger="cowork_llm")
+    retry_policy, _ = policy()
+    asked = []
+
+    def lazy_hash():
+        asked.append(1)
+        return "feedbeef0123"
+
+    retry_policy.call(Script(ServerError("boom", status_code=500, retry_after=0.0)),
+                      model="gpt-x", prompt_hash=lazy_hash)
+    messages = [r.getMessage() for r in caplog.records if r.name == "cowork_llm.retry"]
+    assert messages == ["attempt 1 of 5 failed: ServerError 500; retrying in 0.00s "
+                        "(model=gpt-x, prompt=feedbeef0123)"]
+    assert asked == [1]
+
+
+def test_refusing_a_long_retry_after_says_why_in_the_log(caplog):
+    caplog.set_level(logging.WARNING, logger="cowork_llm")
+    retry_policy, _ = policy(max_retry_after_seconds=60)
+    with pytest.raises(ServerError):
+        call(retry_policy, Script(ServerError("later", status_code=503, retry_after=100.0)))
+    messages = [r.getMessage() for r in caplog.records if r.name == "cowork_llm.retry"]
+    assert messages == ["ServerError 503 asked to wait 100.0s, more than "
+                        "max_retry_after_seconds=60: not retrying"]

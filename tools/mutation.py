@@ -1,0 +1,167 @@
+"""Mutation testing, one target at a time (``tox -e mutation -- TARGET``; TESTING.md).
+
+mutmut reads its settings from ``[mutmut]`` in the setup.cfg of the directory it runs in,
+one set per directory, and it always runs every selected test once to learn which test
+reaches which function. To keep a run to minutes, each target (a ``[mutation:NAME]``
+section of setup.cfg: the files to mutate and the tests that own them) runs in its own
+work directory, ``build/mutation/NAME``, holding a copy of the package and the tests and
+a setup.cfg with the target's ``[mutmut]`` section. The run is niced and uses one worker.
+
+Mutants listed in ``tests/mutation_equivalent.txt`` (name, then why it cannot be killed)
+are reported as equivalent instead of survived; the score is killed / (all - equivalent).
+
+    python tools/mutation.py TARGET [TARGET ...]   # run, then report
+    python tools/mutation.py --report TARGET       # report the last run again
+    python tools/mutation.py --list                # the targets
+
+Exit status: 0 when every target reached ``--fail-under`` (default 0: report only).
+"""
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "mutation"
+EQUIVALENT_FILE = ROOT / "tests" / "mutation_equivalent.txt"
+
+# mutmut 3's exit codes (mutmut/stats.py): what a mutant's test run ended with.
+KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
+          255: "timeout", 37: "caught by type check"}
+SURVIVED = {0: "survived"}
+NOT_RUN = {5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
+
+# Every target: per-test wall-clock bound (a mutant that hangs a test fails it), no cache.
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "--timeout=60", "-m", "not realserver"]
+
+
+def read_targets() -> Dict[str, Dict[str, List[str]]]:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    targets = {}
+    for section in parser.sections():
+        if section.startswith("mutation:"):
+            targets[section.split(":", 1)[1]] = {
+                key: parser.get(section, key).split() for key in ("mutate", "tests")}
+    return targets
+
+
+def read_equivalents() -> Dict[str, str]:
+    equivalents = {}
+    if EQUIVALENT_FILE.exists():
+        for line in EQUIVALENT_FILE.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, _, why = line.partition(" ")
+                equivalents[name] = why.strip()
+    return equivalents
+
+
+def prepare(name: str, target: Dict[str, List[str]]) -> Path:
+    """A fresh work directory: the package, the tests, and a setup.cfg for mutmut."""
+    work = WORK / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "cowork_llm", work / "cowork_llm", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(ROOT / "setup.cfg")
+    for section in config.sections():
+        if section.startswith("mutation:") or section == "mutmut":
+            config.remove_section(section)
+    config["mutmut"] = {
+        "source_paths": "cowork_llm",
+        "only_mutate": "\n" + "\n".join(target["mutate"]),
+        "pytest_add_cli_args_test_selection": "\n" + "\n".join(target["tests"]),
+        "pytest_add_cli_args": "\n" + "\n".join(PYTEST_ARGS),
+        "use_git_change_detection": "false",
+    }
+    with open(work / "setup.cfg", "w") as out:
+        config.write(out)
+    return work
+
+
+def run(name: str, target: Dict[str, List[str]]) -> float:
+    work = prepare(name, target)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # mutmut puts its mutated copy first on the path itself
+    started = time.monotonic()
+    command = ["nice", "-n", "19", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    with open(work / "mutmut.log", "w") as log:
+        subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                       check=False)
+    return time.monotonic() - started
+
+
+def results(name: str) -> Dict[str, str]:
+    """mutant name -> status, from mutmut's .meta files of the last run."""
+    statuses = {}
+    for meta in (WORK / name / "mutants").rglob("*.meta"):
+        data = json.loads(meta.read_text())
+        for mutant, code in data.get("exit_code_by_key", {}).items():
+            statuses[mutant] = (KILLED.get(code) or SURVIVED.get(code) or NOT_RUN.get(code)
+                                or f"suspicious ({code})")
+    return statuses
+
+
+def report(name: str, seconds: float = 0.0) -> Tuple[float, str]:
+    statuses = results(name)
+    equivalents = read_equivalents()
+    killed = [m for m, s in statuses.items() if s in KILLED.values()]
+    equivalent = [m for m, s in statuses.items() if s == "survived" and m in equivalents]
+    survived = [m for m, s in statuses.items() if s != "survived" and s not in KILLED.values()
+                or (s == "survived" and m not in equivalents)]
+    counted = len(statuses) - len(equivalent)
+    score = 100.0 * len(killed) / counted if counted else 0.0
+    took = f", {seconds / 60:.1f} min" if seconds else ""
+    line = (f"{name}: {score:.1f}% of non-equivalent mutants killed ({len(killed)} of {counted}; "
+            f"{len(equivalent)} equivalent, {len(survived)} not killed{took})")
+    print(line)
+    for mutant in sorted(survived):
+        print(f"    {statuses[mutant]:<12} {mutant}")
+    stale = [m for m in equivalents if m.startswith(_module_prefix(name, statuses))
+             and statuses.get(m) not in (None, "survived")]
+    for mutant in stale:
+        print(f"    listed as equivalent but {statuses[mutant]}: {mutant}")
+    print(f"    (diff of one: cd {WORK / name} && {sys.executable} -m mutmut show NAME)")
+    return score, line
+
+
+def _module_prefix(name: str, statuses: Dict[str, str]) -> str:
+    # Every mutant of a run starts with a module path; a stale equivalent is one of them.
+    return os.path.commonprefix(list(statuses)) if statuses else "\0"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*")
+    parser.add_argument("--list", action="store_true", help="list the targets")
+    parser.add_argument("--report", action="store_true", help="report the last run, do not run")
+    parser.add_argument("--fail-under", type=float, default=0.0)
+    args = parser.parse_args()
+    targets = read_targets()
+    if args.list or not args.targets:
+        for name, target in targets.items():
+            print(f"{name}: mutates {' '.join(target['mutate'])}; tests {' '.join(target['tests'])}")
+        return 0
+    unknown = [t for t in args.targets if t not in targets]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; see --list")
+    ok = True
+    for name in args.targets:
+        seconds = 0.0 if args.report else run(name, targets[name])
+        score, _ = report(name, seconds)
+        ok = ok and score >= args.fail_under
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
