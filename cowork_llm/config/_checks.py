@@ -11,11 +11,12 @@ import functools
 import math
 import typing
 from typing import Any, Dict, Optional, Sequence
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from ..errors import ConfigError, InvalidBaseUrlError, MissingApiKeyError
 
-__all__ = ["mask_secret", "mask_url_password", "masked_repr", "type_hints", "check_type", "MAX_SECONDS",
+__all__ = ["mask_secret", "mask_url_password", "url_secrets", "masked_repr", "type_hints", "check_type",
+           "MAX_SECONDS",
            "check_at_most_a_year", "check_base_url", "check_api_keys"]
 
 _SECRET_FIELDS = frozenset({"api_key", "extra_api_keys"})
@@ -31,15 +32,46 @@ def mask_secret(secret: Optional[str]) -> str:
 
 
 def mask_url_password(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with every credential redis-py would read from it replaced by ``***``:
+    the password (``user:PW@``), a lone user-info (``redis://PW@host``: often a
+    password written without its colon) and query parameters naming a password
+    (``?password=PW``, ``?ssl_password=PW``). Safe for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparsable: show nothing that could be a credential
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = (f"{user}:***" if colon else "***") + "@" + hostport
+    query = "&".join(_mask_query_item(item) for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _mask_query_item(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    return f"{name}=***" if equals and "pass" in name.lower() else item
+
+
+def url_secrets(url: str) -> "list[str]":
+    """The credential strings inside ``url`` (as written and percent-decoded), longest
+    first: what must be scrubbed from a message that might quote them."""
+    found = set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        user, colon, password = userinfo.partition(":")
+        found.add(password if colon else user)
+    for item in parts.query.split("&"):
+        name, equals, value = item.partition("=")
+        if equals and "pass" in name.lower():
+            found.add(value)
+    found |= {unquote(s) for s in found}
+    return sorted((s for s in found if s), key=len, reverse=True)
 
 
 def masked_repr(name: str, value: Any) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "CHARS_PER_TOKEN",
     "ARRIVAL_MARGIN_MAX_MS",
     "ARRIVAL_MARGIN_FRACTION",
+    "lost_state_pause_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,3 +106,10 @@ def estimate_embedding_tokens(texts: Sequence[str]) -> int:
     """What one embeddings request weighs against ``tokens_per_minute``: the texts'
     characters / 4, rounded up (an embedding produces no completion tokens)."""
     return math.ceil(sum(len(text) for text in texts) / CHARS_PER_TOKEN)
+
+
+def lost_state_pause_seconds(config: RateLimitConfig) -> float:
+    """How long a group holds its starts after its shared record was lost (Redis flushed
+    or restarted, the SQLite file deleted): the longest window of its request rates, so
+    no start of the lost record can be closer than a rate allows to the next one."""
+    return max((rate.interval for rate in admission_rates(config)), default=0) / 1000

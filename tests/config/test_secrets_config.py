@@ -138,3 +138,23 @@ def test_a_redis_password_is_masked_in_reprs_and_init_output(capsys):
     out, err = capsys.readouterr()
     assert "hunter2-redis-secret" not in out + err
     assert "user:***@127.0.0.1:6390" in out
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6390/0?password=hunter3-query-secret",
+    "redis://hunter3-query-secret@127.0.0.1:6390/0",
+    "rediss://user:hunter3-query-secret@127.0.0.1:6390/0?db=1",
+])
+def test_every_redis_credential_form_is_masked_in_reprs_and_init_output(capsys, url):
+    from cowork_llm.cli import main
+    from cowork_llm.config import RateLimitConfig
+
+    assert "hunter3-query-secret" not in repr(RateLimitConfig(backend="redis", redis_url=url))
+    with open("config.toml", "w", encoding="utf-8") as f:
+        f.write('[llm]\nmodel.base_url = "https://api.example.com/v1"\n'
+                'model.api_key = "sk-test-0123456789abcdef"\nmodel.model_name = "m"\n'
+                f'rate_limit.backend = "redis"\nrate_limit.redis_url = "{url}"\n')
+    os.chmod("config.toml", 0o600)
+    assert main(["init"]) == 0
+    out, err = capsys.readouterr()
+    assert "hunter3-query-secret" not in out + err and "***" in out

@@ -50,6 +50,9 @@ STALE_TICKET_SECONDS = 5.0
 #: one Redis script, or one short transaction under the SQLite file lock (measured cost:
 #: BENCHMARKS.md, "Limiter accuracy").
 QUEUE_POLL_SECONDS = 0.02
+# Ghost tickets remembered per backend (one per failed ask; more would be a store down
+# for long, whose tickets have gone stale anyway).
+_MAX_GHOSTS = 64
 
 
 class QueuedBackend(BucketBackend):
@@ -72,6 +75,11 @@ class QueuedBackend(BucketBackend):
         # thread that gives up) finds its own.
         self._members: Dict[int, str] = {}
         self._members_lock = threading.Lock()
+        # Tickets of asks that failed (the store timed out): the store may still run the
+        # command later and enqueue them. Removed by this backend's next successful ask,
+        # never on the failing path itself (it would wait on the store that just failed).
+        self._ghosts: List[str] = []
+        self._store_failed = False
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -91,8 +99,46 @@ class QueuedBackend(BucketBackend):
 
     # --- the queue ------------------------------------------------------------------------
 
+    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+        try:
+            wait = super().try_acquire(weight, tokens)
+        except LimiterBackendError:
+            self._forget_my_member()
+            raise
+        self._store_failed = False
+        return wait
+
+    def _forget_my_member(self) -> None:
+        """After a failed ask: this thread's ticket becomes a ghost, to be removed later."""
+        with self._members_lock:
+            self._store_failed = True
+            member = self._members.pop(threading.get_ident(), None)
+            if member is not None and member not in self._ghosts:
+                self._ghosts.append(member)
+                del self._ghosts[:-_MAX_GHOSTS]
+
+    def _take_ghosts(self) -> List[str]:
+        with self._members_lock:
+            ghosts, self._ghosts = self._ghosts, []
+            return ghosts
+
     def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+        ghosts = self._take_ghosts()
+        if ghosts:
+            self._leave_queue(ghosts)
         member = self._my_member()
+        try:
+            return self._take_turn_and_try(member, weight, tokens)
+        except self._store_errors:
+            self._drop_ticket_after_failure(member)
+            raise
+
+    def _drop_ticket_after_failure(self, member: str) -> None:
+        """With the guard still held, after the store failed: remove ``member``'s ticket
+        if that can be done without waiting on the store again (SQLite: the lock is
+        ours). Default: nothing; the ticket is removed by the next good ask."""
+
+    def _take_turn_and_try(self, member: str, weight: int, tokens: int) -> float:
         stale_ms = max(1, round(self.stale_ticket_seconds * 1000))
         if not self._take_turn(member, stale_ms):
             return self.queue_poll_seconds
@@ -119,15 +165,23 @@ class QueuedBackend(BucketBackend):
     def withdraw(self) -> None:
         with self._members_lock:
             member = self._members.pop(threading.get_ident(), None)
+            if member is not None and self._store_failed:
+                # The store just failed: do not wait on it again; the next good ask
+                # removes the ticket (or it goes stale).
+                self._ghosts.append(member)
+                member = None
         if member is not None:
             self._leave_quietly([member])
 
     def _withdraw_all(self) -> None:
-        """Every ticket of this backend leaves the queue (for ``close()``). Never raises."""
+        """Every ticket of this backend leaves the queue (for ``close()``). Never raises;
+        skips the store when its last ask failed (the tickets go stale by themselves)."""
         with self._members_lock:
-            members = list(self._members.values())
+            members = list(self._members.values()) + self._ghosts
             self._members.clear()
-        if members:
+            self._ghosts = []
+            failed = self._store_failed
+        if members and not failed:
             self._leave_quietly(members)
 
     def _leave_quietly(self, members: List[str]) -> None:

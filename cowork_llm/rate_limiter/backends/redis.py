@@ -19,13 +19,12 @@ clocks (NTP); a host whose clock runs d ms behind can start d ms early.
 import logging
 import time
 from typing import Any, List, Optional
-from urllib.parse import urlsplit
 
 from pyrate_limiter import RateItem, RedisBucket, StateBucket, TokenBucket
 from pyrate_limiter.buckets.redis_bucket import LuaScript
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
-from ...config._checks import mask_url_password
+from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
 from .._rates import admission_rates, token_rates
@@ -97,7 +96,7 @@ class RedisBackend(QueuedBackend):
                 "pip install 'cowork-llm[redis]'") from error
         assert config.redis_url is not None  # RateLimitConfig requires it for redis
         self.url = mask_url_password(config.redis_url)
-        self._password = urlsplit(config.redis_url).password
+        self._secrets = url_secrets(config.redis_url)
         self.description = f"redis {self.url}"
         self._store_errors = (redis.RedisError,)
         self._noscript = redis.exceptions.NoScriptError
@@ -127,7 +126,9 @@ class RedisBackend(QueuedBackend):
         super().__init__(config, requests, tokens)  # type: ignore[arg-type]
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _backend_error(self, error: BaseException) -> LimiterBackendError:
         return LimiterBackendError(

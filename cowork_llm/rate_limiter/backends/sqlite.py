@@ -12,13 +12,14 @@ processes. Timestamps are wall-clock milliseconds: the processes of one machine 
 that clock.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import sqlite3
 import time
-from typing import Any, ContextManager, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
 from pyrate_limiter.abstracts.algorithm import StateAlgorithm
@@ -29,7 +30,7 @@ from pyrate_limiter.clocks import WallClock
 
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
-from .._rates import admission_rates, token_rates
+from .._rates import admission_rates, lost_state_pause_seconds, token_rates
 from ._ticket_queue import QueuedBackend
 
 __all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]
@@ -111,10 +112,9 @@ class SQLiteBackend(QueuedBackend):
         self._lock = FileLock(self.path + ".lock", timeout=_LOCK_TIMEOUT_SECONDS,
                               poll_interval=_LOCK_POLL_SECONDS)
         self._conn: Optional[sqlite3.Connection] = None
+        self._file_id: Optional[Tuple[int, int]] = None  # (st_dev, st_ino) of the file opened
         try:
-            self._conn = sqlite3.connect(self.path, isolation_level="DEFERRED",
-                                         check_same_thread=False, timeout=_LOCK_TIMEOUT_SECONDS)
-            requests, tokens = self._open(config, self._conn)
+            requests, tokens = self._connect(config)
         except self._store_errors as error:
             if self._conn is not None:
                 self._conn.close()
@@ -123,6 +123,22 @@ class SQLiteBackend(QueuedBackend):
                 f"limit: {error}. Point path at a writable SQLite file (it is created if "
                 "missing; every process sharing the limit must use the same file)") from error
         super().__init__(config, requests, tokens)
+
+    def _connect(self, config: RateLimitConfig) -> Any:
+        """Open (or create) the file under the file lock and remember which file it is."""
+        with self._lock:
+            if not os.path.exists(self.path):
+                # A -wal/-shm pair left by a deleted file belongs to that file: SQLite
+                # would try to use it for the new one (measured: callers wedged 10-20 s).
+                for leftover in (self.path + "-wal", self.path + "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
+            self._conn = sqlite3.connect(self.path, isolation_level="DEFERRED",
+                                         check_same_thread=False, timeout=_LOCK_TIMEOUT_SECONDS)
+            made = self._open(config, self._conn)
+            stat = os.stat(self.path)
+            self._file_id = (stat.st_dev, stat.st_ino)
+            return made
 
     def _open(self, config: RateLimitConfig, conn: sqlite3.Connection) -> Any:
         table = _table_name(config.key)
@@ -151,8 +167,55 @@ class SQLiteBackend(QueuedBackend):
         tokens = StateBucket(tpm, algorithm=TokenBucket(), store=store, clock=WallClock()) if tpm else None
         return requests, tokens
 
-    def _guard(self) -> ContextManager[Any]:
-        return self._lock  # type: ignore[no-any-return]
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                self._check_same_file()
+                yield
+            except BaseException:
+                # Never keep the WAL write lock past a failure (measured: every other
+                # process got "database is locked" until this one made another call).
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.rollback()
+            except sqlite3.Error as error:  # the original error is the one to report
+                logger.debug("rollback in %s failed: %s", self.description, error)
+
+    def _drop_ticket_after_failure(self, member: str) -> None:
+        # The file lock is ours (a lock timeout never gets here): leaving costs no wait.
+        self._rollback()
+        try:
+            self._leave_queue([member])
+        except self._store_errors as error:
+            logger.debug("leaving the queue of %s after a failure: %s", self.description, error)
+
+    def _check_same_file(self) -> None:
+        """With the file lock held: reopen when the file was deleted or replaced since we
+        opened it. Processes still on the old file and processes on the new one would
+        each keep a limit of their own (measured: 64 gaps of ~25 ms at a 0.5 s interval)."""
+        if self._conn is None:
+            return
+        try:
+            stat = os.stat(self.path)
+            same = (stat.st_dev, stat.st_ino) == self._file_id
+        except FileNotFoundError:
+            same = False
+        if same:
+            return
+        logger.warning("%s was deleted or replaced while in use; reopening it, and waiting "
+                       "one full interval before the next start (what was recorded in the "
+                       "old file is lost)", self.description)
+        old, self._conn = self._conn, None
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+        self._requests, self._tokens = self._connect(self.config)
+        self._write_pause(lost_state_pause_seconds(self.config))
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -101,13 +101,16 @@ def test_scripts_flushed_by_a_restart_are_loaded_again(make_backend):
     assert backend.try_acquire() == 0.0
 
 
-def test_redis_down_is_an_error_naming_the_url_without_its_password():
-    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
+@pytest.mark.parametrize("form", ["redis://:{pw}@127.0.0.1:{port}/0", "redis://{pw}@127.0.0.1:{port}/0",
+                                  "redis://127.0.0.1:{port}/0?password={pw}"])
+def test_redis_down_is_an_error_naming_the_url_without_its_password(form):
+    port = free_port()
+    url = form.format(pw=PASSWORD, port=port)
     with pytest.raises(LimiterBackendError) as caught:
         build_backend(RateLimitConfig(backend="redis", redis_url=url))
     text = str(caught.value)
     assert PASSWORD not in text and PASSWORD not in repr(caught.value)
-    assert f"redis://:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in text
+    assert f"127.0.0.1:{port}" in text and "***" in text
 
 
 def test_redis_going_away_later_is_an_error_not_a_fallback():
@@ -137,7 +140,11 @@ def test_a_malformed_url_is_a_config_error():
     ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
     ("rediss://user:pw@h/2", "rediss://user:***@h/2"),
     ("redis://h:6379", "redis://h:6379"),
-    ("redis://user@h", "redis://user@h"),
+    # A lone user-info is often a password without its colon: masked too.
+    ("redis://PW-lone@h", "redis://***@h"),
+    ("redis://h:1/0?password=pw-q&db=2", "redis://h:1/0?password=***&db=2"),
+    ("rediss://u@h/0?ssl_password=k-pw", "rediss://***@h/0?ssl_password=***"),
+    ("unix://:pw@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
 ])
 def test_mask_url_password(url, shown):
     assert mask_url_password(url) == shown
