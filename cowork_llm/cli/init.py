@@ -36,6 +36,8 @@ KEY_MEANINGS = {
     "model.ca_bundle": "A CA bundle file for a private certificate authority (verification stays on).",
     "rate_limit.min_interval_seconds": "Least time between the starts of two requests.",
     "rate_limit.max_concurrent": "Most requests in flight at once.",
+    "rate_limit.max_concurrent_scope": "process (max_concurrent per process) or shared (across "
+                                       "every process of a sqlite/redis backend).",
     "rate_limit.requests_per_minute": "Most requests started in any 60 s; unset means no such limit.",
     "rate_limit.tokens_per_minute": "Most tokens used in any 60 s; unset means no such limit.",
     "rate_limit.acquire_timeout_seconds": "Longest wait for a limiter slot before "

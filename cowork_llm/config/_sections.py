@@ -33,11 +33,13 @@ from ._checks import (
 
 __all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "EmbeddingsConfig", "ModelPrice",
            "LlmConfig",
-           "PROVIDERS", "LIMITER_BACKENDS", "CACHE_BACKENDS",
+           "PROVIDERS", "LIMITER_BACKENDS", "CONCURRENCY_SCOPES", "CACHE_BACKENDS",
            "mask_secret", "mask_url_password"]  # the masking helpers live in ._checks
 
 PROVIDERS = ("openai", "anthropic")
 LIMITER_BACKENDS = ("memory", "sqlite", "redis")
+#: ``rate_limit.max_concurrent_scope``: the cap per process, or across the backend's group.
+CONCURRENCY_SCOPES = ("process", "shared")
 CACHE_BACKENDS = ("none", "memory", "sqlite")
 
 
@@ -123,6 +125,7 @@ class RateLimitConfig(_Section):
 
     min_interval_seconds: float = 2.0
     max_concurrent: int = 1
+    max_concurrent_scope: str = "process"
     requests_per_minute: Optional[int] = None
     tokens_per_minute: Optional[int] = None
     acquire_timeout_seconds: Optional[float] = None
@@ -139,6 +142,8 @@ class RateLimitConfig(_Section):
             self._fail("min_interval_seconds", "must be 0 or more")
         if self.max_concurrent < 1:
             self._fail("max_concurrent", "must be at least 1")
+        if self.max_concurrent_scope not in CONCURRENCY_SCOPES:
+            self._fail("max_concurrent_scope", f"must be one of {', '.join(CONCURRENCY_SCOPES)}")
         if self.requests_per_minute is not None and self.requests_per_minute < 1:
             self._fail("requests_per_minute", "must be at least 1")
         if self.tokens_per_minute is not None and self.tokens_per_minute < 1:
@@ -159,6 +164,9 @@ class RateLimitConfig(_Section):
                               key=f"{self._section}.redis_url")
         if not self.key.strip():
             self._fail("key", "must not be empty")
+        if self.max_concurrent_scope == "shared" and self.backend == "memory":
+            self._fail("max_concurrent_scope", "'shared' needs a shared backend: set "
+                       "backend = 'sqlite' or 'redis' (memory is one process)")
 
 
 @dataclass(frozen=True, repr=False)

@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 # the wait ends; the main thread therefore waits in slices this long, so a KeyboardInterrupt
 # is raised promptly even while no slot frees up.
 _MAIN_THREAD_WAIT_SLICE = 0.2
+# The longest the head blocks inside a shared backend waiting for a wake-up (close() and
+# a local pause() do not reach it there).
+_BACKEND_WAIT_BOUND = 0.5
 
 
 def _at_most(wait: Optional[float], bound: float) -> float:
@@ -64,6 +67,7 @@ class Slot:
     _released: bool = field(default=False, repr=False)
     _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
     queue_position: int = 0  #: callers already queued (waiting, not in flight) on arrival
+    _lease: Optional[str] = field(default=None, repr=False)  # max_concurrent_scope = "shared"
 
     def release(self) -> None:
         """Let the next request in. Idempotent and thread-safe."""
@@ -174,8 +178,10 @@ class RateLimiter:
                     self._wake_head()
             self._in_flight += 1
             self._admitted += 1
+            lease = self.backend.take_lease()
         return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
-                    _fork_epoch=self._fork_epoch, queue_position=ahead)
+                    _fork_epoch=self._fork_epoch, queue_position=ahead,
+                    _lease=lease)
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
@@ -188,6 +194,7 @@ class RateLimiter:
                     f"the wait for a slot of rate limiter {self.config.key!r} was cancelled "
                     f"after {time.monotonic() - asked_at:.2f} s; no request was sent")
             wait: Optional[float] = None  # None: until woken
+            asked = False
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
                 asked_backend_at = time.monotonic()
                 # Only the head calls the backend, so releasing the lock meanwhile (a
@@ -199,6 +206,7 @@ class RateLimiter:
                     self._lock.acquire()
                 if wait <= 0:
                     return asked_backend_at
+                asked = True
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -208,9 +216,20 @@ class RateLimiter:
                 wait = _at_most(wait, _MAIN_THREAD_WAIT_SLICE)
             if cancel_events:  # nobody notifies us when an Event is set: look that often
                 wait = _at_most(wait, CANCEL_CHECK_SECONDS)
+            if asked and self._await_in_backend(wait):
+                continue
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
+
+    def _await_in_backend(self, wait: Optional[float]) -> bool:
+        """With the lock held, as the head: let a shared backend block until another
+        member wakes this one (no polling); False when it has nothing to wait on."""
+        self._lock.release()
+        try:
+            return self.backend.await_turn(_at_most(wait, _BACKEND_WAIT_BOUND))
+        finally:
+            self._lock.acquire()
 
     def _wake_head(self) -> None:
         """With the lock held: let the head look again. Only the head can move, so only
@@ -226,6 +245,10 @@ class RateLimiter:
             slot._released = True
             if slot._fork_epoch != self._fork_epoch:
                 return  # taken before a fork(): this process never counted it
+        if slot._lease is not None:
+            # Before waking anyone: the head asks the store, which must see the lease back.
+            self.backend.release_lease(slot._lease)
+        with self._lock:
             self._in_flight -= 1
             self._wake_head()
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from _redis_server import redis_server
 
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.errors import LimiterBackendError
@@ -118,3 +119,62 @@ def test_a_stopped_lock_holder_gives_each_waiter_its_error_at_the_lock_timeout(s
         holder.wait(10)
         holder.stdout.close()
     assert member.try_acquire() == 0.0  # healthy again once the holder is gone
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_members():
+    made = []
+    with redis_server() as url:
+        def make(**settings):
+            settings.setdefault("min_interval_seconds", 0.5)
+            backend = build_backend(RateLimitConfig(backend="redis", redis_url=url, key="hostile",
+                                                    **settings))
+            made.append(backend)
+            return backend
+        make.url = url
+        yield make
+        for backend in made:
+            backend.close()
+
+
+@pytest.mark.redis
+def test_flushed_redis_state_holds_the_group_one_full_interval_with_one_warning(redis_members, caplog):
+    first, second = redis_members(), redis_members()
+    for _ in range(3):
+        assert first.try_acquire() == 0.0
+        assert second.try_acquire() > 0  # the group knows this state
+        second.withdraw()
+        first._client.flushall()  # with script_flush: what a restart without persistence looks like
+        first._client.script_flush()
+        with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+            assert second.try_acquire() >= 0.49  # a full interval from now, not what is left
+            assert first.try_acquire() > 0.3 and first.pause_remaining() > 0.3
+        second.withdraw()
+        first.withdraw()
+        time.sleep(0.6)  # the conservative interval is over: starts resume
+    warnings = [r for r in caplog.records if "was lost (Redis flushed" in r.getMessage()]
+    assert len(warnings) == 6  # one per member per loss, never one per ask
+
+
+@pytest.mark.redis
+def test_a_stalled_redis_fails_once_at_the_socket_timeout_and_leaves_no_ghost(redis_members, monkeypatch):
+    from cowork_llm.rate_limiter.backends import redis as redis_module
+    monkeypatch.setattr(redis_module, "_SOCKET_TIMEOUT_SECONDS", 1.0)
+    front, stalled = redis_members(), redis_members()
+    assert front.try_acquire() == 0.0
+    pid = int(stalled._client.info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        limiter = RateLimiter(stalled.config, backend=stalled)
+        started = time.monotonic()
+        with pytest.raises(LimiterBackendError):
+            limiter.acquire()
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert elapsed < 1.9, elapsed  # one socket timeout, not a second one in withdraw()
+    # The stalled script ran when Redis resumed, after its ask had expired: no ticket.
+    queue = front._keys["queue"]
+    assert front._client.zcard(queue) == 0, front._client.zrange(queue, 0, -1)

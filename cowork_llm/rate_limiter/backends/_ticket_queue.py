@@ -138,10 +138,16 @@ class QueuedBackend(BucketBackend):
         if that can be done without waiting on the store again (SQLite: the lock is
         ours). Default: nothing; the ticket is removed by the next good ask."""
 
+    def _behind_wait(self, member: str) -> float:
+        """With the guard held, ``member`` being behind the front: how long until it asks
+        again. Default :attr:`queue_poll_seconds`; a store that can estimate when the
+        member's turn comes answers that instead (bounded, for a lost estimate)."""
+        return self.queue_poll_seconds
+
     def _take_turn_and_try(self, member: str, weight: int, tokens: int) -> float:
         stale_ms = max(1, round(self.stale_ticket_seconds * 1000))
         if not self._take_turn(member, stale_ms):
-            return self.queue_poll_seconds
+            return self._behind_wait(member)
         wait = super()._try_acquire_guarded(weight, tokens)
         if wait > 0:
             # The front ticket waits for the bucket (an interval, a pause): it will not ask

@@ -29,7 +29,7 @@ the buckets directly and says how long to wait before asking again.
 import logging
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
-from typing import Any, ContextManager, Optional, Tuple, Type
+from typing import Any, ContextManager, List, Optional, Tuple, Type
 
 from pyrate_limiter import RateItem, StateBucket
 from pyrate_limiter.abstracts.bucket import AbstractBucket
@@ -83,6 +83,23 @@ class LimiterBackend(ABC):
         """Seconds left of the current pause; 0.0 when none.
         Raises LimiterBackendError when the shared store fails."""
 
+    def await_turn(self, seconds: float) -> bool:
+        """Called by the head of the gate (its lock released) after :meth:`try_acquire`
+        asked it to wait: block for at most ``seconds`` until another member signals that
+        this one may move, and return True; or return False at once when there is
+        nothing in the store to wait on (the gate then sleeps for the wait itself).
+        Never raises."""
+        return False
+
+    def take_lease(self) -> Optional[str]:
+        """Right after an admission, in the admitted thread: the id of the shared
+        concurrency lease it took (``max_concurrent_scope = "shared"``), else None."""
+        return None
+
+    def release_lease(self, lease: str) -> None:  # noqa: B027 - no leases without a shared cap
+        """Give back a lease from :meth:`take_lease` (the slot was released). Never
+        raises: a lease that cannot be given back expires by itself."""
+
     def withdraw(self) -> None:  # noqa: B027 - a backend without a shared queue has nothing to do
         """The calling thread stops asking without having been admitted (a timeout, an
         interrupt, ``close()``): give up its place in the shared queue, if it holds one,
@@ -113,9 +130,21 @@ class BucketBackend(LimiterBackend):
         self._requests = requests
         self._tokens = tokens
         self._last_leak_ms: Optional[int] = None
+        self._rates = requests.rates if requests is not None else []
+
+    @property
+    def _rates(self) -> List[Any]:
+        return self._rate_list
+
+    @_rates.setter
+    def _rates(self, rates: List[Any]) -> None:
         # check_fits runs before every ask: work out the heaviest request that fits once.
-        rates = requests.rates if requests is not None else []
+        self._rate_list = rates
         self._heaviest_request: Optional[int] = min((rate.limit for rate in rates), default=None)
+
+    def _counts_tokens(self) -> bool:
+        """Whether asks carry their tokens to the store (a token budget is set)."""
+        return self._tokens is not None
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -142,9 +171,8 @@ class BucketBackend(LimiterBackend):
 
     def check_fits(self, weight: int = 1, tokens: int = 0) -> None:
         if self._heaviest_request is not None and weight > self._heaviest_request:
-            rates = self._requests.rates if self._requests is not None else []
             raise LimiterAcquireError(
-                f"a request of weight {weight} can never fit the rate limit {rates} "
+                f"a request of weight {weight} can never fit the rate limit {self._rates} "
                 f"(llm.rate_limit key {self._name!r})")
         tpm = self.config.tokens_per_minute
         if tpm is not None and tokens > tpm:
@@ -159,7 +187,7 @@ class BucketBackend(LimiterBackend):
         self.check_fits(weight, tokens)
         try:
             with self._guard():
-                return self._try_acquire_guarded(weight, tokens if self._tokens is not None else 0)
+                return self._try_acquire_guarded(weight, tokens if self._counts_tokens() else 0)
         except self._store_errors as error:
             raise self._backend_error(error) from error
 
@@ -167,6 +195,9 @@ class BucketBackend(LimiterBackend):
         paused = self._read_pause()
         if paused > 0:
             return paused
+        capped = self._cap_wait()
+        if capped > 0:
+            return capped
         if tokens > 0:
             wait_ms = self._token_wait_ms(tokens)
             if wait_ms > 0:
@@ -182,7 +213,16 @@ class BucketBackend(LimiterBackend):
             if not self._tokens.put(item):
                 logger.debug("tokens spent by another member after the request slot was taken")
                 return self._seconds(self._tokens.waiting(item))
+        self._on_admitted()
         return 0.0
+
+    def _cap_wait(self) -> float:
+        """With the guard held: seconds until a shared concurrency lease may be free
+        (0.0: one is free, or there is no shared cap)."""
+        return 0.0
+
+    def _on_admitted(self) -> None:
+        """With the guard held, right after a start was recorded (take the lease)."""
 
     def _token_wait_ms(self, tokens: int) -> int:
         """How long until ``tokens`` fit, replaying the algorithm on the stored state

@@ -1,91 +1,84 @@
 """The ``redis`` limiter backend: one limit for every process on every host that uses
 the same ``[llm.rate_limit] redis_url`` and ``key``.
 
-Redis keys per limiter key: ``cowork_llm:<key>:requests`` (pyrate-limiter's
-``RedisBucket``, a sorted set checked and filled by one atomic Lua script, counting
-entries stamped after the caller's clock read too),
-``cowork_llm:<key>:tokens`` (pyrate's ``TokenBucket`` state in a hash, through
-``RedisStateStore``, also one Lua script), ``cowork_llm:<key>:pause`` (the wall-clock
-millisecond until which nobody may start, expiring by itself), and the shared queue of
-the processes' heads (:mod:`._ticket_queue`): ``cowork_llm:<key>:queue`` (a
-sorted set, score = ticket from the ``cowork_llm:<key>:tickets`` counter) with one
-``cowork_llm:<key>:alive:<member>`` key per ticket, expiring unless refreshed (Redis's
-clock, so the heartbeat needs no clock agreement between hosts).
+**One clock.** Every timestamp the group compares (the request log, the token bucket,
+the pause, the queue's heartbeats, the leases) is read from Redis's ``TIME`` inside the
+atomic scripts (:mod:`._redis_scripts`), never from a member's clock: members on hosts
+whose clocks disagree share one timeline. A server that forbids ``TIME`` followed by a
+write in a script (some managed services replicate scripts verbatim) is detected when
+the backend starts: it then passes each host's wall clock instead, with a WARNING that
+hosts need synchronised clocks (NTP) again.
 
-Timestamps come from each host's own clock (pyrate's design): hosts need synchronised
-clocks (NTP); a host whose clock runs d ms behind can start d ms early.
+**One round trip per ask.** One script decides everything: lost state, queue, pause,
+leases, rates, tokens, and on admission records the start, spends the tokens, takes
+the lease, leaves the queue and wakes the next member.
+
+**Keys** (one hash tag per limiter, so every script runs on one Redis Cluster node):
+``cowork_llm:{KEY}:requests`` (sorted set of starts), ``:tokens`` (hash), ``:pause``,
+``:queue`` + ``:tickets`` + ``:alive`` (the shared ticket queue, :mod:`._ticket_queue`),
+``:generation`` (must exist: when it is gone, the state was lost), ``:leases`` (the
+shared concurrency cap, :mod:`._leases`), ``:wake:<member>`` (a list the member blocks
+on while others are ahead of it).
+
+**Cluster**: ``redis+cluster://`` (or ``rediss+cluster://``) in ``redis_url``; see
+:func:`_client_for`.
 """
 
 import logging
+import threading
 import time
-from typing import Any, List, Optional
-
-from pyrate_limiter import RateItem, RedisBucket, StateBucket, TokenBucket
-from pyrate_limiter.buckets.redis_bucket import LuaScript
-from pyrate_limiter.buckets.redis_state import RedisStateStore
+from typing import Any, Dict, List, Optional
 
 from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
-from .._rates import admission_rates, token_rates
+from .._rates import admission_rates, lost_state_pause_seconds, token_rates
+from . import _redis_scripts as scripts
+from ._leases import LeaseKeeper
 from ._ticket_queue import QueuedBackend
 
-__all__ = ["RedisBackend", "BACKEND"]
+__all__ = ["RedisBackend", "BACKEND", "CLUSTER_SCHEMES"]
 
 logger = logging.getLogger(__name__)
 
 # A Redis that does not answer within this is treated as down (an error, not a hang).
 _SOCKET_TIMEOUT_SECONDS = 5.0
+# The longest a member blocks on its wake-up list before asking again anyway (a lost
+# wake-up, a member ahead that died): bounds the cost of a lost wake-up.
+AWAIT_FALLBACK_SECONDS = 0.5
+#: URL schemes that mean "a Redis Cluster": the rest of the URL names any one node.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
-# pyrate's RedisBucket script counts a window's entries up to the item's own timestamp.
-# Members read their clocks before the script runs, so a member can run with a timestamp
-# older than an entry another member has just added: that entry was not counted and
-# both were admitted (measured: two starts 0.2 ms apart with 4 processes). Counting up
-# to +inf includes it. Same script otherwise, loaded under its own hash.
-_PYRATE_COUNT = "redis.call('ZCOUNT', bucket, window_start, now)"
-_PUT_ITEM_LUA = LuaScript.PUT_ITEM.replace(
-    _PYRATE_COUNT, "redis.call('ZCOUNT', bucket, window_start, '+inf')")
-if _PUT_ITEM_LUA == LuaScript.PUT_ITEM:  # pragma: no cover - a pyrate-limiter upgrade
-    raise ImportError("pyrate-limiter's RedisBucket script changed; "
-                      "cowork_llm.rate_limiter.backends.redis needs review")
-
-# SET the pause only if it ends later than the one stored; expire it with the pause.
-_EXTEND_PAUSE_LUA = """
-local until_ms = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ms > current then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return 0
-"""
+_ADMITTED, _WAIT, _BEHIND, _LEASES_OUT, _EXPIRED = 0, 1, 2, 3, 4
 
 
-# The shared queue's turn, atomically: enqueue the member at the back unless queued, keep
-# it alive, drop dead tickets from the front, and say whether it is at the front.
-# KEYS: queue, ticket counter; ARGV: member, alive-key prefix, alive ms. The alive keys
-# are named from the members (this is a single-instance script, not a cluster one).
-_TAKE_TURN_LUA = """
-local queue, member, alive = KEYS[1], ARGV[1], ARGV[2]
-if not redis.call('ZSCORE', queue, member) then
-    redis.call('ZADD', queue, redis.call('INCR', KEYS[2]), member)
-end
-redis.call('SET', alive .. member, '1', 'PX', ARGV[3])
-while true do
-    local front = redis.call('ZRANGE', queue, 0, 0)[1]
-    if front == member then return 1 end
-    if redis.call('EXISTS', alive .. front) == 1 then return 0 end
-    redis.call('ZREM', queue, front)
-end
-"""
+def _client_for(url: str) -> Any:
+    """A redis-py client for ``url``: ``RedisCluster`` for ``redis+cluster://`` and
+    ``rediss+cluster://`` (the scheme says it, so one setting, and one
+    COWORK_LLM_RATE_LIMIT_REDIS_URL, names the whole store; a separate flag could
+    disagree with the URL it goes with), ``Redis`` otherwise. Raises ValueError for a
+    URL redis-py rejects."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    scheme, sep, rest = url.partition("://")
+    timeouts = {"socket_timeout": _SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": _SOCKET_TIMEOUT_SECONDS}
+    if sep and scheme.lower() in CLUSTER_SCHEMES:
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", **timeouts)
+    return redis.Redis.from_url(url, **timeouts)
 
 
 class RedisBackend(QueuedBackend):
-    """Request rates, token budget and pause in one Redis server shared by hosts.
+    """Request rates, token budget, pause, queue and leases in one Redis (or one node of a
+    Redis Cluster) shared by hosts, on Redis's clock.
 
     Raises ConfigError when the redis package is missing or the URL is malformed,
-    LimiterBackendError when Redis cannot be reached (naming the URL, never its
-    password).
+    LimiterBackendError when Redis cannot be reached (naming the URL, never a credential).
     """
+
+    #: The bounded fallback of :meth:`await_turn` (tests shorten it).
+    await_fallback_seconds = AWAIT_FALLBACK_SECONDS
 
     def __init__(self, config: RateLimitConfig) -> None:
         try:
@@ -99,31 +92,57 @@ class RedisBackend(QueuedBackend):
         self._secrets = url_secrets(config.redis_url)
         self.description = f"redis {self.url}"
         self._store_errors = (redis.RedisError,)
-        self._noscript = redis.exceptions.NoScriptError
         try:
-            self._client = redis.Redis.from_url(
-                config.redis_url, socket_timeout=_SOCKET_TIMEOUT_SECONDS,
-                socket_connect_timeout=_SOCKET_TIMEOUT_SECONDS)
-        except ValueError as error:
-            raise ConfigError(f"llm.rate_limit.redis_url {self.url!r} is not a Redis URL: "
+            self._client = _client_for(config.redis_url)
+        except (ValueError, redis.RedisError) as error:
+            raise ConfigError(f"llm.rate_limit.redis_url {self.url!r} is not a usable Redis URL: "
                               f"{self._scrub(str(error))}") from None
-        prefix = f"cowork_llm:{config.key}:"
-        self._pause_key = prefix + "pause"
-        self._queue_keys = [prefix + "queue", prefix + "tickets"]
-        self._alive_prefix = prefix + "alive:"
-        rates, tpm = admission_rates(config), token_rates(config)
+        tag = f"cowork_llm:{{{config.key}}}:"
+        self._keys = {name: tag + name for name in (
+            "requests", "tokens", "pause", "queue", "tickets", "alive", "generation", "leases")}
+        self._wake_prefix = tag + "wake:"
+        rates = admission_rates(config)
+        self._rates_arg = ",".join(f"{r.limit}:{r.interval}" for r in rates)
+        tpm = token_rates(config)
+        self._tokens_args = [tpm[0].limit, tpm[0].interval] if tpm else [0, 1]
+        self._lost_pause_ms = lost_state_pause_seconds(config) * 1000
+        self._generation = ""  # the generation this member last saw ("" before its first ask)
+        self._host_clock = False
+        self._last: Dict[int, int] = {}  # thread -> the code of its last answer
+        self._last_lock = threading.Lock()
+        self.leases = LeaseKeeper(self._renew, self.description)
         try:
-            requests = (RedisBucket(rates, self._client, prefix + "requests",
-                                    self._client.script_load(_PUT_ITEM_LUA)) if rates else None)
-            self._extend_pause = self._client.register_script(_EXTEND_PAUSE_LUA)
-            self._take_turn_script = self._client.register_script(_TAKE_TURN_LUA)
-            self._client.ping()
+            self._acquire = self._client.register_script(scripts.ACQUIRE)
+            self._release = self._client.register_script(scripts.RELEASE)
+            self._renew_script = self._client.register_script(scripts.RENEW)
+            self._leave = self._client.register_script(scripts.LEAVE)
+            self._pause = self._client.register_script(scripts.PAUSE)
+            self._check_clock()
         except self._store_errors as error:
             self._client.close()
             raise self._backend_error(error) from None
-        tokens = (StateBucket(tpm, algorithm=TokenBucket(),
-                              store=RedisStateStore(self._client, prefix + "tokens")) if tpm else None)
-        super().__init__(config, requests, tokens)  # type: ignore[arg-type]
+        super().__init__(config, None, None)
+        self._rates = rates
+        self._pending_lease: Dict[int, str] = {}  # thread -> the lease its admission took
+
+    def _counts_tokens(self) -> bool:
+        return bool(self._tokens_args[0])
+
+    def _check_clock(self) -> None:
+        try:
+            self._client.eval(scripts.CLOCK_CHECK, 1, self._keys["generation"] + ":clock-check")
+        except self._store_errors as error:
+            text = str(error)
+            if "TIME" not in text.upper() and "non deterministic" not in text.lower():
+                raise
+            self._host_clock = True
+            logger.warning("%s does not allow TIME in scripts (%s): the shared limit uses "
+                           "each host's wall clock instead; hosts need synchronised clocks "
+                           "(NTP), a host running d ms behind can start d ms early",
+                           self.description, self._scrub(text))
+
+    def _now_arg(self) -> str:
+        return repr(time.time() * 1000) if self._host_clock else ""
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -136,37 +155,129 @@ class RedisBackend(QueuedBackend):
             f"{type(error).__name__}: {self._scrub(str(error))}. Check that Redis is running "
             "and reachable from this host; requests are not sent without their limit")
 
-    def _put_request(self, item: RateItem) -> bool:
-        assert isinstance(self._requests, RedisBucket)
+    # --- asking ------------------------------------------------------------------------
+
+    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+        member = self._my_member()
+        ghosts = self._take_ghosts()
         try:
-            return bool(self._requests.put(item))
-        except self._noscript:
-            # Redis restarted (or SCRIPT FLUSH): load pyrate's script again, once.
-            self._requests.script_hash = self._client.script_load(_PUT_ITEM_LUA)
-            return bool(self._requests.put(item))
+            return self._ask(member, ghosts, weight, tokens)
+        except self._store_errors:
+            with self._members_lock:
+                self._ghosts.extend(ghosts)  # removed by the next good ask instead
+            raise
+
+    def _ask(self, member: str, ghosts: List[str], weight: int, tokens: int) -> float:
+        lease = LeaseKeeper.new_id() if self._shared_cap else ""
+        alive_ms = max(1, round(self.stale_ticket_seconds * 1000))
+        # An ask that runs after its member gave up (Redis stalled past the socket timeout
+        # and resumed) must do nothing: it would enqueue a ghost ticket. Its deadline is
+        # on Redis's clock, estimated from the last answer.
+        valid_until = self._store_now_ms() + _SOCKET_TIMEOUT_SECONDS * 1000 if self._offset_ms else 0
+        sent = time.monotonic()
+        code, wait_ms, now_ms, generation, lost = self._acquire(
+            keys=list(self._keys.values()),
+            args=[self._now_arg(), member, self._generation, repr(valid_until), alive_ms, weight,
+                  tokens, self._rates_arg, *self._tokens_args,
+                  repr(self._lost_pause_ms), self.config.max_concurrent if self._shared_cap else 0,
+                  round(self.leases.lease_seconds * 1000), lease, self._wake_prefix,
+                  ",".join(ghosts), 1])
+        received = time.monotonic()
+        self._offset_ms = float(now_ms) - (sent + received) / 2 * 1000
+        generation = generation.decode() if isinstance(generation, bytes) else generation
+        if lost and self._generation:
+            logger.warning("the shared state of rate limiter %r in %s was lost (Redis flushed "
+                           "or restarted without persistence); holding this group's starts "
+                           "for one full interval (%.3f s)", self._name, self.description,
+                           self._lost_pause_ms / 1000)
+        self._generation = generation
+        with self._last_lock:
+            self._last[threading.get_ident()] = int(code)
+        if int(code) == _ADMITTED:
+            with self._members_lock:
+                self._members.pop(threading.get_ident(), None)
+            if lease:
+                self._pending_lease[threading.get_ident()] = lease
+                self.leases.hold(lease)
+            return 0.0
+        if int(code) == _EXPIRED:  # cannot happen to an ask we are still waiting for
+            return self.await_fallback_seconds
+        return max(float(wait_ms) / 1000, 0.0005) if int(code) == _WAIT else self.await_fallback_seconds
+
+    _offset_ms = 0.0  # Redis's clock minus time.monotonic(), in ms (0 until the first answer)
+
+    def _store_now_ms(self) -> float:
+        return time.monotonic() * 1000 + self._offset_ms
+
+    def await_turn(self, seconds: float) -> bool:
+        """Block until a member ahead wakes this one (it was admitted, gave up, or gave
+        a lease back) or ``seconds`` (at most :attr:`await_fallback_seconds`) pass;
+        False at once when this thread's last answer was a plain wait (the gate sleeps
+        for it). Store failures end the wait early, silently: the next ask reports them."""
+        with self._last_lock:
+            code = self._last.get(threading.get_ident())
+        if code not in (_BEHIND, _LEASES_OUT):
+            return False
+        member = self._my_member()
+        timeout = min(max(seconds, 0.01), self.await_fallback_seconds)
+        try:
+            woken = self._client.blpop([self._wake_prefix + member], timeout=timeout)
+        except self._store_errors as error:
+            logger.debug("waiting for a wake-up from %s: %s", self.description, self._scrub(str(error)))
+            return True
+        if woken is not None:
+            # The member admitted before us says when our turn can come: sleep until then.
+            next_ms = float(woken[1])
+            if next_ms > 0:
+                threading.Event().wait(min(next_ms / 1000, timeout))
+        return True
+
+    # --- leases ------------------------------------------------------------------------
+
+    @property
+    def _shared_cap(self) -> bool:
+        return self.config.max_concurrent_scope == "shared"
+
+    def take_lease(self) -> Optional[str]:
+        return self._pending_lease.pop(threading.get_ident(), None)
+
+    def release_lease(self, lease: str) -> None:
+        if not self.leases.drop(lease):
+            return
+        try:
+            self._release(keys=[self._keys["leases"], self._keys["queue"]],
+                          args=[self._now_arg(), self._wake_prefix,
+                                max(1, round(self.stale_ticket_seconds * 1000)), lease])
+        except self._store_errors as error:
+            logger.warning("could not give back a concurrency lease in %s: %s; it expires "
+                           "by itself within %.0f s", self.description,
+                           self._scrub(str(error)), self.leases.lease_seconds)
+
+    def _renew(self, leases: List[str]) -> None:
+        self._renew_script(keys=[self._keys["leases"]],
+                           args=[self._now_arg(), round(self.leases.lease_seconds * 1000), *leases])
+
+    # --- pause and queue ---------------------------------------------------------------
 
     def _read_pause(self) -> float:
-        value: Optional[Any] = self._client.get(self._pause_key)
-        return 0.0 if value is None else max(0.0, int(value) / 1000 - time.time())
+        return float(self._pause(keys=[self._keys["pause"]], args=[self._now_arg(), 0, "1"])) / 1000
 
     def _write_pause(self, seconds: float) -> None:
-        until_ms = int((time.time() + seconds) * 1000) + 1
-        self._extend_pause(keys=[self._pause_key], args=[until_ms, max(1, int(seconds * 1000) + 1)])
+        self._pause(keys=[self._keys["pause"]], args=[self._now_arg(), repr(seconds * 1000), "0"])
 
-    def _take_turn(self, member: str, alive_ms: int) -> bool:
-        return bool(self._take_turn_script(keys=self._queue_keys,
-                                           args=[member, self._alive_prefix, alive_ms]))
+    def _take_turn(self, member: str, alive_ms: int) -> bool:  # pragma: no cover - in ACQUIRE
+        raise NotImplementedError
 
-    def _keep_alive(self, member: str, alive_ms: int) -> None:
-        self._client.set(self._alive_prefix + member, "1", px=alive_ms)
+    def _keep_alive(self, member: str, alive_ms: int) -> None:  # pragma: no cover - in ACQUIRE
+        raise NotImplementedError
 
     def _leave_queue(self, members: List[str]) -> None:
-        with self._client.pipeline(transaction=True) as multi:
-            multi.zrem(self._queue_keys[0], *members)
-            multi.delete(*(self._alive_prefix + member for member in members))
-            multi.execute()
+        self._leave(keys=[self._keys["queue"], self._keys["alive"]],
+                    args=[self._now_arg(), self._wake_prefix,
+                          max(1, round(self.stale_ticket_seconds * 1000)), *members])
 
     def close(self) -> None:
+        self.leases.close()
         self._withdraw_all()
         try:
             self._client.close()

@@ -18,8 +18,9 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
 from pyrate_limiter.abstracts.algorithm import StateAlgorithm
@@ -31,6 +32,7 @@ from pyrate_limiter.clocks import WallClock
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
 from .._rates import admission_rates, lost_state_pause_seconds, token_rates
+from ._leases import LeaseKeeper
 from ._ticket_queue import QueuedBackend
 
 __all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]
@@ -42,9 +44,17 @@ _LOCK_TIMEOUT_SECONDS = 10.0
 # filelock polls a contended lock; its default 50 ms would leave slots unused.
 _LOCK_POLL_SECONDS = 0.001
 
+# The longest a member behind the front of the queue sleeps before asking again (its
+# estimate of when its turn comes may be wrong: a member ahead gave up or died).
+BEHIND_WAIT_MAX_SECONDS = 0.5
+
 _PAUSE_TABLE = "cowork_llm_pause"
 _TOKEN_TABLE = "cowork_llm_token_state"
 _QUEUE_TABLE = "cowork_llm_queue"
+_LEASE_TABLE = "cowork_llm_leases"
+# A member blocked by the shared concurrency cap asks again this often (no wake-ups
+# between processes here: a release in another process is seen at the next ask).
+_LEASE_POLL_SECONDS = 0.02
 
 
 def _table_name(key: str) -> str:
@@ -109,6 +119,7 @@ class SQLiteBackend(QueuedBackend):
         self.path = os.path.abspath(os.path.expanduser(config.path))
         self.description = f"sqlite file {self.path}"
         self._store_errors = (sqlite3.Error, OSError, Timeout)
+        self._lock_timeout = Timeout
         self._lock = FileLock(self.path + ".lock", timeout=_LOCK_TIMEOUT_SECONDS,
                               poll_interval=_LOCK_POLL_SECONDS)
         self._conn: Optional[sqlite3.Connection] = None
@@ -123,6 +134,8 @@ class SQLiteBackend(QueuedBackend):
                 f"limit: {error}. Point path at a writable SQLite file (it is created if "
                 "missing; every process sharing the limit must use the same file)") from error
         super().__init__(config, requests, tokens)
+        self.leases = LeaseKeeper(self._renew, self.description)
+        self._pending_lease: Dict[int, str] = {}  # thread -> the lease its admission took
 
     def _connect(self, config: RateLimitConfig) -> Any:
         """Open (or create) the file under the file lock and remember which file it is."""
@@ -159,6 +172,8 @@ class SQLiteBackend(QueuedBackend):
                          "member TEXT NOT NULL UNIQUE, alive_until_ms INTEGER NOT NULL)")
             conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{_QUEUE_TABLE}_key_ticket "
                          f"ON {_QUEUE_TABLE} (key, ticket)")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_LEASE_TABLE} (lease TEXT PRIMARY KEY, "
+                         "key TEXT NOT NULL, expires_ms REAL NOT NULL)")
             conn.commit()
         # The bucket takes the file lock itself in put() (reentrant in our thread); we
         # never hand it to pyrate's Limiter, whose non-blocking path breaks with filelock 4.
@@ -251,6 +266,74 @@ class SQLiteBackend(QueuedBackend):
         conn.commit()
         return front is not None and front[0] == member
 
+    # --- the shared concurrency cap ---------------------------------------------------
+
+    def _cap_wait(self) -> float:
+        if self.config.max_concurrent_scope != "shared":
+            return 0.0
+        conn = self._connection()
+        now_ms = time.time() * 1000
+        conn.execute(f"DELETE FROM {_LEASE_TABLE} WHERE key = ? AND expires_ms <= ?", (self._name, now_ms))
+        held, first = conn.execute(f"SELECT COUNT(*), MIN(expires_ms) FROM {_LEASE_TABLE} WHERE key = ?",
+                                   (self._name,)).fetchone()
+        if held < self.config.max_concurrent:
+            return 0.0
+        conn.commit()
+        return min(_LEASE_POLL_SECONDS, max(0.001, (first - now_ms) / 1000))
+
+    def _on_admitted(self) -> None:
+        if self.config.max_concurrent_scope != "shared":
+            return
+        lease = LeaseKeeper.new_id()
+        conn = self._connection()
+        conn.execute(f"INSERT INTO {_LEASE_TABLE} (lease, key, expires_ms) VALUES (?, ?, ?)",
+                     (lease, self._name, time.time() * 1000 + self.leases.lease_seconds * 1000))
+        conn.commit()
+        self._pending_lease[threading.get_ident()] = lease
+        self.leases.hold(lease)
+
+    def take_lease(self) -> Optional[str]:
+        return self._pending_lease.pop(threading.get_ident(), None)
+
+    def release_lease(self, lease: str) -> None:
+        if not self.leases.drop(lease):
+            return
+        try:
+            with self._guard():
+                conn = self._connection()
+                conn.execute(f"DELETE FROM {_LEASE_TABLE} WHERE lease = ?", (lease,))
+                conn.commit()
+        except (LimiterBackendError, sqlite3.Error, OSError, self._lock_timeout) as error:
+            logger.warning("could not give back a concurrency lease in %s: %s; it expires by "
+                           "itself within %.0f s", self.description, error, self.leases.lease_seconds)
+
+    def _renew(self, leases: List[str]) -> None:
+        with self._guard():
+            conn = self._connection()
+            until = time.time() * 1000 + self.leases.lease_seconds * 1000
+            conn.executemany(f"UPDATE {_LEASE_TABLE} SET expires_ms = ? WHERE lease = ?",
+                             [(until, lease) for lease in leases])
+            conn.commit()
+
+    def _behind_wait(self, member: str) -> float:
+        # Sleep until this member's turn can come, instead of polling: the front starts
+        # when the pause and the bucket allow, each member ahead one spacing later.
+        conn = self._connection()
+        ahead = conn.execute(
+            f"SELECT COUNT(*) FROM {_QUEUE_TABLE} WHERE key = ? AND ticket < "
+            f"(SELECT ticket FROM {_QUEUE_TABLE} WHERE member = ?)", (self._name, member)).fetchone()[0]
+        spacing_ms = min((rate.interval / rate.limit for rate in self._rates), default=0.0)
+        now_ms = time.time() * 1000
+        next_free_ms = 0.0
+        if self._requests is not None:
+            table = self._requests.table  # type: ignore[attr-defined]
+            last = conn.execute(f"SELECT MAX(item_timestamp) FROM '{table}'").fetchone()[0]
+            if last is not None:
+                next_free_ms = max(0.0, last + spacing_ms - now_ms)
+        wait_ms = max(self._read_pause() * 1000, next_free_ms) + max(0, ahead - 1) * spacing_ms
+        floor = max(0.001, min(self.queue_poll_seconds, spacing_ms / 1000))
+        return min(max(wait_ms / 1000, floor), BEHIND_WAIT_MAX_SECONDS)
+
     def _keep_alive(self, member: str, alive_ms: int) -> None:
         conn = self._connection()
         conn.execute(f"UPDATE {_QUEUE_TABLE} SET alive_until_ms = ? WHERE member = ?",
@@ -269,6 +352,7 @@ class SQLiteBackend(QueuedBackend):
             "writable and not on a network file system")
 
     def close(self) -> None:
+        self.leases.close()
         self._withdraw_all()
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -2,12 +2,12 @@
 limit per (server, key) across backends (each stands for a process or host), the shared
 pause, Redis down or restarted, and the password never shown."""
 
+import logging
 import threading
 import time
 
 import pytest
 from _redis_server import free_port, redis_server
-from pyrate_limiter import RateItem
 
 from cowork_llm.config import RateLimitConfig, mask_url_password
 from cowork_llm.errors import ConfigError, LimiterBackendError
@@ -51,15 +51,39 @@ def test_two_members_share_one_interval(make_backend):
     assert make_backend(key="another-key").try_acquire() == 0.0
 
 
-def test_a_member_whose_clock_read_came_first_is_still_refused(make_backend):
-    """Two members read their clocks, the later reader's script runs first: the earlier
-    timestamp must still see that entry (pyrate's own script counted only up to it)."""
+def record_admissions(backend, admitted):
+    """Wrap the backend's ask script: append the Redis time of each admission."""
+    ask = backend._acquire
+
+    def recording(**kwargs):
+        answer = ask(**kwargs)
+        if int(answer[0]) == 0:
+            admitted.append(float(answer[2]) / 1000)
+        return answer
+
+    backend._acquire = recording
+
+
+def test_on_the_host_clock_fallback_members_still_share_one_interval(make_backend):
     first, second = make_backend(), make_backend()
-    earlier = second._requests.now() - 5
+    for member in (first, second):
+        member._host_clock = True  # what a server forbidding TIME in scripts gets
     assert first.try_acquire() == 0.0
-    assert second._put_request(RateItem(second._name, earlier, 1)) is False
+    assert 0.9 < second.try_acquire() <= 1.02
 
 
+def test_a_server_forbidding_time_in_scripts_falls_back_to_host_clocks_with_a_warning(
+        make_backend, monkeypatch, caplog):
+    import redis
+
+    def refuse(*args, **kwargs):
+        raise redis.ResponseError("Write commands not allowed after non deterministic commands")
+
+    monkeypatch.setattr(redis.Redis, "eval", refuse)
+    with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+        backend = make_backend()
+    assert backend._host_clock and "synchronised clocks" in caplog.text
+    assert backend.try_acquire() == 0.0
 
 
 def test_the_pause_key_expires_with_the_pause(make_backend):
@@ -69,20 +93,21 @@ def test_the_pause_key_expires_with_the_pause(make_backend):
     with limiter.slot():  # admitted once the pause is over (the pause itself: shared contract)
         pass
     # The key expires with the pause (give or take Redis's own timer), never lingers.
-    assert first._client.pttl(first._pause_key) <= 50
+    assert first._client.pttl(first._keys['pause']) <= 50
 
 
 def test_threads_of_two_members_keep_the_interval(make_backend):
     interval = 0.02
     limiters = [RateLimiter(b.config, backend=b) for b in
                 (make_backend(min_interval_seconds=interval) for _ in range(2))]
-    admitted, lock = [], threading.Lock()
+    admitted = []  # measured at admission, on Redis's clock
+    for limiter in limiters:
+        record_admissions(limiter.backend, admitted)
 
     def worker(limiter):
         for _ in range(4):
             with limiter.slot():
-                with lock:
-                    admitted.append(time.time())
+                pass
 
     threads = [threading.Thread(target=worker, args=(limiters[i % 2],)) for i in range(8)]
     for thread in threads:
@@ -92,7 +117,7 @@ def test_threads_of_two_members_keep_the_interval(make_backend):
     assert len(admitted) == 32
     admitted.sort()
     gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
-    assert min(gaps) >= interval - 0.001, sorted(gaps)[:3]
+    assert min(gaps) >= interval, sorted(gaps)[:3]
 
 
 def test_scripts_flushed_by_a_restart_are_loaded_again(make_backend):

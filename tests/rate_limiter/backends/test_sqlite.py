@@ -37,8 +37,9 @@ def test_two_members_share_one_interval(make_backend):
     assert first.try_acquire() == 0.0
     wait = second.try_acquire()
     assert 0.9 < wait <= 1.02, wait  # the other member's start counts: about 1 s to go
-    # second now holds the front ticket of the shared queue: first asks again soon.
-    assert first.try_acquire() == first.queue_poll_seconds
+    # second now holds the front ticket of the shared queue: first asks again when
+    # second's turn has come, not before.
+    assert 0.45 < first.try_acquire() <= 0.5  # (bounded: an estimate can be wrong)
 
 
 def test_keys_are_separate_limits_in_one_file(make_backend):

@@ -1,0 +1,142 @@
+"""``max_concurrent_scope = "shared"``: at most max_concurrent requests in flight across
+every member (sqlite and redis), measured at a FakeLlmServer whose responses take a
+while; a SIGKILLed holder's slot comes back after its lease; a long holder renews it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from _redis_server import redis_server
+
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.errors import ConfigError, LimiterAcquireError
+from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.rate_limiter.backends import build_backend
+from cowork_llm.testing import FakeLlmServer
+
+LATENCY = 0.3
+CAP = 2
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield {"backend": "sqlite", "path": str(tmp_path_factory.mktemp("cap") / "limits.sqlite")}
+    else:
+        with redis_server() as url:
+            yield {"backend": "redis", "redis_url": url}
+
+
+WORKER = """
+import sys, threading
+from cowork_llm import create_llm_client
+
+client = create_llm_client()
+def work(t):
+    for i in range(3):
+        client.chat([{"role": "user", "content": "p%s t%d c%d" % (sys.argv[1], t, i)}])
+threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+
+
+def test_never_more_than_the_cap_in_flight_at_the_server_across_4_processes(store, request):
+    with FakeLlmServer(latency_seconds=LATENCY) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COWORK_")}
+        env.update(server.env(min_interval_seconds=0.01, max_concurrent=CAP, key=request.node.name,
+                              max_concurrent_scope="shared", **store))
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(n)], env=env,
+                                    stderr=subprocess.PIPE) for n in range(4)]
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=120)
+            assert worker.returncode == 0, stderr.decode(errors="replace")[-3000:]
+        arrivals = sorted(r.arrival_monotonic for r in server.chat_requests)
+    assert len(arrivals) == 36
+    # A request holds its slot for at least LATENCY after it arrives, so with the cap
+    # no LATENCY-long window (less arrival jitter) sees more than CAP arrivals.
+    window = LATENCY - 0.05
+    crowded = max(sum(1 for b in arrivals if a <= b < a + window) for a in arrivals)
+    assert crowded <= CAP, crowded
+    # And the cap is used: 36 requests, 2 at a time, about 0.3 s each.
+    assert arrivals[-1] - arrivals[0] < 36 / CAP * LATENCY * 1.6
+
+
+HOLDER = """
+import json, sys, time
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.rate_limiter import RateLimiter
+
+limiter = RateLimiter(RateLimitConfig(**json.loads(sys.argv[1])))
+limiter.backend.leases.lease_seconds = float(sys.argv[2])
+limiter.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _config(store, key, **more):
+    return RateLimitConfig(min_interval_seconds=0, max_concurrent=1, max_concurrent_scope="shared",
+                           key=key, **store, **more)
+
+
+def test_a_sigkilled_holders_slot_returns_after_its_lease(store, request):
+    import json
+
+    lease = 1.0
+    settings = dict(min_interval_seconds=0, max_concurrent=1, max_concurrent_scope="shared",
+                    key=request.node.name, **store)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, json.dumps(settings), str(lease)],
+                              stdout=subprocess.PIPE)
+    limiter = RateLimiter(_config(store, request.node.name, acquire_timeout_seconds=10))
+    limiter.backend.leases.lease_seconds = lease
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        killed = time.monotonic()
+        slot = limiter.acquire()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        holder.stdout.close()
+    waited = slot.admitted_at - killed
+    slot.release()
+    limiter.close()
+    # Taken until the lease (renewed until the kill, every lease / 3) ran out; then free.
+    assert 0.3 < waited < lease + 1.5, waited
+
+
+def test_a_long_holder_renews_its_lease_and_its_release_frees_the_slot_at_once(store, request):
+    first = RateLimiter(_config(store, request.node.name))
+    second = RateLimiter(_config(store, request.node.name, acquire_timeout_seconds=1.5))
+    for limiter in (first, second):
+        limiter.backend.leases.lease_seconds = 0.5  # renewed every ~0.17 s
+    try:
+        slot = first.acquire()
+        with pytest.raises(LimiterAcquireError):  # 1.5 s: three leases long, still held
+            second.acquire()
+        slot.release()
+        started = time.monotonic()
+        second.acquire().release()
+        assert time.monotonic() - started < 0.3
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_process_scope_is_the_default_and_shared_needs_a_shared_backend(store):
+    assert RateLimitConfig().max_concurrent_scope == "process"
+    with pytest.raises(ConfigError, match="max_concurrent_scope"):
+        RateLimitConfig(max_concurrent_scope="shared")
+    with pytest.raises(ConfigError, match="max_concurrent_scope"):
+        RateLimitConfig(max_concurrent_scope="global", **store)
+    backend = build_backend(RateLimitConfig(**store, key="scope-default", min_interval_seconds=0))
+    try:
+        assert backend.try_acquire() == 0.0 and backend.take_lease() is None
+    finally:
+        backend.close()
