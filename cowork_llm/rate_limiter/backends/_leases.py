@@ -12,7 +12,7 @@ runs; a member that is stopped (SIGSTOP) or cut off stops renewing and loses it.
 import logging
 import threading
 import uuid
-from typing import Callable, List, Set
+from typing import Callable, List, Optional, Set
 
 __all__ = ["LeaseKeeper", "LEASE_SECONDS", "RENEW_EVERY_SECONDS"]
 
@@ -38,7 +38,7 @@ class LeaseKeeper:
         self._held: Set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: "threading.Thread | None" = None
+        self._thread: Optional[threading.Thread] = None
 
     @staticmethod
     def new_id() -> str:

@@ -4,7 +4,6 @@ pause, Redis down or restarted, and the password never shown."""
 
 import logging
 import threading
-import time
 
 import pytest
 from _redis_server import free_port, redis_server

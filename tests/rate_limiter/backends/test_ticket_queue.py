@@ -72,7 +72,8 @@ def test_the_first_to_ask_is_admitted_first_even_if_it_asks_again_last(make_back
     second = make_backend(acquire_timeout_seconds=0.7)
     assert third.try_acquire() == 0.0  # the interval starts now
     assert first.try_acquire() > 0.4  # takes the front ticket, waits for the bucket
-    assert second.try_acquire() > 0 and queue_of(first) == [member_of(first), member_of(second)]  # behind first
+    assert second.try_acquire() > 0  # behind first
+    assert queue_of(first) == [member_of(first), member_of(second)]
     # The interval ends while first is not asking: second still may not jump the queue.
     with pytest.raises(LimiterAcquireError, match="no rate-limiter slot"):
         RateLimiter(second.config, backend=second).acquire()
@@ -161,7 +162,8 @@ def test_a_killed_process_holds_the_queue_only_until_its_ticket_goes_stale(make_
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         killed = time.monotonic()
-        assert survivor.try_acquire() > 0 and queue_of(survivor)[0] != member_of(survivor)  # the dead ticket is in front
+        assert survivor.try_acquire() > 0  # the dead ticket is in front
+        assert queue_of(survivor)[0] != member_of(survivor)
         slot = RateLimiter(survivor.config, backend=survivor).acquire()
     finally:
         if child.poll() is None:
