@@ -74,3 +74,54 @@ def _wait_until_listening(port: int, process: "subprocess.Popen[bytes]", timeout
             return
         time.sleep(0.02)  # polling a port that is not open yet; nothing to wait on
     raise RuntimeError(f"redis-server did not listen on port {port} within {timeout} s")
+
+
+@contextlib.contextmanager
+def redis_cluster(nodes: int = 3, timeout: float = 20.0) -> Iterator[str]:
+    """Run a real Redis Cluster of ``nodes`` masters (``redis-server --cluster-enabled
+    yes``, joined with ``redis-cli --cluster create``) until the block ends; yields a
+    ``redis+cluster://`` URL naming its first node."""
+    binary = require_redis_server()
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.fail("redis-cli is missing (it comes with redis-server: apt-get install "
+                    "redis-tools)", pytrace=False)
+    ports = [free_port() for _ in range(nodes)]
+    with tempfile.TemporaryDirectory(prefix="cowork-redis-cluster-") as workdir, \
+            contextlib.ExitStack() as stack:
+        for port in ports:
+            node_dir = os.path.join(workdir, str(port))
+            os.mkdir(node_dir)
+            log = stack.enter_context(open(os.path.join(node_dir, "redis.log"), "wb"))
+            process = subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", node_dir,
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                stdout=log, stderr=subprocess.STDOUT)
+            stack.callback(_stop, process, timeout)
+            _wait_until_listening(port, process, timeout, node_dir)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=timeout)
+        _wait_until_cluster_ok(cli, ports, timeout)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}/0"
+
+
+def _stop(process: "subprocess.Popen[bytes]", timeout: float) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_until_cluster_ok(cli: str, ports: "list[int]", timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [subprocess.run([cli, "-p", str(p), "cluster", "info"], capture_output=True,
+                                 text=True, timeout=timeout).stdout for p in ports]
+        if all("cluster_state:ok" in state for state in states):
+            return
+        time.sleep(0.05)  # the nodes agree on the slots within a second or so
+    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")

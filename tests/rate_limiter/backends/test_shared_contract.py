@@ -6,7 +6,7 @@ test_limiter_redis.py."""
 import time
 
 import pytest
-from _redis_server import redis_server
+from _redis_server import redis_cluster, redis_server
 
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.rate_limiter import RateLimiter
@@ -19,13 +19,22 @@ def redis_url():
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(scope="module")
+def cluster_url():
+    with redis_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
 def make_backend(request, tmp_path):
     """Backends of one shared limit (a fresh key per test), closed afterwards."""
     if request.param == "sqlite":
         where = {"backend": "sqlite", "path": str(tmp_path / "limits.sqlite")}
-    else:
+    elif request.param == "redis":
         where = {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
+    else:
+        where = {"backend": "redis", "redis_url": request.getfixturevalue("cluster_url")}
     key = f"test-{request.node.name}"
     made = []
 
@@ -54,6 +63,20 @@ def test_a_pause_by_one_member_holds_every_member(make_backend):
     assert 29 < second.try_acquire() <= 30.01
     second.pause(5)  # a shorter pause does not cut the longer one short
     assert first.pause_remaining() > 29
+
+
+def test_the_interval_is_shared_and_the_queue_keeps_arrival_order(make_backend):
+    first, second, third = (make_backend(min_interval_seconds=0.3) for _ in range(3))
+    assert first.try_acquire() == 0.0
+    assert 0.2 < second.try_acquire() <= 0.31  # front of the queue, waits for the bucket
+    assert third.try_acquire() > 0  # behind second
+    limiters = [RateLimiter(b.config, backend=b) for b in (second, third)]
+    order = []
+    for limiter in limiters:
+        slot = limiter.acquire()
+        order.append(slot.admitted_at)
+        slot.release()
+    assert order[1] - order[0] >= 0.25
 
 
 def test_the_pause_ends(make_backend):
