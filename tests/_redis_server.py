@@ -8,6 +8,7 @@ shared-quota tests must run.
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -86,7 +87,7 @@ def redis_cluster(nodes: int = 3, timeout: float = 20.0) -> Iterator[str]:
     if cli is None:
         pytest.fail("redis-cli is missing (it comes with redis-server: apt-get install "
                     "redis-tools)", pytrace=False)
-    ports = [free_port() for _ in range(nodes)]
+    ports = _cluster_ports(nodes)
     with tempfile.TemporaryDirectory(prefix="cowork-redis-cluster-") as workdir, \
             contextlib.ExitStack() as stack:
         for port in ports:
@@ -105,6 +106,24 @@ def redis_cluster(nodes: int = 3, timeout: float = 20.0) -> Iterator[str]:
                        check=True, capture_output=True, timeout=timeout)
         _wait_until_cluster_ok(cli, ports, timeout)
         yield f"redis+cluster://127.0.0.1:{ports[0]}/0"
+
+
+def _cluster_ports(count: int) -> "list[int]":
+    """Ports free together with their cluster bus port (port + 10000, which must exist:
+    an ephemeral port above 55535 has none and redis-server exits)."""
+    ports: "list[int]" = []
+    while len(ports) < count:
+        port = random.randint(20000, 40000)
+        if port in ports:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
 
 
 def _stop(process: "subprocess.Popen[bytes]", timeout: float) -> None:
