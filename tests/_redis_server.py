@@ -111,7 +111,7 @@ def redis_cluster(nodes: int = 3, timeout: float = 20.0) -> Iterator[str]:
 def _cluster_ports(count: int) -> "list[int]":
     """Ports free together with their cluster bus port (port + 10000, which must exist:
     an ephemeral port above 55535 has none and redis-server exits)."""
-    ports: "list[int]" = []
+    ports: list[int] = []
     while len(ports) < count:
         port = random.randint(20000, 40000)
         if port in ports:
