@@ -49,6 +49,7 @@ __all__ = [
     "ApiTimeoutError",
     "InvalidResponseError",
     "KeyRejectedError",
+    "TokenFieldRejectedError",
     "BatchInputError",
     "BatchOutputError",
     "OutputLockedError",
@@ -217,7 +218,32 @@ class ApiTimeoutError(LlmApiError):
 
 
 class InvalidResponseError(LlmApiError):
-    """A 2xx answer we cannot use (not JSON, no choice, no content). Not retried."""
+    """A 2xx answer we cannot use (not JSON, no choice, no content), or an answer to a
+    ``response_format`` request that is not JSON or does not match the schema: then
+    ``raw_text`` is the answer and ``schema_error`` the first problem found. Not retried
+    (``retry.on_invalid_json = true`` retries the structured-output kind)."""
+
+    def __init__(self, message: str, *, raw_text: Optional[str] = None,
+                 schema_error: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+        self.schema_error = schema_error
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        rebuild, args = super().__reduce__()
+        return _rebuild_invalid_response, (*args, self.raw_text, self.schema_error)
+
+
+def _rebuild_invalid_response(cls, message, status_code, request_id, retry_after, attempts,  # type: ignore[no-untyped-def]
+                              raw_text, schema_error):
+    return cls(message, status_code=status_code, request_id=request_id, retry_after=retry_after,
+               attempts=attempts, raw_text=raw_text, schema_error=schema_error)
+
+
+class TokenFieldRejectedError(BadRequestError):
+    """400 from OpenAI: this model takes ``max_completion_tokens``, not ``max_tokens``.
+    The client has remembered that for the model; the retry policy sends the request
+    again at once (``retry_after == 0``) with the field the model accepts."""
 
 
 # --- batch ------------------------------------------------------------------------------

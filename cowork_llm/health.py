@@ -18,11 +18,9 @@ import urllib3.exceptions
 
 from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
-from .providers import _http
+from .providers import _http, auth_headers
 
-__all__ = ["HealthStatus", "check_health", "auth_headers", "ANTHROPIC_VERSION"]
-
-ANTHROPIC_VERSION = "2023-06-01"
+__all__ = ["HealthStatus", "check_health"]
 
 
 @dataclass(frozen=True)
@@ -33,14 +31,6 @@ class HealthStatus:
     ok: bool
     latency_ms: float
     detail: str
-
-
-def auth_headers(provider: str, api_key: str) -> Dict[str, str]:
-    """The headers that carry ``api_key`` for ``provider`` (openai: Bearer; anthropic:
-    x-api-key and the API version)."""
-    if provider == "anthropic":
-        return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
-    return {"Authorization": f"Bearer {api_key}"}
 
 
 def check_health(model: ModelConfig, *, timeout: float = 5.0,

@@ -1,13 +1,17 @@
-"""The ``Llm`` interface every provider, wrapper and mock implements, and the checks of
-its arguments (messages, options) that run before anything is sent."""
+"""The ``Llm`` interface every provider, wrapper and mock implements.
 
-import collections.abc
-import hashlib
-import json
+``chat()``/``stream()`` check their arguments (:mod:`cowork_llm.messages`,
+:class:`~cowork_llm.options.ChatOptions`) before anything is sent, then hand the checked
+messages and options to :meth:`Llm.send` / :meth:`Llm.send_stream`, which implementations
+write. Wrappers pass the checked values on to the Llm they wrap.
+"""
+
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Type
 
+from .messages import Message, build_messages, prompt_hash, validate_messages
+from .options import ChatOptions, check_max_tokens, check_options, check_temperature
 from .results import ChatResult, EmbeddingResult
 from .streaming import ChatStream, StreamState
 
@@ -15,78 +19,8 @@ if TYPE_CHECKING:
     from .health import HealthStatus
     from .usage import UsageSnapshot
 
-__all__ = ["Llm", "Message", "validate_messages", "prompt_hash", "build_messages", "check_options"]
-
-Message = Mapping[str, str]
-ROLES = ("system", "user", "assistant")
-
-
-def validate_messages(messages: Any) -> List[Dict[str, str]]:
-    """Return ``messages`` as a list of plain dicts.
-
-    Raises:
-        ValueError: no messages, a message that is not a mapping, an unknown role, or
-            content that is not a non-empty string. Raised before any request is made.
-    """
-    # collections.abc, not typing: the same checks, without typing's alias indirection.
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, collections.abc.Sequence):
-        raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
-    if not messages:
-        raise ValueError("messages must not be empty")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, collections.abc.Mapping):
-            raise ValueError(f"messages[{i}] must be a dict, got {type(message).__name__}")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"messages[{i}]['role'] must be one of {', '.join(ROLES)}, got {role!r}")
-        if not isinstance(content, str):
-            raise ValueError(f"messages[{i}]['content'] must be a string, got {type(content).__name__}")
-        if not content.strip():
-            raise ValueError(f"messages[{i}]['content'] must not be empty")
-        checked.append({"role": role, "content": content})
-    return checked
-
-
-def check_temperature(value: Any, *, maximum: float = 2.0) -> float:
-    """Raises ValueError unless ``value`` is a number from 0 to ``maximum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
-        raise ValueError(f"temperature must be a number from 0 to {maximum:g}, got {value!r}")
-    return value
-
-
-def check_max_tokens(value: Any) -> int:
-    """Raises ValueError unless ``value`` is an integer of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_tokens must be an integer of at least 1, got {value!r}")
-    return value
-
-
-def check_options(temperature: Any, max_tokens: Any) -> None:
-    """The per-call options, where set. Raises ValueError for a temperature outside
-    0..2 or a max_tokens below 1 (a provider may narrow the range, e.g. Anthropic's 0..1)."""
-    if temperature is not None:
-        check_temperature(temperature)
-    if max_tokens is not None:
-        check_max_tokens(max_tokens)
-
-
-def build_messages(prompt: Any, system_prompt: Optional[str] = None) -> List[Dict[str, str]]:
-    """The messages for ``generate_content``. Raises ValueError on a bad prompt."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"prompt must be a non-empty string, got {prompt!r:.40}")
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise ValueError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": prompt})
-    return messages
-
-
-def prompt_hash(messages: Sequence[Message]) -> str:
-    """12 hex digits of sha256 over the messages: lets logs correlate calls without
-    showing the prompt."""
-    blob = json.dumps([dict(m) for m in messages], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+__all__ = ["Llm", "Message", "ChatOptions", "validate_messages", "prompt_hash", "build_messages",
+           "check_options", "check_temperature", "check_max_tokens"]
 
 
 class Llm(ABC):
@@ -94,24 +28,62 @@ class Llm(ABC):
 
     name: str = "llm"
 
-    @abstractmethod
     def chat(
         self,
         messages: Sequence[Message],
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
+        top_p: Optional[float] = None,
+        stop: Any = None,
+        seed: Optional[int] = None,
+        response_format: Any = None,
+        reasoning_effort: Optional[str] = None,
+        extra_body: Optional[Dict[str, Any]] = None,
+        cache: bool = True,
     ) -> ChatResult:
         """Send ``messages`` and return the answer.
 
-        Raises:
-            ValueError: bad messages or options (before any request).
-            LlmApiError: a subclass saying what went wrong with the request.
-        """
+        ``messages`` follow OpenAI's chat format (:mod:`cowork_llm.messages`: roles system,
+        developer, user, assistant, tool; content a string or text/image parts). The
+        options (None: the configured default, else the provider's):
 
-    def generate_content(self, prompt: str, system_prompt: Optional[str] = None) -> str:
-        """Answer one prompt; the text only. Raises what :meth:`chat` raises."""
-        return self.chat(build_messages(prompt, system_prompt)).content
+        - ``temperature`` (0-2), ``top_p`` (0-1), ``max_tokens`` (at least 1), ``stop``
+          (a string or up to 4), ``seed`` (an integer);
+        - ``response_format``: ``{"type": "json_object"}``, ``{"type": "json_schema",
+          "json_schema": {...}}`` or a dataclass type; the answer's JSON (or instance)
+          is ``ChatResult.parsed`` (:mod:`cowork_llm.structured`);
+        - ``reasoning_effort``: ``"minimal"``, ``"low"``, ``"medium"``, ``"high"`` (and the
+          other values of :data:`cowork_llm.options.REASONING_EFFORTS`);
+        - ``extra_body``: a dict merged into the provider's request body last, for
+          anything not modelled here;
+        - ``cache=False``: the response cache neither answers nor stores this call.
+
+        Raises:
+            TypeError: an unknown option.
+            ValueError: bad messages or options, or one the provider does not have
+                (before any request).
+            LlmApiError: a subclass saying what went wrong with the request.
+            InvalidResponseError: with ``response_format``, an answer that is not JSON
+                or does not match the schema.
+        """
+        options = ChatOptions.of(
+            temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+            response_format=response_format, reasoning_effort=reasoning_effort, extra_body=extra_body,
+            cache=cache)
+        return self.send(validate_messages(messages), options)
+
+    @abstractmethod
+    def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
+        """:meth:`chat` after its checks: ``messages`` come from
+        :func:`~cowork_llm.messages.validate_messages`, ``options`` are checked.
+
+        Raises what :meth:`chat` raises (ValueError for an option this Llm lacks)."""
+
+    def generate_content(self, prompt: str, system_prompt: Optional[str] = None, **options: Any) -> str:
+        """Answer one prompt; the text only. ``options`` are :meth:`chat`'s. Raises what
+        :meth:`chat` raises."""
+        return self.chat(build_messages(prompt, system_prompt), **options).content
 
     def stream(
         self,
@@ -119,21 +91,37 @@ class Llm(ABC):
         *,
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
+        top_p: Optional[float] = None,
+        stop: Any = None,
+        seed: Optional[int] = None,
+        response_format: Any = None,
+        reasoning_effort: Optional[str] = None,
+        extra_body: Optional[Dict[str, Any]] = None,
+        cache: bool = True,
     ) -> ChatStream:
         """Return the answer as a :class:`~cowork_llm.streaming.ChatStream`: an iterator
-        of text pieces and a context manager. This default asks :meth:`chat` and yields
-        the whole answer as one piece; providers override it with real streaming.
+        of text pieces and a context manager. Takes :meth:`chat`'s options (streams are
+        never cached).
 
         Raises what :meth:`chat` raises, before the first piece; a stream that fails
         mid-answer raises its LlmApiError while being iterated."""
-        result = self.chat(messages, temperature=temperature, max_tokens=max_tokens)
+        options = ChatOptions.of(
+            temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+            response_format=response_format, reasoning_effort=reasoning_effort, extra_body=extra_body,
+            cache=cache)
+        return self.send_stream(validate_messages(messages), options)
+
+    def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
+        """:meth:`stream` after its checks. This default asks :meth:`send` and yields the
+        whole answer as one piece; providers override it with real streaming."""
+        result = self.send(messages, options)
         state = StreamState(model=result.model, request_id=result.request_id,
                             usage=result.usage, finish_reason=result.finish_reason)
         return ChatStream(iter([result.content]), state)
 
-    def stream_content(self, prompt: str, system_prompt: Optional[str] = None) -> ChatStream:
+    def stream_content(self, prompt: str, system_prompt: Optional[str] = None, **options: Any) -> ChatStream:
         """:meth:`stream` for one prompt. Raises what :meth:`stream` raises."""
-        return self.stream(build_messages(prompt, system_prompt))
+        return self.stream(build_messages(prompt, system_prompt), **options)
 
     def usage(self) -> "UsageSnapshot":
         """The usage totals (calls, tokens, cost) of this client so far.

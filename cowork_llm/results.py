@@ -9,16 +9,31 @@ __all__ = ["ChatResult", "Usage", "EmbeddingResult", "ToolCall"]
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens the provider counted for one call."""
+    """Tokens the provider counted for one call.
+
+    ``prompt_tokens`` counts every input token, cached ones included. The details are
+    None when the provider did not say (never a guessed 0):
+    ``cached_prompt_tokens`` of the prompt were read from the provider's prompt cache
+    (OpenAI ``prompt_tokens_details.cached_tokens``, Anthropic ``cache_read_input_tokens``);
+    ``cache_creation_tokens`` were written to it (Anthropic ``cache_creation_input_tokens``);
+    ``reasoning_tokens`` of the completion were spent thinking (OpenAI
+    ``completion_tokens_details.reasoning_tokens``, Anthropic
+    ``output_tokens_details.thinking_tokens``).
+    """
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_prompt_tokens: Optional[int] = None
+    cache_creation_tokens: Optional[int] = None
+    reasoning_tokens: Optional[int] = None
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int) -> "Usage":
+    def of(cls, prompt_tokens: int, completion_tokens: int, *, cached_prompt_tokens: Optional[int] = None,
+           cache_creation_tokens: Optional[int] = None, reasoning_tokens: Optional[int] = None) -> "Usage":
         """The usage with ``total_tokens`` = prompt + completion. Never raises."""
-        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens,
+                   cached_prompt_tokens, cache_creation_tokens, reasoning_tokens)
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,8 @@ class ChatResult:
     Set by :class:`~cowork_llm.client.RateLimitedLlm`: ``started_at`` is the
     wall-clock time (``time.time()``) the last attempt's slot was granted, i.e. when its
     request was sent (None for a cache hit, which sent nothing); ``waited_seconds`` the
-    time spent waiting for the rate limiter, over all attempts.
+    time spent waiting for the rate limiter, over all attempts. ``parsed`` holds the
+    structured answer of a ``response_format`` request.
     """
 
     content: str
@@ -41,6 +57,9 @@ class ChatResult:
     cached: bool = False
     started_at: Optional[float] = field(default=None, compare=False)
     waited_seconds: float = field(default=0.0, compare=False)
+    #: With ``response_format``: the answer's JSON (a dataclass instance for a dataclass
+    #: format), checked against the schema. None otherwise.
+    parsed: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

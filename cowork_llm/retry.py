@@ -9,6 +9,8 @@ when to give up. Built on tenacity from a :class:`RetryConfig`.
 | 401 for one key while another remains   | yes     | none (the next key is used at once)    |
 | QuotaExceededError, 400/401/403/404/422 | no      |                                        |
 | InvalidResponseError, ConfigError, ...  | no      |                                        |
+| response_format answer not JSON or not  | only if | exponential + jitter                   |
+| matching its schema                     | on_invalid_json = true                           |
 
 A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop after
 ``max_attempts`` attempts, or before a wait that would end past ``total_timeout_seconds``.
@@ -25,6 +27,7 @@ from .config._sections import RetryConfig
 from .errors import (
     ApiConnectionError,
     ApiTimeoutError,
+    InvalidResponseError,
     KeyRejectedError,
     LlmApiError,
     QuotaExceededError,
@@ -32,7 +35,7 @@ from .errors import (
     ServerError,
 )
 
-__all__ = ["RetryPolicy", "is_retryable", "describe_error"]
+__all__ = ["RetryPolicy", "is_retryable", "is_invalid_json", "describe_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,13 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, KeyRejectedError):
         return True
     return isinstance(exc, _RETRYABLE) and not isinstance(exc, QuotaExceededError)
+
+
+def is_invalid_json(exc: BaseException) -> bool:
+    """True for a ``response_format`` answer that is not JSON or does not match its
+    schema (an InvalidResponseError carrying the answer): retried only with
+    ``retry.on_invalid_json = true``."""
+    return isinstance(exc, InvalidResponseError) and exc.raw_text is not None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -140,6 +150,8 @@ class RetryPolicy:
             raise
 
     def _should_retry(self, exc: BaseException) -> bool:
+        if self.config.on_invalid_json and is_invalid_json(exc):
+            return True  # another answer may well be valid JSON; the model was asked for it
         if not is_retryable(exc):
             return False
         retry_after = getattr(exc, "retry_after", None)

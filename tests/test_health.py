@@ -9,7 +9,8 @@ import responses
 
 from cowork_llm.config import ModelConfig
 from cowork_llm.errors import ConfigError, MissingApiKeyError
-from cowork_llm.health import ANTHROPIC_VERSION, HealthStatus, check_health
+from cowork_llm.health import HealthStatus, check_health
+from cowork_llm.providers.anthropic import ANTHROPIC_VERSION
 from cowork_llm.testing import FakeLlmServer
 
 KEY = "sk-health-SECRET-0123456789abcdef"
@@ -62,12 +63,14 @@ def test_up_but_the_configured_model_is_not_listed(server):
 
 
 def test_anthropic_sends_its_own_headers(server):
+    # The provider module says which headers (as the official SDK sends them); health
+    # asks it rather than keeping a copy.
     status = check_health(server.config(provider="anthropic").model)
     assert status.ok, status.detail
     headers = server.last_request.headers
-    assert headers["x-api-key"] == KEY
+    assert headers["authorization"] == f"Bearer {KEY}"
     assert headers["anthropic-version"] == ANTHROPIC_VERSION
-    assert "authorization" not in headers
+    assert "x-api-key" not in headers
 
 
 def test_wrong_key_is_401(server):

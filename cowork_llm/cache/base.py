@@ -16,7 +16,7 @@ Clock = Callable[[], float]
 
 # Bumped when what goes into a key, or how a result is stored, changes: old entries then
 # simply stop matching.
-_KEY_VERSION = "cowork-llm-cache-1"
+_KEY_VERSION = "cowork-llm-cache-2"  # 2: every chat option, usage details
 # Option names that smell of credentials; refusing them keeps a careless caller from
 # mixing a secret into a key (a hash of it would still be a fingerprint of the secret).
 _SECRET_WORDS = ("key", "authorization", "token", "secret", "password")
@@ -57,14 +57,16 @@ def cache_key(provider: str, base_url: str, model: str, messages: Sequence[Messa
 
 
 def result_to_json(result: ChatResult) -> str:
-    """The stored form of a result (without ``raw`` and ``cached``)."""
+    """The stored form of a result (without ``raw``, ``cached`` and ``parsed``: a hit is
+    parsed again from its content)."""
     usage = result.usage
     return json.dumps({
         "content": result.content,
         "model": result.model,
         "finish_reason": result.finish_reason,
         "usage": None if usage is None else [usage.prompt_tokens, usage.completion_tokens,
-                                             usage.total_tokens],
+                                             usage.total_tokens, usage.cached_prompt_tokens,
+                                             usage.cache_creation_tokens, usage.reasoning_tokens],
         "request_id": result.request_id,
     }, ensure_ascii=False)
 
@@ -85,12 +87,20 @@ def result_from_json(text: str) -> ChatResult:
             content=content,
             model=model,
             finish_reason=data["finish_reason"],
-            usage=None if usage is None else Usage(*(int(n) for n in usage)),
+            usage=None if usage is None else _usage_of(usage),
             request_id=data["request_id"],
             cached=True,
         )
     except (TypeError, KeyError, ValueError) as error:
         raise ValueError(f"not a stored result: {error}") from None
+
+
+def _usage_of(stored: Any) -> Usage:
+    """The Usage of a stored list: three counts, then the details (None when unknown;
+    entries written before the details existed have only the three)."""
+    counts = [int(n) for n in stored[:3]]
+    details = [None if n is None else int(n) for n in stored[3:6]]
+    return Usage(*counts, *details)  # type: ignore[arg-type]
 
 
 class ResponseCache(ABC):

@@ -34,6 +34,15 @@ KEY_MEANINGS = {
                                  "(the key would travel unencrypted).",
     "model.api_key_command": "A command whose output is the key, run once (no shell, 10 s limit).",
     "model.ca_bundle": "A CA bundle file for a private certificate authority (verification stays on).",
+    "model.top_p": "Nucleus sampling, 0 to 1; unset means the provider's default (not for anthropic).",
+    "model.stop": "Stop sequences, a string or a list of up to 4 (a JSON list in the variable); "
+                  "unset means none.",
+    "model.seed": "Seed for repeatable sampling where the server supports it (not for anthropic).",
+    "model.reasoning_effort": "For reasoning models: none, minimal, low, medium, high, xhigh or max "
+                              "(anthropic: a thinking budget).",
+    "model.max_tokens_field": "How max_tokens goes out to an OpenAI-compatible server: auto "
+                              "(max_completion_tokens for OpenAI and Azure hosts, max_tokens elsewhere), "
+                              "max_completion_tokens or max_tokens.",
     "rate_limit.min_interval_seconds": "Least time between the starts of two requests.",
     "rate_limit.max_concurrent": "Most requests in flight at once.",
     "rate_limit.max_concurrent_scope": "process (max_concurrent per process) or shared (across "
@@ -52,6 +61,8 @@ KEY_MEANINGS = {
     "retry.max_wait_seconds": "Longest wait between two attempts.",
     "retry.max_retry_after_seconds": "Longest Retry-After we honour; a longer one fails at once.",
     "retry.total_timeout_seconds": "Time budget of one call across all its attempts.",
+    "retry.on_invalid_json": "Retry a response_format answer that is not JSON or does not match "
+                             "its schema (within max_attempts).",
     "cache.backend": "Response cache: none (off), memory or sqlite.",
     "cache.path": "The SQLite file, for backend = \"sqlite\".",
     "cache.ttl_seconds": "How long a cached answer stays valid.",
@@ -127,7 +138,7 @@ def _key_lines(key: ConfigKey) -> List[str]:
     meaning = KEY_MEANINGS[key.path]
     if key.required:
         status = "required" + (" (unless api_key_command is set)" if key.name == "api_key" else "")
-    elif key.default is None:
+    elif key.default is None or key.default == ():
         status = "default: not set"
     else:
         status = f"default: {_toml_value(key.default)}"
@@ -137,7 +148,7 @@ def _key_lines(key: ConfigKey) -> List[str]:
         lines.append(f"{key.name} = {_toml_value(_TEMPLATE_EXAMPLES[key.path])}")
     elif key.path == "model.api_key":
         lines.append('# api_key = "sk-..."')
-    elif key.default is None:
+    elif key.default is None or key.default == ():
         lines.append(f"# {key.name} =")
     else:
         lines.append(f"# {key.name} = {_toml_value(key.default)}")
@@ -166,6 +177,7 @@ def render_template() -> str:
         '# [llm.pricing."gpt-4o-mini"]',
         "# input_per_million = 0.15",
         "# output_per_million = 0.6",
+        "# cached_input_per_million = 0.075   # prompt tokens read from the provider's cache",
         "",
         "# Models tried in turn when the primary finally fails (file only, no variables).",
         "# Each entry is a full model section with the keys of [llm.model].",

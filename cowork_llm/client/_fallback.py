@@ -27,11 +27,12 @@ a failure is raised from iteration as it is.
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig
 from ..errors import BadRequestError, LlmApiError, LlmError
-from ..llm import Llm, Message, validate_messages
+from ..llm import Llm
+from ..options import ChatOptions
 from ..providers import build_provider
 from ..rate_limiter import init_global_rate_limiter
 from ..results import ChatResult, EmbeddingResult
@@ -71,50 +72,34 @@ class FallbackLlm(Llm):
         self.name = self.primary.name
         self._closed = False
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        **options: Any,
-    ) -> ChatResult:
-        """Ask each model in turn until one answers. ``options`` (``cache=False``) pass
-        through to every model.
+    def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
+        """Ask each model in turn until one answers, with the same options (``cache=False``
+        included).
 
         Raises:
-            ValueError: bad messages or options, before any request.
+            ValueError: an option a model has no place for, before that model's request.
             LimiterAcquireError: a model's limiter had no slot in time (not failed over).
             LlmApiError: a BadRequestError from any model at once, otherwise the last
                 model's final error.
         """
-        checked = validate_messages(messages)
-        return self._first_success("chat", checked, temperature=temperature,
-                                   max_tokens=max_tokens, **options)
+        result: ChatResult = self._first_success("send", messages, options)
+        return result
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatStream:
+    def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
         """The first model's stream that opens and yields its first piece (each model's
-        ``stream`` reads its first piece before returning, so a model that cannot start
+        stream reads its first piece before returning, so a model that cannot start
         is failed over; a failure after that is raised from iteration).
 
-        Raises: as :meth:`chat`, for failures before the first piece.
+        Raises: as :meth:`send`, for failures before the first piece.
         """
-        checked = validate_messages(messages)
-        stream: ChatStream = self._first_success("stream", checked, temperature=temperature,
-                                                    max_tokens=max_tokens)
+        stream: ChatStream = self._first_success("send_stream", messages, options)
         return stream
 
-    def _first_success(self, method: str, messages: List[Any], **kwargs: Any) -> Any:
+    def _first_success(self, method: str, messages: List[Any], options: ChatOptions) -> Any:
         last = len(self.chain) - 1
         for index, llm in enumerate(self.chain):
             try:
-                return getattr(llm, method)(messages, **kwargs)
+                return getattr(llm, method)(messages, options)
             except LlmError as error:
                 if index == last or not fails_over(error):
                     raise

@@ -3,9 +3,10 @@ policy. Every attempt, retries included, takes its own limiter slot: each is a r
 and counts against the quota.
 
 The call runs in layers, each a method, so later features wrap one of them:
-:meth:`RateLimitedLlm.chat` checks the arguments, answers from the response cache when it
-can (before the limiter: a hit spends no quota and no wait), and counts and logs the outcome
-(:mod:`._accounting`, shared with :meth:`RateLimitedLlm.stream`, :mod:`._stream`);
+:meth:`RateLimitedLlm.send` (what ``chat()`` calls once the arguments are checked)
+answers from the response cache when it can (before the limiter: a hit spends no quota
+and no wait), and counts and logs the outcome (:mod:`._accounting`, shared with
+:meth:`RateLimitedLlm.send_stream`, :mod:`._stream`);
 :meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
 request inside one slot. :meth:`RateLimitedLlm.embed` sends texts in batches, each one
 call through the same limiter and retries (:mod:`._embed`).
@@ -19,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 from urllib.parse import urlsplit
 
 from ..config._sections import ModelConfig, RetryConfig
-from ..errors import LlmError, QuotaExceededError, RateLimitError
-from ..llm import Llm, Message, check_options, validate_messages
+from ..errors import LlmError, QuotaExceededError, RateLimitError, TokenFieldRejectedError
+from ..llm import Llm
+from ..options import ChatOptions
 from ..rate_limiter._rates import estimate_request_tokens
 from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
+from ..structured import with_parsed
 from ..telemetry._observer import CallInfo, Observer, start_observations
 from ..usage import UsageSnapshot, UsageTracker
 from ._accounting import CallRecord, count_failure, count_success, log_failure
@@ -99,44 +102,38 @@ class RateLimitedLlm(Llm):
         self._embedder_lock = threading.Lock()
         self._closed = False
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        cache: bool = True,
-    ) -> ChatResult:
-        """Send ``messages`` once a limiter slot is free, retrying per the policy.
+    def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
+        """:meth:`~cowork_llm.llm.Llm.chat` once a limiter slot is free, retrying per the
+        policy.
 
         With a response cache, an identical earlier request (same endpoint, model,
-        messages, temperature and max_tokens) is answered from it, without a slot or a
-        request, as a result with ``cached=True``; ``cache=False`` skips the lookup and
-        the store for this call. Only answers are stored, never errors.
+        messages and every option that changes the answer) is answered from it, without
+        a slot or a request, as a result with ``cached=True`` (``parsed`` again from its
+        content); ``cache=False`` skips the lookup and the store for this call. Only
+        answers are stored, never errors.
 
         Raises:
-            ValueError: bad messages or options, before any slot or request.
+            ValueError: an option the provider has no place for, before any slot or request.
             LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
             LlmApiError: the last attempt's error, with ``attempts`` set.
         """
-        checked = validate_messages(messages)
-        check_options(temperature, max_tokens)
-        record = self._new_record(checked, temperature, max_tokens, stream=False)
+        record = self._new_record(messages, options, stream=False)
         began = time.monotonic()
         key = None
         try:
-            if cache and self.response_cache is not None:
-                key = self._cache_key(checked, temperature, max_tokens)
+            if options.cache and self.response_cache is not None:
+                key = self._cache_key(messages, options)
                 hit = self.response_cache.get(key)
                 if hit is not None:
                     # Nothing was sent now (a MemoryCache keeps the original call's timing).
-                    hit = replace(hit, started_at=None, waited_seconds=0.0)
+                    hit = replace(with_parsed(hit, options.response_format), started_at=None,
+                                  waited_seconds=0.0)
                     for observation in record.observations:
                         observation.cache_hit()
                     count_success(self.usage_tracker, hit, record, time.monotonic() - began)
                     record.ended(hit)
                     return hit
-            result = self._call(checked, temperature, max_tokens, record)
+            result = self._call(messages, options, record)
         except BaseException as error:
             if isinstance(error, LlmError):
                 count_failure(self.usage_tracker, self._model_name, record, time.monotonic() - began, error)
@@ -150,14 +147,15 @@ class RateLimitedLlm(Llm):
         record.ended(result)
         return result
 
-    def _new_record(self, messages: List[Dict[str, str]], temperature: Optional[float],
-                    max_tokens: Optional[int], *, stream: bool) -> CallRecord:
+    def _new_record(self, messages: List[Dict[str, Any]], options: ChatOptions, *,
+                    stream: bool) -> CallRecord:
         """The call's record, with each observer's observation of it started."""
         record = CallRecord(messages, max_attempts=self._max_attempts)
         if self.observers:
             record.observations = start_observations(
                 self.observers, self._call_info("chat", messages, {
-                    "temperature": temperature, "max_tokens": max_tokens}, stream=stream))
+                    "temperature": options.temperature, "max_tokens": options.max_tokens},
+                    stream=stream))
         return record
 
     def _call_info(self, operation: str, messages: Sequence[Any], options: Dict[str, Any], *,
@@ -220,55 +218,45 @@ class RateLimitedLlm(Llm):
         """
         return self.inner.health(timeout=timeout)
 
-    def _cache_key(self, messages: List[Dict[str, str]], temperature: Optional[float],
-                   max_tokens: Optional[int]) -> str:
-        """The cache key, with the options as the provider will send them (a call's
-        None means the configured default). Never includes the key."""
+    def _cache_key(self, messages: List[Dict[str, Any]], options: ChatOptions) -> str:
+        """The cache key: every option that changes the answer, as the provider will
+        send it (a call's None means the configured default). Never includes the key."""
         from ..cache.base import cache_key  # loaded already: whoever built the cache imported it
 
         model = self._model_config
         if model is None:  # not an HTTP provider: scope by its class and name
             return cache_key(type(self.inner).__name__, "", self.inner.name, messages,
-                             {"temperature": temperature, "max_tokens": max_tokens})
-        return cache_key(model.provider, model.base_url, model.model_name, messages, {
-            "temperature": model.temperature if temperature is None else temperature,
-            "max_tokens": model.max_tokens if max_tokens is None else max_tokens,
-        })
+                             options.cache_material())
+        material = options.with_defaults(model).cache_material()
+        return cache_key(model.provider, model.base_url, model.model_name, messages, material)
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatStream:
-        """The answer in pieces as they arrive, as a :class:`ChatStream` (an iterator and
-        a context manager). Each attempt takes a limiter slot; attempts are retried only
-        until the first piece arrives; the slot is held until the stream is exhausted
-        or closed (``with``, ``close()``, or the stream being dropped).
+    def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
+        """:meth:`~cowork_llm.llm.Llm.stream`: the answer in pieces as they arrive, as a
+        :class:`ChatStream` (an iterator and a context manager). Each attempt takes a
+        limiter slot; attempts are retried only until the first piece arrives; the slot
+        is held until the stream is exhausted or closed (``with``, ``close()``, or the
+        stream being dropped). Streams are never cached.
 
         Raises:
-            ValueError: bad messages or options, before any slot or request.
+            ValueError: an option the provider has no place for, before any slot or request.
             LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
             LlmApiError: the last attempt's error before the first piece, with
                 ``attempts`` set; iterating raises the mapped error of a failure mid-stream.
         """
-        checked = validate_messages(messages)
-        check_options(temperature, max_tokens)
-        record = self._new_record(checked, temperature, max_tokens, stream=True)
+        record = self._new_record(messages, options, stream=True)
         try:
-            return open_limited_stream(self, checked, temperature, max_tokens, record)
+            return open_limited_stream(self, messages, options, record)
         except BaseException as error:
             if isinstance(error, LlmError):
                 log_failure(self.name, error, record)
             record.ended(None, error)
             raise
 
-    def _call(self, messages: List[Dict[str, str]], temperature: Optional[float],
-              max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+    def _call(self, messages: List[Dict[str, Any]], options: ChatOptions,
+              record: CallRecord) -> ChatResult:
         """The retry loop around :meth:`_attempt`."""
-        return self._with_retries(lambda: self._attempt(messages, temperature, max_tokens, record),
-                                  record)
+        return self._with_retries(lambda: self.resending_once(
+            lambda: self._attempt(messages, options, record), record), record)
 
     def _with_retries(self, attempt: Callable[[], T], record: CallRecord) -> T:
         """``attempt()`` under the retry policy (once when there is none), each retry
@@ -279,19 +267,31 @@ class RateLimitedLlm(Llm):
         return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
                                on_retry=record.count_retry)
 
-    def _attempt(self, messages: List[Dict[str, str]], temperature: Optional[float],
-                 max_tokens: Optional[int], record: CallRecord) -> ChatResult:
+    @staticmethod
+    def resending_once(attempt: Callable[[], T], record: CallRecord) -> T:
+        """``attempt()``, made once more (a new slot: through the limiter, counted as a
+        retry) when the provider refused the token-limit field and now knows the right
+        one (:class:`~cowork_llm.errors.TokenFieldRejectedError`). Whatever the retry
+        policy says: the request was never wrong, only its field name."""
+        try:
+            return attempt()
+        except TokenFieldRejectedError as error:
+            record.count_retry(error, 0.0)
+            return attempt()
+
+    def _attempt(self, messages: List[Dict[str, Any]], options: ChatOptions,
+                 record: CallRecord) -> ChatResult:
         """One request inside one limiter slot, held until the answer has been read."""
         record.attempts += 1
         try:
-            return self._attempt_in_slot(messages, temperature, max_tokens, record)
+            return self._attempt_in_slot(messages, options, record)
         except BaseException as error:
             record.attempt_failed(error)
             raise
 
-    def _attempt_in_slot(self, messages: List[Dict[str, str]], temperature: Optional[float],
-                         max_tokens: Optional[int], record: CallRecord) -> ChatResult:
-        with self.limiter.slot(tokens=self._estimated_tokens(messages, max_tokens)) as slot:
+    def _attempt_in_slot(self, messages: List[Dict[str, Any]], options: ChatOptions,
+                         record: CallRecord) -> ChatResult:
+        with self.limiter.slot(tokens=self._estimated_tokens(messages, options)) as slot:
             record.slot_granted(slot.waited_seconds, slot.queue_position)
             record.started_at = time.time()
             if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
@@ -299,7 +299,7 @@ class RateLimitedLlm(Llm):
                              self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
             started = time.monotonic()
             try:
-                return self.inner.chat(messages, temperature=temperature, max_tokens=max_tokens)
+                return self.inner.send(messages, options)
             except RateLimitError as error:
                 # Pause while still holding the slot: the next waiter must not start
                 # a request inside the window the provider asked us to leave empty.
@@ -312,13 +312,13 @@ class RateLimitedLlm(Llm):
                     logger.debug("%s: request took %.3fs (prompt=%s)",
                                  self.name, elapsed, record.prompt_hash)
 
-    def _estimated_tokens(self, messages: List[Dict[str, str]], max_tokens: Optional[int]) -> int:
+    def _estimated_tokens(self, messages: List[Dict[str, Any]], options: ChatOptions) -> int:
         """What a request weighs against ``tokens_per_minute`` (0 when no token limit):
-        the call's max_tokens, else the model config's, else the documented default."""
+        see :func:`~cowork_llm.rate_limiter._rates.estimate_request_tokens`; the token
+        limit is the call's max_tokens, else the model config's, else the default."""
         if self.limiter.config.tokens_per_minute is None:
             return 0
-        if max_tokens is None:
-            max_tokens = self._configured_max_tokens
+        max_tokens = options.max_tokens if options.max_tokens is not None else self._configured_max_tokens
         return estimate_request_tokens(messages, max_tokens)
 
     def _pause_for(self, error: RateLimitError) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 from ..errors import LlmError, RateLimitError
 from ..llm import Llm
+from ..options import ChatOptions
 from ..results import ChatResult
 from ..streaming import ChatStream, StreamState
 from ._accounting import count_failure, count_success, log_failure
@@ -44,11 +45,11 @@ class _Outcome:
     error: Optional[BaseException] = None
 
 
-def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]],
-                        temperature: Optional[float], max_tokens: Optional[int],
-                        record: "CallRecord") -> ChatStream:
+def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, Any]],
+                        options: ChatOptions, record: "CallRecord") -> ChatStream:
     """Open a stream of ``client.inner`` inside a slot of ``client.limiter``, retried per
-    ``client.retry`` until its first piece arrives. ``messages`` are already checked.
+    ``client.retry`` until its first piece arrives. ``messages`` and ``options`` are
+    already checked.
 
     Raises:
         LimiterAcquireError: no slot in time.
@@ -57,21 +58,20 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, str]]
 
     began = time.monotonic()
     try:
-        return client._with_retries(
-            lambda: _attempt(client, messages, temperature, max_tokens, record, began), record)
+        return client._with_retries(lambda: client.resending_once(
+            lambda: _attempt(client, messages, options, record, began), record), record)
     except LlmError as error:
         _count_failure(client, record, began, error)
         raise
 
 
-def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
-             temperature: Optional[float], max_tokens: Optional[int],
+def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: ChatOptions,
              record: "CallRecord", began: float) -> ChatStream:
     """One attempt: a slot, the inner stream, its first piece. On any failure the inner
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
     try:
-        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, max_tokens))  # as chat weighs
+        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, options))  # as chat weighs
     except BaseException as error:
         record.attempt_failed(error)
         raise
@@ -79,7 +79,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, str]],
     started = time.monotonic()
     inner: Any = None
     try:
-        inner = client.inner.stream(messages, temperature=temperature, max_tokens=max_tokens)
+        inner = client.inner.send_stream(messages, options)
         pieces = iter(inner)
         first = next(pieces, _NOTHING)
     except BaseException as error:

@@ -7,6 +7,7 @@ value counts as unset, a list-valued ``api_key`` is a rotation of keys.
 """
 
 import dataclasses
+import json
 import logging
 import math
 import typing
@@ -104,6 +105,14 @@ def parse_variable(key: ConfigKey, raw: str) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{key.variable} must be a finite number, got {raw!r}")
         return number
+    if key.name == "stop":  # a JSON list of stop sequences, or one sequence as is
+        if raw.startswith("["):
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise ConfigError(f"{key.variable} must be one stop sequence or a JSON list of them, "
+                                  f"e.g. '[\"\\n\\n\", \"END\"]', got {raw!r}") from None
+        return raw
     if key.path == "model.api_key":  # "k1,k2" is a rotation of keys
         keys = [part.strip() for part in raw.split(",") if part.strip()]
         return keys if len(keys) > 1 else raw

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from dataclasses_json import DataClassJsonMixin
 
 from ..errors import ConfigError
+from ..options import check_reasoning_effort, check_seed, check_stop, check_top_p
 from ._checks import (
     check_api_keys,
     check_at_most_a_year,
@@ -33,10 +34,14 @@ from ._checks import (
 
 __all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "EmbeddingsConfig", "ModelPrice",
            "LlmConfig",
-           "PROVIDERS", "LIMITER_BACKENDS", "CONCURRENCY_SCOPES", "CACHE_BACKENDS",
+           "PROVIDERS", "MAX_TOKENS_FIELDS", "LIMITER_BACKENDS", "CONCURRENCY_SCOPES", "CACHE_BACKENDS",
            "mask_secret", "mask_url_password"]  # the masking helpers live in ._checks
 
 PROVIDERS = ("openai", "anthropic")
+#: ``llm.model.max_tokens_field``: which field carries the token limit to an OpenAI-
+#: compatible server ("auto": max_completion_tokens for OpenAI and Azure OpenAI hosts,
+#: max_tokens elsewhere).
+MAX_TOKENS_FIELDS = ("auto", "max_completion_tokens", "max_tokens")
 LIMITER_BACKENDS = ("memory", "sqlite", "redis")
 #: ``rate_limit.max_concurrent_scope``: the cap per process, or across the backend's group.
 CONCURRENCY_SCOPES = ("process", "shared")
@@ -86,6 +91,12 @@ class ModelConfig(_Section):
     api_key_command: Optional[str] = None
     # A CA bundle file for private certificate authorities; verification stays on.
     ca_bundle: Optional[str] = None
+    # Defaults for the per-call options of the same names (a call's value wins).
+    top_p: Optional[float] = None
+    stop: Tuple[str, ...] = ()
+    seed: Optional[int] = None
+    reasoning_effort: Optional[str] = None
+    max_tokens_field: str = "auto"
 
     _section: typing.ClassVar[str] = "llm.model"
 
@@ -104,6 +115,24 @@ class ModelConfig(_Section):
         if not self.timeout_seconds > 0:
             self._fail("timeout_seconds", "must be greater than 0")
         check_at_most_a_year(self._section, timeout_seconds=self.timeout_seconds)
+        self._check_request_defaults()
+
+    def _check_request_defaults(self) -> None:
+        """The option defaults, by the same rules as a call's options."""
+        stop = self.stop
+        if isinstance(stop, (str, list)):  # TOML gives a list; a single string is one stop
+            object.__setattr__(self, "stop", (stop,) if isinstance(stop, str) else tuple(stop))
+        for name, check in (("top_p", check_top_p), ("seed", check_seed),
+                            ("reasoning_effort", check_reasoning_effort), ("stop", check_stop)):
+            value = getattr(self, name)
+            if value is None or value == ():
+                continue
+            try:
+                check(value)
+            except ValueError as error:
+                raise ConfigError(f"{self._section}.{error}", key=f"{self._section}.{name}") from None
+        if self.max_tokens_field not in MAX_TOKENS_FIELDS:
+            self._fail("max_tokens_field", f"must be one of {', '.join(MAX_TOKENS_FIELDS)}")
 
     @property
     def api_keys(self) -> Tuple[str, ...]:
@@ -181,6 +210,8 @@ class RetryConfig(_Section):
     max_wait_seconds: float = 30.0
     max_retry_after_seconds: float = 120.0
     total_timeout_seconds: float = 300.0
+    # Retry a response_format answer that is not JSON or does not match its schema.
+    on_invalid_json: bool = False
 
     _section: typing.ClassVar[str] = "llm.retry"
 
@@ -268,11 +299,15 @@ class ModelPrice(_Section):
 
     input_per_million: float
     output_per_million: float
+    # Prompt tokens read from the provider's prompt cache; None: priced as input.
+    cached_input_per_million: Optional[float] = None
 
     _section: typing.ClassVar[str] = "llm.pricing"
 
     def __post_init__(self) -> None:
         self._check_types()
+        if self.cached_input_per_million is not None and self.cached_input_per_million < 0:
+            self._fail("cached_input_per_million", "must be 0 or more")
         if self.input_per_million < 0:
             self._fail("input_per_million", "must be 0 or more")
         if self.output_per_million < 0:

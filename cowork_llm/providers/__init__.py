@@ -9,14 +9,14 @@ lives in this package.
 
 import dataclasses
 import importlib
-from typing import Optional
+from typing import Dict, Optional
 
 from ..config._sections import LlmConfig, ModelConfig
 from ..errors import ConfigError
 from ..llm import Llm
 from ..secrets import resolve_api_keys
 
-__all__ = ["build_provider", "build_embedder", "embeddings_model"]
+__all__ = ["auth_headers", "build_embedder", "build_provider", "embeddings_model"]
 
 
 def build_provider(model: ModelConfig, *, api_key: Optional[str] = None,
@@ -80,3 +80,8 @@ def build_embedder(config: LlmConfig) -> Llm:
         return build_provider(model)
     except ConfigError as error:
         raise type(error)(str(error).replace("llm.model.", "llm.embeddings.", 1)) from None
+def auth_headers(provider: str, api_key: str) -> Dict[str, str]:
+    """The headers that carry ``api_key`` (and the API version, where the protocol has
+    one) to ``provider``, as its client sends them. Never raises for a known provider."""
+    headers: Dict[str, str] = importlib.import_module(f".{provider}", __name__).auth_headers(api_key)
+    return headers

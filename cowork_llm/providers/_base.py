@@ -11,7 +11,19 @@ import logging
 import os
 import time
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+)
 
 import requests
 
@@ -29,10 +41,13 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..llm import Llm, Message
+from ..llm import Llm
+from ..messages import Message, validate_messages
+from ..options import ChatOptions
 from ..results import ChatResult
 from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
+from ..structured import with_parsed
 from . import _http, _sse
 from ._keys import KeyRotation
 
@@ -59,7 +74,7 @@ class HttpProvider(Llm):
     """Base of the HTTP clients. Safe to share between threads: each thread gets its own
     HTTP session, and the key rotation is locked.
 
-    Subclasses set ``PROVIDER`` and ``PATH`` and write :meth:`request_body`,
+    Subclasses set ``PROVIDER`` and ``PATH`` and write :meth:`_body`,
     :meth:`_headers`, :meth:`_parse_response` and :meth:`_read_stream`.
 
     Raises (at construction):
@@ -102,9 +117,9 @@ class HttpProvider(Llm):
     # --- what a wire format defines -------------------------------------------------------
 
     @abstractmethod
-    def request_body(self, messages: Sequence[Message], *, temperature: Optional[float] = None,
-                     max_tokens: Optional[int] = None, stream: bool = False) -> Dict[str, Any]:
-        """The JSON body. Raises ValueError for bad messages or options."""
+    def _body(self, messages: List[Dict[str, Any]], options: ChatOptions, *, stream: bool) -> Dict[str, Any]:
+        """The JSON body for checked messages and options (configured defaults already
+        filled in). Raises ValueError for an option or message the API has no place for."""
 
     @abstractmethod
     def _headers(self, api_key: str) -> Dict[str, str]:
@@ -120,32 +135,50 @@ class HttpProvider(Llm):
         for an error event, InvalidResponseError for an unreadable one, and
         ApiConnectionError when the events end before the end event."""
 
-    # --- the Llm interface -----------------------------------------------------------------
+    def _refine_error(self, error: LlmApiError, response: requests.Response,
+                      body: Mapping[str, Any]) -> LlmApiError:
+        """A chance to turn a mapped error into a more precise one, knowing the body
+        sent (OpenAI's wrong token-limit field). The error itself by default."""
+        return error
 
-    def chat(self, messages: Sequence[Message], *, temperature: Optional[float] = None,
-             max_tokens: Optional[int] = None) -> ChatResult:
-        """One request, one answer.
+    def request_body(self, messages: Sequence[Message], *, stream: bool = False,
+                     **options: Any) -> Dict[str, Any]:
+        """The JSON body :meth:`chat` would send (``options`` as :meth:`chat` takes them;
+        unset ones from the configuration).
 
         Raises:
-            ValueError: bad messages, temperature or max_tokens (before any request).
+            TypeError: an unknown option.
+            ValueError: bad messages or options, or one this provider has no place for.
+        """
+        return self._body(validate_messages(messages), ChatOptions.of(**options).with_defaults(self.config),
+                          stream=stream)
+
+    # --- the Llm interface -----------------------------------------------------------------
+
+    def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
+        """One request, one answer (see :meth:`Llm.chat`); ``parsed`` filled in for a
+        ``response_format``.
+
+        Raises:
+            ValueError: an option or message this provider has no place for (before any request).
             LlmApiError: the subclass for what failed (see :mod:`cowork_llm.errors`).
         """
-        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens)
-        return self._parse_response(self._send(body))
+        options = options.with_defaults(self.config)
+        body = self._body(messages, options, stream=False)
+        return with_parsed(self._parse_response(self._send(body)), options.response_format)
 
-    def stream(self, messages: Sequence[Message], *, temperature: Optional[float] = None,
-               max_tokens: Optional[int] = None) -> ChatStream:
+    def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
         """Send the request and return the answer as it arrives.
 
         The request is sent, and its status checked, before this returns: connection
         failures and error statuses raise here, where a retry is still possible.
 
         Raises:
-            ValueError: bad messages or options (before any request).
+            ValueError: an option or message this provider has no place for (before any request).
             LlmApiError: the mapped error for the request; iterating the stream raises
                 the mapped error of a failure mid-stream.
         """
-        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens, stream=True)
+        body = self._body(messages, options.with_defaults(self.config), stream=True)
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name,
                             request_id=_http.request_id_of(response.headers, self._secrets()))
@@ -200,6 +233,7 @@ class HttpProvider(Llm):
                      ", stream" if stream else "", response.status_code, time.monotonic() - started)
         if not 200 <= response.status_code < 300:
             error = _http.error_for_response(response, provider=self.PROVIDER, secrets=self._secrets())
+            error = self._refine_error(error, response, body)
             response.close()
             raise self._rotate_for(error, api_key)
         return response

@@ -39,6 +39,7 @@ __all__ = [
     "parse_retry_after",
     "request_id_of",
     "body_request_id",
+    "error_object",
     "provider_message",
     "redact",
     "error_for_response",
@@ -245,7 +246,7 @@ def _truncate(text: str) -> str:
     return text
 
 
-def _error_object(body: Any) -> Mapping[str, Any]:
+def error_object(body: Any) -> Mapping[str, Any]:
     if isinstance(body, Mapping):
         error = body.get("error")
         if isinstance(error, Mapping):
@@ -261,7 +262,7 @@ def provider_message(response: requests.Response) -> str:
         body = json.loads(text)
     except JSON_ERRORS:
         body = None
-    message: Any = _error_object(body).get("message")
+    message: Any = error_object(body).get("message")
     if not message and isinstance(body, Mapping):
         message = body.get("error") if isinstance(body.get("error"), str) else body.get("message")
     if not isinstance(message, str) or not message.strip():
@@ -271,7 +272,7 @@ def provider_message(response: requests.Response) -> str:
 
 def _is_quota_error(response: requests.Response) -> bool:
     try:
-        error = _error_object(response.json())
+        error = error_object(response.json())
     except JSON_ERRORS:
         return False
     return "insufficient_quota" in (error.get("code"), error.get("type"))

@@ -1,17 +1,17 @@
 """The Anthropic Messages API wire protocol (``POST {base_url}/messages``).
 
-Differences from the OpenAI format that this module absorbs:
+Differences from the OpenAI format that this module absorbs (the request's translation
+is :mod:`._anthropic_request`'s job):
 
-- the key goes in ``x-api-key``, with ``anthropic-version: 2023-06-01``;
-- system messages are not messages: they are joined (blank line between) into the
-  top-level ``system`` field;
-- ``max_tokens`` is required: when neither the call nor the config sets it,
-  :data:`DEFAULT_MAX_TOKENS` (1024) is sent;
-- temperature runs from 0 to 1, not 2;
-- the answer is a list of content blocks: the ``text`` blocks are joined; usage is
-  ``input_tokens``/``output_tokens``; ``stop_reason`` becomes ``finish_reason``;
+- the key goes in ``Authorization: Bearer``, with ``anthropic-version`` — both as the
+  current official SDK sends them (:func:`auth_headers`);
+- the answer is a list of content blocks: the ``text`` blocks are joined (``thinking``
+  blocks are not part of the answer); usage is ``input_tokens``/``output_tokens`` plus
+  the prompt cache's ``cache_read_input_tokens``/``cache_creation_input_tokens`` (all
+  three make up ``prompt_tokens``); ``stop_reason`` becomes ``finish_reason``;
 - the request id is the ``request-id`` header; error bodies are
-  ``{"type": "error", "error": {"type", "message"}}``; 529 "overloaded" is a ServerError.
+  ``{"type": "error", "error": {"type", "message"}, "request_id"}``; 529 "overloaded" is
+  a ServerError.
 
 Streams are ``message_start``, ``content_block_delta`` (``text_delta``),
 ``message_delta`` (stop reason, output usage) and ``message_stop``; an ``error`` event
@@ -25,22 +25,21 @@ import requests
 
 from ..config._sections import ModelConfig
 from ..errors import ConfigError, InvalidResponseError
-from ..llm import Message, check_max_tokens, check_temperature, validate_messages
+from ..options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
+from ._anthropic_request import DEFAULT_MAX_TOKENS, anthropic_body, unsupported_option
 from ._base import HttpProvider, event_json, stream_error
 
-__all__ = ["AnthropicClient", "parse_messages_response", "DEFAULT_MAX_TOKENS", "ANTHROPIC_VERSION"]
+__all__ = ["AnthropicClient", "parse_messages_response", "auth_headers", "DEFAULT_MAX_TOKENS",
+           "ANTHROPIC_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "anthropic"
-ANTHROPIC_VERSION = "2023-06-01"
-#: Sent as ``max_tokens`` when neither the call nor ``llm.model.max_tokens`` sets it
-#: (the API requires the field). Set ``max_tokens`` for longer answers.
-DEFAULT_MAX_TOKENS = 1024
-_MAX_TEMPERATURE = 1.0
+#: The API version the current official SDK (anthropic 2.15) sends.
+ANTHROPIC_VERSION = "2026-10-21"
 NO_EMBEDDINGS = ("Anthropic has no embeddings endpoint: configure [llm.embeddings] with an "
                  "OpenAI-compatible server (model_name, base_url, api_key and provider = \"openai\", "
                  "or COWORK_LLM_EMBEDDINGS_*)")
@@ -61,9 +60,11 @@ class AnthropicClient(HttpProvider):
 
     def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None,
                  section: str = "llm.model") -> None:
-        if config.temperature is not None and config.temperature > _MAX_TEMPERATURE:
-            raise ConfigError(f"{section}.temperature must be between 0 and 1 for provider "
-                              f"'anthropic', got {config.temperature!r}", key=f"{section}.temperature")
+        problem = unsupported_option(config)
+        if problem is not None:
+            name = problem.split(":")[0]
+            raise ConfigError(f"{section}.{problem}: leave it unset for provider 'anthropic'",
+                              key=f"{section}.{name}")
         super().__init__(config, api_key=api_key, section=section)
 
     def _parse_response(self, response: requests.Response) -> ChatResult:
@@ -72,46 +73,11 @@ class AnthropicClient(HttpProvider):
 
     # --- the wire format ------------------------------------------------------------------
 
-    def request_body(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        stream: bool = False,
-    ) -> Dict[str, Any]:
-        """The JSON body: system prompts in ``system``, the rest in ``messages``.
-
-        Raises:
-            ValueError: bad messages (or only system messages), temperature outside 0 to
-                1, or max_tokens below 1.
-        """
-        checked = validate_messages(messages)
-        system = [m["content"] for m in checked if m["role"] == "system"]
-        conversation = [m for m in checked if m["role"] != "system"]
-        if not conversation:
-            raise ValueError("messages must hold at least one user or assistant message "
-                             "(Anthropic takes system prompts separately)")
-        if temperature is not None:
-            temperature = check_temperature(temperature, maximum=_MAX_TEMPERATURE)
-        else:
-            temperature = self.config.temperature
-        if max_tokens is not None:
-            max_tokens = check_max_tokens(max_tokens)
-        else:
-            max_tokens = self.config.max_tokens or DEFAULT_MAX_TOKENS
-        body: Dict[str, Any] = {"model": self.config.model_name, "messages": conversation,
-                                "max_tokens": max_tokens}
-        if system:
-            body["system"] = "\n\n".join(system)
-        if temperature is not None:
-            body["temperature"] = temperature
-        if stream:
-            body["stream"] = True
-        return body
+    def _body(self, messages: List[Dict[str, Any]], options: ChatOptions, *, stream: bool) -> Dict[str, Any]:
+        return anthropic_body(self.config.model_name, messages, options, stream=stream)
 
     def _headers(self, api_key: str) -> Dict[str, str]:
-        return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+        return auth_headers(api_key)
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
         """Raises ConfigError: Anthropic has no embeddings endpoint."""
@@ -119,8 +85,7 @@ class AnthropicClient(HttpProvider):
 
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         secrets = self._secrets()
-        input_tokens: Optional[int] = None
-        output_tokens: Optional[int] = None
+        counts: Dict[str, Any] = {}
         for event in events:
             data = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
             kind = data.get("type") or event.event
@@ -130,7 +95,7 @@ class AnthropicClient(HttpProvider):
                 model = message.get("model")
                 if isinstance(model, str) and model:
                     state.model = model
-                input_tokens, output_tokens = _counts(message.get("usage"), input_tokens, output_tokens)
+                _counts(message.get("usage"), counts)
             elif kind == "content_block_delta":
                 delta = data.get("delta")
                 if isinstance(delta, dict) and delta.get("type") == "text_delta":
@@ -143,10 +108,9 @@ class AnthropicClient(HttpProvider):
                 if isinstance(stop_reason, str):
                     state.finish_reason = stop_reason
                 # message_delta's output_tokens is the running total, not an increment
-                input_tokens, output_tokens = _counts(data.get("usage"), input_tokens, output_tokens)
+                _counts(data.get("usage"), counts)
             elif kind == "message_stop":
-                if input_tokens is not None and output_tokens is not None:
-                    state.usage = Usage.of(input_tokens, output_tokens)
+                state.usage = _usage(counts)
                 return
             elif kind == "error":
                 raise stream_error(data.get("error"), provider=PROVIDER, request_id=state.request_id,
@@ -185,30 +149,50 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
             raise invalid("the model refused to answer (stop_reason 'refusal')")
         if stop_reason not in _EXPLAINED_EMPTY:
             raise invalid(f"the answer has no text block (stop_reason {stop_reason!r})")
-    input_tokens, output_tokens = _counts(body.get("usage"), None, None)
-    usage = Usage.of(input_tokens, output_tokens) if input_tokens is not None and output_tokens is not None \
-        else None
+    counts: Dict[str, Any] = {}
+    _counts(body.get("usage"), counts)
     model = body.get("model")
     return ChatResult(
         content="".join(texts),
         model=model if isinstance(model, str) and model else fallback_model,
         finish_reason=stop_reason,
-        usage=usage,
+        usage=_usage(counts),
         request_id=request_id or _http.body_request_id(body, secrets),
         raw=body,
     )
 
 
-def _counts(usage: Any, input_tokens: Optional[int],
-            output_tokens: Optional[int]) -> "tuple[Optional[int], Optional[int]]":
-    """``input_tokens``/``output_tokens`` from a usage object, keeping the previous value
-    for a count it does not carry."""
-    if isinstance(usage, dict):
-        if _is_count(usage.get("input_tokens")):
-            input_tokens = usage["input_tokens"]
-        if _is_count(usage.get("output_tokens")):
-            output_tokens = usage["output_tokens"]
-    return input_tokens, output_tokens
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _counts(usage: Any, counts: Dict[str, Any]) -> None:
+    """Copy the counts a usage object carries into ``counts``, keeping earlier values for
+    counts it does not carry (message_delta's output_tokens is the running total)."""
+    if not isinstance(usage, dict):
+        return
+    for name in _COUNTS:
+        if _is_count(usage.get(name)):
+            counts[name] = usage[name]
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict) and _is_count(details.get("thinking_tokens")):
+        counts["thinking_tokens"] = details["thinking_tokens"]
+
+
+def _usage(counts: Dict[str, Any]) -> Optional[Usage]:
+    """The Usage of the collected counts; None without input and output counts. The
+    prompt is every input token: uncached, read from the cache and written to it."""
+    if "input_tokens" not in counts or "output_tokens" not in counts:
+        return None
+    cached, created = counts.get("cache_read_input_tokens"), counts.get("cache_creation_input_tokens")
+    prompt = counts["input_tokens"] + (cached or 0) + (created or 0)
+    return Usage.of(prompt, counts["output_tokens"], cached_prompt_tokens=cached,
+                    cache_creation_tokens=created, reasoning_tokens=counts.get("thinking_tokens"))
+
+
+def auth_headers(api_key: str) -> Dict[str, str]:
+    """The headers that carry ``api_key`` and the API version, as the official SDK sends
+    them (``Authorization: Bearer``; servers also take ``x-api-key``)."""
+    return {"Authorization": f"Bearer {api_key}", "anthropic-version": ANTHROPIC_VERSION}
 
 
 def _is_count(value: Any) -> TypeGuard[int]:

@@ -11,6 +11,14 @@ or with no explaining reason is an :class:`InvalidResponseError`.
 
 :meth:`OpenAIClient.stream` asks for ``"stream": true`` with
 ``stream_options.include_usage``, and reads ``chat.completion.chunk`` events up to
+``data: [DONE]``; usage comes from the last chunk, and the request id from the chunks'
+``id`` when the server sent no request-id header (llama.cpp).
+
+The request itself is built by :mod:`._openai_request`. The token limit goes out as
+``max_completion_tokens`` or ``max_tokens`` (``llm.model.max_tokens_field``); when OpenAI
+answers 400 that this model takes only ``max_completion_tokens``, the client remembers
+that for the model and raises :class:`~cowork_llm.errors.TokenFieldRejectedError`, which
+:class:`~cowork_llm.client.RateLimitedLlm` answers by sending the request once more.
 ``data: [DONE]``; usage comes from the last chunk.
 
 :meth:`OpenAIClient.embed` posts one batch of texts to ``{base_url}/embeddings``
@@ -18,20 +26,23 @@ or with no explaining reason is an :class:`InvalidResponseError`.
 """
 
 import logging
-from typing import Any, Dict, Iterator, Optional, Sequence, TypeGuard
+import threading
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, TypeGuard
 
 import requests
 
 from .._embed_input import check_dimensions, check_texts
-from ..errors import InvalidResponseError
-from ..llm import Message, check_max_tokens, check_temperature, validate_messages
+from ..config._sections import ModelConfig
+from ..errors import InvalidResponseError, LlmApiError, TokenFieldRejectedError
+from ..options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
 from ._embeddings import EMBEDDINGS_PATH, embeddings_body, parse_embeddings_response
+from ._openai_request import configured_token_field, is_token_field_error, openai_body
 
-__all__ = ["OpenAIClient", "parse_chat_response"]
+__all__ = ["OpenAIClient", "parse_chat_response", "auth_headers"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,39 +61,46 @@ class OpenAIClient(HttpProvider):
     PROVIDER = PROVIDER
     PATH = "/chat/completions"
 
+    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None) -> None:
+        super().__init__(config, api_key=api_key)
+        # Models that answered "use max_completion_tokens": shared by every thread.
+        self._completion_token_models: Set[str] = set()
+        self._lock = threading.Lock()
+
     # --- the wire format ------------------------------------------------------------------
 
     def _parse_response(self, response: requests.Response) -> ChatResult:
         return parse_chat_response(response, fallback_model=self.config.model_name, secrets=self._secrets())
 
-    def request_body(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        stream: bool = False,
-    ) -> Dict[str, Any]:
-        """The JSON body; options that are unset here and in the config are left out.
+    def token_field(self) -> str:
+        """The field the token limit goes out as now, for this client's model."""
+        with self._lock:
+            if self.config.model_name in self._completion_token_models:
+                return "max_completion_tokens"
+        return configured_token_field(self.config)
 
-        Raises:
-            ValueError: bad messages, temperature (0 to 2) or max_tokens (at least 1).
-        """
-        checked = validate_messages(messages)
-        temperature = check_temperature(temperature) if temperature is not None else self.config.temperature
-        max_tokens = check_max_tokens(max_tokens) if max_tokens is not None else self.config.max_tokens
-        body: Dict[str, Any] = {"model": self.config.model_name, "messages": checked}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}  # usage arrives in a last chunk
-        return body
+    def _body(self, messages: List[Dict[str, Any]], options: ChatOptions, *, stream: bool) -> Dict[str, Any]:
+        return openai_body(self.config.model_name, messages, options, token_field=self.token_field(),
+                           stream=stream)
 
     def _headers(self, api_key: str) -> Dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
+        return auth_headers(api_key)
+
+    def _refine_error(self, error: LlmApiError, response: requests.Response,
+                      body: Mapping[str, Any]) -> LlmApiError:
+        try:
+            detail = _http.error_object(response.json())
+        except _http.JSON_ERRORS:
+            return error
+        if not is_token_field_error(response.status_code, detail, body):
+            return error
+        with self._lock:
+            self._completion_token_models.add(self.config.model_name)
+        logger.info("%s: model %s takes max_completion_tokens, not max_tokens; sending that from now on",
+                    self.config.host, self.config.model_name)
+        return TokenFieldRejectedError(error.message + "; the client now sends max_completion_tokens "
+                                       "for this model", status_code=400, request_id=error.request_id,
+                                       retry_after=0.0)
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
         """One ``POST {base_url}/embeddings`` for all of ``texts``, with this client's
@@ -107,6 +125,8 @@ class OpenAIClient(HttpProvider):
             if event.data.strip() == "[DONE]":
                 return
             chunk = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
+            if state.request_id is None:  # no request-id header (llama.cpp): the chunks' id
+                state.request_id = _http.body_request_id(chunk, secrets)
             if "error" in chunk:  # some compatible servers report a failure inside the stream
                 raise stream_error(chunk["error"], provider=PROVIDER, request_id=state.request_id,
                                    secrets=secrets)
@@ -189,13 +209,26 @@ def _content_text(content: Any) -> Optional[str]:
 
 
 def _usage(raw: Any) -> Optional[Usage]:
-    """Usage when the counts are there and are integers; otherwise None."""
+    """Usage when the counts are there and are integers (details where given); otherwise None."""
     if not isinstance(raw, dict):
         return None
     prompt, completion, total = (raw.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
     if not (_is_count(prompt) and _is_count(completion)):
         return None
-    return Usage(prompt, completion, total if _is_count(total) else prompt + completion)
+    return Usage(prompt, completion, total if _is_count(total) else prompt + completion,
+                 cached_prompt_tokens=_detail(raw, "prompt_tokens_details", "cached_tokens"),
+                 reasoning_tokens=_detail(raw, "completion_tokens_details", "reasoning_tokens"))
+
+
+def _detail(raw: Dict[str, Any], group: str, name: str) -> Optional[int]:
+    details = raw.get(group)
+    value = details.get(name) if isinstance(details, dict) else None
+    return value if _is_count(value) else None
+
+
+def auth_headers(api_key: str) -> Dict[str, str]:
+    """The headers that carry ``api_key``: ``Authorization: Bearer``."""
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 def _is_count(value: Any) -> TypeGuard[int]:

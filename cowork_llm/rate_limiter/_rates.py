@@ -20,6 +20,8 @@ __all__ = [
     "estimate_embedding_tokens",
     "DEFAULT_COMPLETION_TOKENS",
     "CHARS_PER_TOKEN",
+    "IMAGE_TOKENS",
+    "LOW_DETAIL_IMAGE_TOKENS",
     "ARRIVAL_MARGIN_MAX_MS",
     "ARRIVAL_MARGIN_FRACTION",
     "lost_state_pause_seconds",
@@ -40,8 +42,15 @@ ARRIVAL_MARGIN_FRACTION = 0.01
 #: Tokens a request is assumed to produce when neither the call nor ``llm.model``
 #: sets ``max_tokens`` (the same as Anthropic's default; set max_tokens to be exact).
 DEFAULT_COMPLETION_TOKENS = 1024
-#: The prompt estimate: characters of every message's content / 4, rounded up.
+#: The prompt estimate: characters of every message's text / 4, rounded up.
 CHARS_PER_TOKEN = 4
+#: What one image weighs: OpenAI's price of a 1024x1024 image at high detail, 85 base
+#: tokens + 170 per 512-pixel tile x 4 tiles (https://platform.openai.com/docs/guides/images-vision,
+#: "Calculating costs"); the size is not read from the image. Anthropic's ~(w*h)/750 gives
+#: about 1,400 for the same image.
+IMAGE_TOKENS = 765
+#: A ``detail: "low"`` image: OpenAI's flat 85 tokens.
+LOW_DETAIL_IMAGE_TOKENS = 85
 
 
 def _padded_ms(interval_ms: int) -> int:
@@ -95,11 +104,39 @@ def token_rates(config: RateLimitConfig) -> List[Rate]:
 
 
 def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: Optional[int]) -> int:
-    """What a request weighs against ``tokens_per_minute``: the prompt's characters / 4
-    (rounded up) plus ``max_tokens`` (:data:`DEFAULT_COMPLETION_TOKENS` when None)."""
-    chars = sum(len(str(message.get("content") or "")) for message in messages)
+    """What a request weighs against ``tokens_per_minute``: the larger of the prompt
+    estimate and ``max_tokens`` (:data:`DEFAULT_COMPLETION_TOKENS` when None).
+
+    OpenAI's rule: "your rate limit is calculated as the maximum of max_tokens and the
+    estimated number of tokens based on the character count of your request"
+    (https://platform.openai.com/docs/guides/rate-limits/error-mitigation, "Reduce the
+    max_tokens to match the size of your completions"). Adding the two, as earlier
+    versions did, over-reserves.
+
+    The prompt estimate is the characters of every text (string content and text
+    parts) / :data:`CHARS_PER_TOKEN`, rounded up, plus :data:`IMAGE_TOKENS` per image
+    (:data:`LOW_DETAIL_IMAGE_TOKENS` for ``detail: "low"``): an image's base64 data is
+    not text and is not counted by its length.
+    """
+    chars = 0
+    images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, Mapping):
+                    continue
+                if part.get("type") == "image_url":
+                    image = part.get("image_url")
+                    low = isinstance(image, Mapping) and image.get("detail") == "low"
+                    images += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
+                elif isinstance(part.get("text"), str):
+                    chars += len(part["text"])
+    prompt = math.ceil(chars / CHARS_PER_TOKEN) + images
     completion = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
-    return math.ceil(chars / CHARS_PER_TOKEN) + completion
+    return max(prompt, completion)
 
 
 def estimate_embedding_tokens(texts: Sequence[str]) -> int:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Uni
 from urllib.parse import urlsplit
 
 from . import _fake_protocol as wire
-from ._echo import prompt_tokens
+from . import _fake_requests
+from ._echo import echo_reply, prompt_tokens
 from ._fake_record import RecordedRequest, headers_of
+from ._schema_sample import sample_for_schema
 from .fake_faults import Fault
 
 if TYPE_CHECKING:
@@ -103,21 +105,21 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             else:
                 raise wire.ApiProblem(404, f"Unknown request URL: {self.command} {path}.", "unknown_url")
         except wire.ApiProblem as problem:
-            self._send_error(problem.status, problem.message, problem.code)
+            self._send_error(problem.status, problem.message, problem.code, param=problem.param)
 
     def _check_auth(self, request: RecordedRequest) -> None:
         keys = self.owner.api_keys
         if self.anthropic:
             if "anthropic-version" not in request.headers:
                 raise wire.ApiProblem(400, "anthropic-version: header is required")
-            sent = request.headers.get("x-api-key")
-        else:
-            bearer = request.headers.get("authorization", "")
-            sent = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
+        bearer = request.headers.get("authorization", "")
+        sent = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
+        if self.anthropic:  # the official SDK sends Bearer; older clients x-api-key
+            sent = sent or request.headers.get("x-api-key")
         if keys is None:
             return
         if not sent:
-            message = ("x-api-key header is required" if self.anthropic else
+            message = ("x-api-key or Authorization header is required" if self.anthropic else
                        "You didn't provide an API key. Provide it in the Authorization header "
                        "(Authorization: Bearer YOUR_KEY).")
             raise wire.ApiProblem(401, message, None if self.anthropic else "invalid_api_key")
@@ -134,24 +136,36 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
                                             "owned_by": "cowork-llm-fake"} for n in names]}
 
     def _chat(self, request: RecordedRequest, fault: Optional[Fault]) -> None:
-        parsed = wire.parse_anthropic(request.body) if self.anthropic else wire.parse_openai(request.body)
+        if self.anthropic:
+            parsed = _fake_requests.parse_anthropic(request.body)
+        else:
+            parsed = _fake_requests.parse_openai(request.body)
         if self.owner.models and parsed.model not in self.owner.models:
+            if self.anthropic:
+                raise wire.ApiProblem(404, f"model: {parsed.model}", "not_found_error")
             raise wire.ApiProblem(404, f"The model `{parsed.model}` does not exist.", "model_not_found")
         try:
-            text = self.owner.reply(parsed.messages)
+            if self.owner.reply is echo_reply and parsed.schema is not None:
+                text = json.dumps(sample_for_schema(parsed.schema))  # JSON matching the schema
+            else:
+                text = self.owner.reply(parsed.messages)
         except Exception as error:  # a test's reply callable failed: answer 500, say why
             logger.warning("FakeLlmServer reply callable raised %r", error)
             raise wire.ApiProblem(500, f"reply callable raised {type(error).__name__}: {error}") from None
+        text, stop_sequence = wire.apply_stop(text, parsed.stop)
         text, cut = wire.truncate(text, parsed.max_tokens)
         n = self.owner._next_id()
         tokens = prompt_tokens(parsed.messages)
         empty = fault is not None and fault.kind == "empty"
         if self.anthropic:
-            rid, stop = f"msg_fake{n:08d}", ("max_tokens" if cut else "end_turn")
+            rid = f"msg_fake{n:08d}"
+            stop = "max_tokens" if cut else ("stop_sequence" if stop_sequence else "end_turn")
+            stop_sequence = None if cut else stop_sequence
             if parsed.stream and not empty:
-                events = wire.anthropic_stream(rid, parsed.model, text, stop, tokens)
+                events = wire.anthropic_stream(rid, parsed.model, text, stop, tokens, stop_sequence)
                 return self._send_stream(events, fault, {"request-id": f"req_fake{n:08d}"})
-            body = wire.anthropic_message(rid, parsed.model, None if empty else text, stop, tokens)
+            body = wire.anthropic_message(rid, parsed.model, None if empty else text, stop, tokens,
+                                          stop_sequence)
             return self._send_json(200, body, {"request-id": f"req_fake{n:08d}"})
         rid, finish = f"chatcmpl-fake{n:08d}", ("length" if cut else "stop")
         if parsed.stream and not empty:
@@ -186,12 +200,16 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
         self._send_error(status, fault.message, fault.error_code, fault.response_headers())
 
     def _send_error(self, status: int, message: Optional[str], code: Optional[str],
-                    headers: Optional[Mapping[str, str]] = None) -> None:
-        shape = wire.anthropic_error if self.anthropic else wire.openai_error
-        id_header = "request-id" if self.anthropic else "x-request-id"
-        extra = {id_header: f"req_fake_err{self.owner._next_id():08d}"}
+                    headers: Optional[Mapping[str, str]] = None, *, param: Optional[str] = None) -> None:
+        request_id = f"req_fake_err{self.owner._next_id():08d}"
+        if self.anthropic:  # Anthropic repeats the request id in the error body
+            body = wire.anthropic_error(status, message, code, request_id=request_id)
+            extra = {"request-id": request_id}
+        else:
+            body = wire.openai_error(status, message, code, param)
+            extra = {"x-request-id": request_id}
         extra.update(headers or {})
-        self._send_json(status, shape(status, message, code), extra)
+        self._send_json(status, body, extra)
 
     def _send_json(self, status: int, body: Any, headers: Optional[Mapping[str, str]] = None) -> None:
         self._send_body(status, body, "application/json", headers)

@@ -10,7 +10,7 @@ import json
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ._echo import estimate_tokens, hash_vector, split_pieces
 
@@ -41,12 +41,14 @@ ANTHROPIC_CREDIT_MESSAGE = ("Your credit balance is too low to access the Anthro
 class ApiProblem(Exception):
     """An error answer, rendered in the shape of the API that was called."""
 
-    def __init__(self, status: int, message: Optional[str] = None, code: Optional[str] = None) -> None:
+    def __init__(self, status: int, message: Optional[str] = None, code: Optional[str] = None, *,
+                 param: Optional[str] = None) -> None:
         super().__init__(message or f"status {status}")
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.param = status, message, code, param
 
 
-def openai_error(status: int, message: Optional[str] = None, code: Optional[str] = None) -> Dict[str, Any]:
+def openai_error(status: int, message: Optional[str] = None, code: Optional[str] = None,
+                 param: Optional[str] = None) -> Dict[str, Any]:
     """``{"error": {"message", "type", "param", "code"}}`` as OpenAI sends it."""
     if code == "insufficient_quota":
         return {"error": {"message": message or QUOTA_MESSAGE, "type": "insufficient_quota",
@@ -55,50 +57,33 @@ def openai_error(status: int, message: Optional[str] = None, code: Optional[str]
         ("server_error", None, "The server had an error while processing your request.")
         if status >= 500 else ("invalid_request_error", None, f"Request failed with status {status}."))
     kind, default_code, default_message = default
-    return {"error": {"message": message or default_message, "type": kind, "param": None,
+    return {"error": {"message": message or default_message, "type": kind, "param": param,
                       "code": code if code is not None else default_code}}
 
 
-def anthropic_error(status: int, message: Optional[str] = None, code: Optional[str] = None) -> Dict[str, Any]:
-    """``{"type": "error", "error": {"type", "message"}}`` as Anthropic sends it."""
+#: Anthropic's error types (https://docs.anthropic.com/en/api/errors): a code given to
+#: :func:`anthropic_error` that is not one of them is OpenAI vocabulary and is replaced by
+#: the type of the status.
+ANTHROPIC_ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error",
+                                   "not_found_error", "request_too_large", "rate_limit_error", "api_error",
+                                   "overloaded_error", "billing_error", "timeout_error"})
+
+
+def anthropic_error(status: int, message: Optional[str] = None, code: Optional[str] = None,
+                    request_id: Optional[str] = None) -> Dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}`` as Anthropic sends it."""
     if code == "insufficient_quota":  # Anthropic's "out of credit" is a 400
-        return {"type": "error", "error": {"type": "invalid_request_error",
-                                           "message": message or ANTHROPIC_CREDIT_MESSAGE}}
-    kind, default_message = ANTHROPIC_ERRORS.get(status) or (
-        ("api_error", "Internal server error") if status >= 500
-        else ("invalid_request_error", f"Request failed with status {status}."))
-    return {"type": "error", "error": {"type": code or kind, "message": message or default_message}}
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """What both APIs ask for, after the checks."""
-
-    model: str
-    messages: List[Dict[str, Any]]
-    stream: bool
-    include_usage: bool
-    max_tokens: Optional[int]
-
-
-def _check_messages(messages: Any, roles: tuple) -> List[Dict[str, Any]]:
-    if not isinstance(messages, list) or not messages:
-        raise ApiProblem(400, "'messages' is a required property and must be a non-empty array.")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in roles:
-            raise ApiProblem(400, f"messages.{i}.role: Input should be one of {', '.join(roles)}.")
-        if not isinstance(message.get("content"), (str, list)):
-            raise ApiProblem(400, f"messages.{i}.content: Input should be a string or an array.")
-    return messages
-
-
-def _check_max_tokens(body: Mapping[str, Any], required: bool) -> Optional[int]:
-    value = body.get("max_tokens")
-    if value is None and required:
-        raise ApiProblem(400, "max_tokens: Field required")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ApiProblem(400, "max_tokens: Input should be an integer of at least 1.")
-    return value  # type: ignore[no-any-return]
+        kind, message = "invalid_request_error", message or ANTHROPIC_CREDIT_MESSAGE
+    else:
+        kind, default_message = ANTHROPIC_ERRORS.get(status) or (
+            ("api_error", "Internal server error") if status >= 500
+            else ("invalid_request_error", f"Request failed with status {status}."))
+        kind = code if code in ANTHROPIC_ERROR_TYPES else kind
+        message = message or default_message
+    body: Dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
 
 
 def _check_model(body: Mapping[str, Any]) -> str:
@@ -108,32 +93,14 @@ def _check_model(body: Mapping[str, Any]) -> str:
     return model
 
 
-def parse_openai(body: Any) -> ChatRequest:
-    """Check a chat-completions request. Raises ApiProblem(400) like the real API."""
-    if not isinstance(body, dict):
-        raise ApiProblem(400, "We could not parse the JSON body of your request.")
-    model = _check_model(body)
-    messages = _check_messages(body.get("messages"), ("system", "developer", "user", "assistant", "tool"))
-    options = body.get("stream_options") or {}
-    return ChatRequest(model, messages, body.get("stream") is True,
-                       isinstance(options, dict) and options.get("include_usage") is True,
-                       _check_max_tokens(body, required=False))
-
-
-def parse_anthropic(body: Any) -> ChatRequest:
-    """Check a Messages API request (``system`` is top level; ``max_tokens`` required).
-    Raises ApiProblem(400) like the real API."""
-    if not isinstance(body, dict):
-        raise ApiProblem(400, "There was an issue with the JSON body of your request.")
-    model = _check_model(body)
-    messages = _check_messages(body.get("messages"), ("user", "assistant"))
-    max_tokens = _check_max_tokens(body, required=True)
-    system = body.get("system")
-    if system is not None and not isinstance(system, (str, list)):
-        raise ApiProblem(400, "system: Input should be a string or an array of text blocks.")
-    if system:
-        messages = [{"role": "system", "content": system}] + messages
-    return ChatRequest(model, messages, body.get("stream") is True, True, max_tokens)
+def apply_stop(text: str, stops: Tuple[str, ...]) -> Tuple[str, Optional[str]]:
+    """``text`` cut before the first stop sequence in it, and that sequence (None when
+    none occurs), as the real APIs stop."""
+    found = [(text.find(stop), stop) for stop in stops if stop and stop in text]
+    if not found:
+        return text, None
+    index, stop = min(found)
+    return text[:index], stop
 
 
 def truncate(text: str, max_tokens: Optional[int]) -> "tuple[str, bool]":
@@ -155,8 +122,17 @@ def openai_completion(rid: str, model: str, text: Optional[str], finish: str,
     completion = 0 if text is None else estimate_tokens(text)
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "system_fingerprint": "fp_fake",
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                      "total_tokens": prompt_tokens + completion}}
+            "usage": openai_usage(prompt_tokens, completion)}
+
+
+def openai_usage(prompt_tokens: int, completion_tokens: int) -> Dict[str, Any]:
+    """A usage object with its details, as OpenAI sends them (nothing cached, no
+    reasoning: the fake does neither)."""
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
 def sse(data: Any, event: Optional[str] = None) -> bytes:
@@ -187,23 +163,24 @@ def openai_stream(rid: str, model: str, text: str, finish: str, prompt_tokens: i
         completion = estimate_tokens(text)
         events.append(sse({"id": rid, "object": "chat.completion.chunk", "created": created,
                            "model": model, "system_fingerprint": "fp_fake", "choices": [],
-                           "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                                     "total_tokens": prompt_tokens + completion}}))
+                           "usage": openai_usage(prompt_tokens, completion)}))
     events.append(sse("[DONE]"))
     return events
 
 
 def anthropic_message(rid: str, model: str, text: Optional[str], stop: str,
-                      input_tokens: int) -> Dict[str, Any]:
+                      input_tokens: int, stop_sequence: Optional[str] = None) -> Dict[str, Any]:
     """A Messages API body; ``text=None`` gives one without content blocks."""
     content = [] if text is None else [{"type": "text", "text": text}]
     return {"id": rid, "type": "message", "role": "assistant", "content": content, "model": model,
-            "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens,
+            "stop_reason": stop, "stop_sequence": stop_sequence,
+            "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0,
                       "output_tokens": 0 if text is None else estimate_tokens(text)}}
 
 
-def anthropic_stream(rid: str, model: str, text: str, stop: str, input_tokens: int) -> List[bytes]:
+def anthropic_stream(rid: str, model: str, text: str, stop: str, input_tokens: int,
+                     stop_sequence: Optional[str] = None) -> List[bytes]:
     """message_start, content_block_start, ping, text deltas, content_block_stop,
     message_delta (with usage), message_stop."""
     start = anthropic_message(rid, model, "", "", input_tokens)
@@ -220,7 +197,7 @@ def anthropic_stream(rid: str, model: str, text: str, stop: str, input_tokens: i
                for piece in split_pieces(text) if piece]
     events += [
         sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": stop_sequence},
              "usage": {"output_tokens": estimate_tokens(text)}}, "message_delta"),
         sse({"type": "message_stop"}, "message_stop"),
     ]

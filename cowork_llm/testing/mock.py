@@ -16,6 +16,9 @@ an ``Llm``, and to test wrappers (``RateLimitedLlm``, retries, fallbacks) withou
 
     assert llm.call_count == 1 and llm.calls[0].messages[-1]["content"] == "hi"
 
+    llm = MockLlm([{"city": "Oslo"}])                 # a dict is answered as JSON text
+    assert llm.chat(msgs, response_format={"type": "json_object"}).parsed == {"city": "Oslo"}
+
 Queued replies (from the list and :meth:`MockLlm.enqueue`) are used first, in order; when
 the queue is empty the *responder* answers: the callable when one was given, the echo
 when nothing was given, and an ``AssertionError`` when a list was given (running off the
@@ -24,10 +27,14 @@ end of a script is a bug in the test).
 ``embed(texts)`` answers with deterministic unit vectors (a hash of each text, 16 numbers
 unless ``dimensions`` says otherwise) and is recorded as a call of kind ``"embed"``; a
 queued *exception* is raised by the next call of either kind, queued texts only answer chat.
+With ``response_format``, the answer is parsed as a real client parses it
+(``ChatResult.parsed``; InvalidResponseError when it does not match), and the echo
+answers with a deterministic JSON value that matches the schema instead of echoing.
 """
 
 import copy
 import itertools
+import json
 import threading
 import time
 from collections import deque
@@ -35,15 +42,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .._embed_input import check_dimensions, check_texts
-from ..llm import Llm, Message, validate_messages
+from ..llm import Llm
+from ..options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import ChatStream, StreamState
+from ..structured import with_parsed
 from ._echo import echo_reply, estimate_tokens, hash_vector, prompt_tokens, split_pieces
+from ._schema_sample import sample_for_schema
 
 __all__ = ["MockLlm", "MockCall", "Reply", "Responder"]
 
-#: One scripted answer: text, a whole ChatResult, or an exception (instance or class) to raise.
-Reply = Union[str, ChatResult, BaseException, type]
+#: One scripted answer: text, a whole ChatResult, a dict or list (answered as its JSON
+#: text), or an exception (instance or class) to raise.
+Reply = Union[str, ChatResult, Dict[str, Any], List[Any], BaseException, type]
 #: Computes the answer text from the messages.
 Responder = Callable[[List[Dict[str, str]]], str]
 
@@ -52,11 +63,11 @@ Responder = Callable[[List[Dict[str, str]]], str]
 class MockCall:
     """One call that reached the mock (bad arguments are rejected before recording).
 
-    ``kind`` is ``"chat"``, ``"stream"`` or ``"embed"``; ``options`` holds ``temperature``
-    and ``max_tokens`` as passed (``dimensions`` for embed, whose ``messages`` are
-    ``{"role": "embedding-input", "content": text}`` per text); ``thread`` is the calling
-    thread's name; ``monotonic`` and ``wall`` are ``time.monotonic()`` / ``time.time()``
-    when the call arrived.
+    ``kind`` is ``"chat"``, ``"stream"`` or ``"embed"``; ``options`` holds every option of
+    :class:`~cowork_llm.options.ChatOptions` as passed (None when not; ``dimensions`` for
+    embed, whose ``messages`` are ``{"role": "embedding-input", "content": text}`` per
+    text); ``thread`` is the calling thread's name; ``monotonic`` and ``wall`` are
+    ``time.monotonic()`` / ``time.time()`` when the call arrived.
     """
 
     index: int
@@ -89,7 +100,8 @@ class MockLlm(Llm):
 
     Raises ValueError or TypeError at construction for bad arguments. A call raises
     ValueError for bad messages or options (as a real client does), the scripted error
-    (see :meth:`fail_next`), or AssertionError when the scripted replies ran out.
+    (see :meth:`fail_next`), AssertionError when the scripted replies ran out, or
+    InvalidResponseError for a ``response_format`` answer that does not match.
     """
 
     def __init__(
@@ -177,26 +189,20 @@ class MockLlm(Llm):
 
     # --- the Llm interface -------------------------------------------------------------
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatResult:
-        """Answer from the script.
+    def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
+        """Answer from the script (see :meth:`~cowork_llm.llm.Llm.chat`).
 
         Raises:
-            ValueError: bad messages or options (nothing is recorded).
             AssertionError: a script given as a list has run out.
+            InvalidResponseError: with ``response_format``, an answer that does not match.
             Any exception queued for this call.
         """
-        checked, call = self._arrive(messages, temperature, max_tokens, "chat")
-        content = self._answer(checked, call)
+        call = self._arrive(messages, options, "chat")
+        content = self._answer(messages, call, options)
         if isinstance(content, ChatResult):
-            return content
-        usage = Usage.of(prompt_tokens(checked), estimate_tokens(content))
-        return ChatResult(
+            return with_parsed(content, options.response_format)
+        usage = Usage.of(prompt_tokens(messages), estimate_tokens(content))
+        result = ChatResult(
             content=content,
             model=self.model,
             finish_reason="stop",
@@ -204,19 +210,14 @@ class MockLlm(Llm):
             request_id=f"mock-{call.index}",
             raw={"mock": True, "call": call.index},
         )
+        return with_parsed(result, options.response_format)
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-    ) -> ChatStream:
+    def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
         """Yield the scripted answer in word-sized pieces, as a
-        :class:`~cowork_llm.streaming.ChatStream`. Bad arguments raise ValueError at once;
-        a queued exception is raised when iteration starts."""
-        checked, call = self._arrive(messages, temperature, max_tokens, "stream")
-        return ChatStream(self._pieces(checked, call), StreamState(model=self.model))
+        :class:`~cowork_llm.streaming.ChatStream`; a queued exception is raised when
+        iteration starts."""
+        call = self._arrive(messages, options, "stream")
+        return ChatStream(self._pieces(messages, call, options), StreamState(model=self.model))
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
         """Deterministic vectors, one per text (see the module docstring).
@@ -255,28 +256,22 @@ class MockLlm(Llm):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _arrive(self, messages: Sequence[Message], temperature: Optional[float],
-                max_tokens: Optional[int], kind: str) -> "tuple[List[Dict[str, str]], MockCall]":
-        checked = validate_messages(messages)
-        if temperature is not None and not (isinstance(temperature, (int, float))
-                                             and 0 <= temperature <= 2):
-            raise ValueError(f"temperature must be a number between 0 and 2, got {temperature!r}")
-        if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens >= 1):
-            raise ValueError(f"max_tokens must be an integer of at least 1, got {max_tokens!r}")
+    def _arrive(self, messages: List[Dict[str, Any]], options: ChatOptions, kind: str) -> MockCall:
         with self._lock:
             call = MockCall(
                 index=next(self._counter),
-                messages=checked,
-                options={"temperature": temperature, "max_tokens": max_tokens},
+                messages=messages,
+                options=options.as_dict(),
                 thread=threading.current_thread().name,
                 monotonic=time.monotonic(),
                 wall=time.time(),
                 kind=kind,
             )
             self._calls.append(call)
-        return checked, call
+        return call
 
-    def _answer(self, messages: List[Dict[str, str]], call: MockCall) -> Union[str, ChatResult]:
+    def _answer(self, messages: List[Dict[str, Any]], call: MockCall,
+                options: ChatOptions) -> Union[str, ChatResult]:
         if self.gate is not None:
             self.gate.wait()
         if self.latency_seconds:
@@ -289,17 +284,24 @@ class MockLlm(Llm):
                     f"MockLlm: no reply left for call {call.index} "
                     "(the scripted replies ran out; enqueue more or pass a callable)"
                 )
-            reply = self._responder(messages)
+            fmt = options.response_format
+            if self._responder is echo_reply and fmt is not None and fmt.type != "text":
+                reply = sample_for_schema(fmt.schema or {"type": "object"})
+            else:
+                reply = self._responder(messages)
+        if isinstance(reply, (dict, list)):
+            reply = json.dumps(reply)
         if isinstance(reply, type) and issubclass(reply, BaseException):
             raise reply(f"MockLlm: injected {reply.__name__} on call {call.index}")
         if isinstance(reply, BaseException):
             raise _fresh(reply)
         if not isinstance(reply, (str, ChatResult)):
-            raise TypeError(f"MockLlm reply must be a str, ChatResult or exception, got {reply!r:.60}")
+            raise TypeError("MockLlm reply must be a str, ChatResult, dict, list or exception, "
+                            f"got {reply!r:.60}")
         return reply
 
-    def _pieces(self, messages: List[Dict[str, str]], call: MockCall) -> Iterator[str]:
-        answer = self._answer(messages, call)
+    def _pieces(self, messages: List[Dict[str, Any]], call: MockCall, options: ChatOptions) -> Iterator[str]:
+        answer = self._answer(messages, call, options)
         text = answer.content if isinstance(answer, ChatResult) else answer
         yield from split_pieces(text)
 

@@ -308,11 +308,11 @@ def test_mock_llm_stream_abandoned_frees_the_slot(limiter):
 
 
 class ChatOnly(Llm):
-    """An Llm that only implements chat: its stream is the base class's generator."""
+    """An Llm that only implements send: its stream is the base class's one piece."""
 
     name = "chat-only"
 
-    def chat(self, messages, *, temperature=None, max_tokens=None):
+    def send(self, messages, options):
         return ChatResult(content="whole answer", model="chat-only-model")
 
 
@@ -408,15 +408,15 @@ def test_ask_stream_failure_mid_answer_exits_1(server, tmp_path, capsys):
 
 
 def test_a_stream_weighs_its_tokens_against_tokens_per_minute():
-    """Like chat, each stream attempt counts prompt/4 + max_tokens against the token
-    budget: two 60-token streams do not fit in 100 tokens a minute."""
+    """Like chat, each stream attempt counts the larger of prompt/4 and max_tokens
+    against the token budget: two 60-token streams do not fit in 100 tokens a minute."""
     limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=4,
                                           tokens_per_minute=100, acquire_timeout_seconds=0.3))
     try:
         with RateLimitedLlm(MockLlm(lambda messages: "a b"), limiter, quick_retry()) as llm:
-            assert "".join(llm.stream(HELLO, max_tokens=50)) == "a b"
+            assert "".join(llm.stream(HELLO, max_tokens=60)) == "a b"
             with pytest.raises(LimiterAcquireError):
-                llm.stream(HELLO, max_tokens=50)
+                llm.stream(HELLO, max_tokens=60)
             assert limiter.in_flight == 0
     finally:
         limiter.close()

@@ -230,7 +230,7 @@ def test_anthropic_fallback_with_api_key_command(servers, tmp_path):
         with create_llm_client(chain_config(primary.config(), fallback)) as llm:
             result = llm.chat(HELLO)
         assert result.model == "claude-backup" and result.content == "echo: one two three"
-        assert claude.last_request.headers["x-api-key"] == BACKUP_KEY
+        assert claude.last_request.api_key == BACKUP_KEY
 
 
 def test_a_failing_key_command_in_a_fallback_names_the_entry(servers):

@@ -21,7 +21,7 @@ from cowork_llm.errors import (
     ServerError,
 )
 from cowork_llm.providers import build_provider
-from cowork_llm.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicClient
+from cowork_llm.providers.anthropic import ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS, AnthropicClient
 from cowork_llm.results import Usage
 from cowork_llm.testing import FakeLlmServer
 
@@ -69,10 +69,11 @@ def test_request_shape_and_headers(mock, client):
     mock.post(URL, json=message())
     client.chat(MESSAGES)
     request = mock.calls[0].request
-    assert request.headers["x-api-key"] == KEY
-    assert request.headers["anthropic-version"] == "2023-06-01"
+    # As the current official SDK sends them (anthropic 2.15: Bearer, version 2026-10-21).
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert request.headers["anthropic-version"] == ANTHROPIC_VERSION == "2026-10-21"
     assert request.headers["Content-Type"] == "application/json"
-    assert "Authorization" not in request.headers
+    assert "x-api-key" not in request.headers
     body = json.loads(request.body)
     assert body == {
         "model": "claude-test",
@@ -86,12 +87,12 @@ def test_request_shape_and_headers(mock, client):
 
 def test_options_from_the_call_then_the_config(mock):
     mock.post(URL, json=message())
-    with AnthropicClient(make_config(temperature=0.3, max_tokens=77)) as llm:
+    with AnthropicClient(make_config(max_tokens=77, stop=["END"])) as llm:
         llm.chat([{"role": "user", "content": "x"}])
-        llm.chat([{"role": "user", "content": "x"}], temperature=0.9, max_tokens=5)
+        llm.chat([{"role": "user", "content": "x"}], max_tokens=5, stop=["a", "b"])
     first, second = (json.loads(c.request.body) for c in mock.calls)
-    assert (first["temperature"], first["max_tokens"]) == (0.3, 77) and "system" not in first
-    assert (second["temperature"], second["max_tokens"]) == (0.9, 5)
+    assert (first["max_tokens"], first["stop_sequences"]) == (77, ["END"]) and "system" not in first
+    assert (second["max_tokens"], second["stop_sequences"]) == (5, ["a", "b"])
 
 
 def test_answer_parsing(mock, client):
@@ -181,9 +182,11 @@ def test_bad_input_fails_before_any_request(mock, client, messages, options):
     assert len(mock.calls) == 0
 
 
-def test_a_configured_temperature_above_one_is_refused_naming_the_key():
-    with pytest.raises(ConfigError, match=r"llm\.model\.temperature .*anthropic"):
-        AnthropicClient(make_config(temperature=1.5))
+@pytest.mark.parametrize("field, value", [("temperature", 0.5), ("top_p", 0.9), ("seed", 7)])
+def test_a_configured_option_the_api_lacks_is_refused_naming_the_key(field, value):
+    # The current SDK's MessageCreateParams has no temperature, top_p or seed.
+    with pytest.raises(ConfigError, match=rf"llm\.model\.{field}: .*anthropic"):
+        AnthropicClient(make_config(**{field: value}))
 
 
 def test_plain_http_to_a_remote_host_is_refused():
@@ -219,7 +222,7 @@ def test_fake_server_happy_path(fake):
     assert result.finish_reason == "end_turn" and result.usage is not None
     assert result.request_id and result.request_id.startswith("req_fake")
     recorded = fake.chat_requests[0]
-    assert recorded.path == "/v1/messages" and recorded.headers["x-api-key"] == KEY
+    assert recorded.path == "/v1/messages" and recorded.headers["authorization"] == f"Bearer {KEY}"
     assert recorded.body["system"] == "Be brief\n\nUse English" and recorded.body["max_tokens"] == 1024
 
 

@@ -12,7 +12,12 @@ from cowork_llm.client import RateLimitedLlm, create_llm_client
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.errors import LimiterAcquireError
 from cowork_llm.rate_limiter import RateLimiter
-from cowork_llm.rate_limiter._rates import DEFAULT_COMPLETION_TOKENS, estimate_request_tokens
+from cowork_llm.rate_limiter._rates import (
+    DEFAULT_COMPLETION_TOKENS,
+    IMAGE_TOKENS,
+    LOW_DETAIL_IMAGE_TOKENS,
+    estimate_request_tokens,
+)
 from cowork_llm.rate_limiter.backends import MemoryBackend, build_backend
 from cowork_llm.testing import FakeLlmServer, MockLlm
 
@@ -21,11 +26,23 @@ def user(text):
     return [{"role": "user", "content": text}]
 
 
-def test_the_estimate_is_characters_over_four_rounded_up_plus_max_tokens():
-    assert estimate_request_tokens(user("abcd" * 10), 50) == 60
-    assert estimate_request_tokens(user("abcde"), 1) == 3  # 5 chars -> 2 tokens
+def test_the_estimate_is_the_larger_of_the_prompt_and_max_tokens():
+    # OpenAI's rule: the maximum of max_tokens and the prompt estimate, not their sum.
+    assert estimate_request_tokens(user("abcd" * 10), 50) == 50
+    assert estimate_request_tokens(user("a" * 400), 10) == 100
+    assert estimate_request_tokens(user("abcde"), 1) == 2  # 5 chars -> 2 tokens, rounded up
     messages = [{"role": "system", "content": "x" * 8}, {"role": "user", "content": "y" * 4}]
-    assert estimate_request_tokens(messages, None) == 3 + DEFAULT_COMPLETION_TOKENS
+    assert estimate_request_tokens(messages, None) == DEFAULT_COMPLETION_TOKENS
+
+
+def test_images_weigh_the_documented_amount_not_their_base64_length():
+    image = {"url": "data:image/png;base64," + "A" * 40_000}
+    parts = [{"type": "text", "text": "abcd"}, {"type": "image_url", "image_url": image}]
+    assert estimate_request_tokens([{"role": "user", "content": parts}], 1) == 1 + IMAGE_TOKENS
+    low = [{"type": "text", "text": "abcd"}, {"type": "image_url", "image_url": {**image, "detail": "low"}},
+           {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    assert estimate_request_tokens([{"role": "user", "content": low}], 1) == \
+        1 + LOW_DETAIL_IMAGE_TOKENS + IMAGE_TOKENS
 
 
 def test_tokens_are_spent_and_refill_over_the_minute():
@@ -95,10 +112,10 @@ def test_the_client_weighs_each_request_and_refuses_an_oversized_one():
     inner = MockLlm()
     limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, tokens_per_minute=2000))
     client = RateLimitedLlm(inner, limiter)
-    client.chat(user("a" * 400), max_tokens=1500)  # 100 + 1500 tokens: fits
-    assert 0 < limiter.backend.try_acquire(tokens=1600)  # and was spent
-    with pytest.raises(LimiterAcquireError, match="2400 tokens"):
-        client.chat(user("a" * 4000), max_tokens=1400)
+    client.chat(user("a" * 400), max_tokens=1500)  # max(100, 1500) tokens: fits
+    assert 0 < limiter.backend.try_acquire(tokens=600)  # and was spent
+    with pytest.raises(LimiterAcquireError, match="2500 tokens"):
+        client.chat(user("a" * 10_000), max_tokens=1400)  # the prompt alone is 2500
     assert inner.call_count == 1  # nothing sent for the refused call
     limiter.close()
 
@@ -107,7 +124,7 @@ def test_the_model_max_tokens_counts_when_the_call_sets_none():
     with FakeLlmServer() as server:
         client = create_llm_client(server.config(max_tokens=5000, tokens_per_minute=4000,
                                                  key="tpm-model-max"))
-        with pytest.raises(LimiterAcquireError, match="5001 tokens"):
+        with pytest.raises(LimiterAcquireError, match="5000 tokens"):
             client.chat(user("hey"))
         assert server.request_count == 0
 

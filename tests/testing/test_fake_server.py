@@ -17,6 +17,10 @@ from cowork_llm.testing import FakeLlmServer, Fault
 KEY = "test-key-123456"
 OPENAI = {"Authorization": f"Bearer {KEY}"}
 ANTHROPIC = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+OPENAI_DETAILS = {"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                "accepted_prediction_tokens": 0,
+                                                "rejected_prediction_tokens": 0}}
 
 
 def chat_body(text="hello world", **extra):
@@ -86,7 +90,7 @@ def test_chat_completion_is_a_realistic_openai_response(server):
     assert choice["message"] == {"role": "assistant", "content": "echo: hello world", "refusal": None}
     assert choice["finish_reason"] == "stop"
     # usage: chars/4 of the prompt ("hello world": 11 → 3) and of the answer (17 → 5)
-    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8, **OPENAI_DETAILS}
 
 
 def test_reply_callable_sees_the_messages():
@@ -198,7 +202,8 @@ def test_anthropic_message_response(server):
     assert message["role"] == "assistant" and message["model"] == "fake-model"
     assert message["content"] == [{"type": "text", "text": "echo: hi there"}]
     assert message["stop_reason"] == "end_turn"
-    assert message["usage"] == {"input_tokens": 4, "output_tokens": 4}  # "be brief"+"hi there": 16 chars
+    assert message["usage"] == {"input_tokens": 4, "output_tokens": 4,  # "be brief"+"hi there": 16 chars
+                                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
 @pytest.mark.parametrize("headers, body, needle", [
@@ -236,7 +241,8 @@ def test_openai_stream_with_usage_ends_with_a_usage_chunk(server):
     events = [data for _, data in sse_events(post_chat(server, json=body, stream=True))]
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == []
-    assert usage_chunk["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert usage_chunk["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8,
+                                    **OPENAI_DETAILS}
     assert all(e["usage"] is None for e in events[:-2])
 
 
@@ -295,7 +301,8 @@ def test_anthropic_errors_use_its_shape(server):
     server.fail_next(529)
     response = post_messages(server)
     assert response.status_code == 529
-    assert response.json() == {"type": "error",
+    # Anthropic repeats the request id in the body.
+    assert response.json() == {"type": "error", "request_id": response.headers["request-id"],
                                "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 

@@ -90,10 +90,12 @@ def test_bad_options_raise_value_error(options):
 
 def test_record_holds_messages_options_thread_and_time():
     llm = MockLlm()
-    llm.chat(USER, temperature=0.5)
+    llm.chat(USER, temperature=0.5, stop="END", seed=3, extra_body={"x": 1}, cache=False)
     call = llm.last_call
     assert call.messages == USER and call.prompt == "hello"
-    assert call.options == {"temperature": 0.5, "max_tokens": None}
+    assert call.options == {"temperature": 0.5, "max_tokens": None, "top_p": None, "stop": ("END",),
+                            "seed": 3, "response_format": None, "reasoning_effort": None,
+                            "extra_body": {"x": 1}, "cache": False}
     assert call.thread == threading.current_thread().name
     assert call.monotonic > 0 and call.wall > 0 and call.kind == "chat"
     llm.reset()

@@ -177,8 +177,8 @@ class BucketBackend(LimiterBackend):
         tpm = self.config.tokens_per_minute
         if tpm is not None and tokens > tpm:
             raise LimiterAcquireError(
-                f"this request is estimated at {tokens} tokens (prompt characters / "
-                f"{CHARS_PER_TOKEN} + max_tokens), more than the whole budget of "
+                f"this request is estimated at {tokens} tokens (the larger of prompt "
+                f"characters / {CHARS_PER_TOKEN} and max_tokens), more than the whole budget of "
                 f"llm.rate_limit.tokens_per_minute = {tpm}: it can never fit. Shorten "
                 f"the prompt, lower max_tokens, or raise tokens_per_minute if the "
                 f"provider allows (key {self._name!r})")
