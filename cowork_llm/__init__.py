@@ -62,8 +62,10 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    TokenFieldRejectedError,
 )
 from .llm import Llm
+from .options import ChatOptions
 from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
 from .results import ChatResult, EmbeddingResult, Usage
 from .streaming import ChatStream
@@ -103,6 +105,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CacheConfig",
+    "ChatOptions",
     "ChatResult",
     "ChatStream",
     "ConfigError",
@@ -134,6 +137,7 @@ __all__ = [
     "RateLimitError",
     "RetryConfig",
     "ServerError",
+    "TokenFieldRejectedError",
     "Usage",
     "UsageSnapshot",
 ]

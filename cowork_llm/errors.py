@@ -2,7 +2,8 @@
 
 Each class says whether the retry policy retries it, so a caller knows what reaching it
 means. ``ConfigError`` carries ``key`` (and ``variable``); ``LlmApiError`` carries
-``status_code``, ``request_id``, ``retry_after`` and ``attempts``::
+``status_code``, ``request_id``, ``retry_after`` and ``attempts``; ``InvalidResponseError``
+of a structured answer also ``raw_text`` and ``schema_error``::
 
     LlmError
     ├── ConfigError (also ValueError)
@@ -14,6 +15,7 @@ means. ``ConfigError`` carries ``key`` (and ``variable``); ``LlmApiError`` carri
     │   └── LimiterBackendError
     ├── LlmApiError
     │   ├── BadRequestError
+    │   │   └── TokenFieldRejectedError
     │   ├── AuthenticationError
     │   │   └── KeyRejectedError
     │   ├── NotFoundError

@@ -61,8 +61,9 @@ class OpenAIClient(HttpProvider):
     PROVIDER = PROVIDER
     PATH = "/chat/completions"
 
-    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None) -> None:
-        super().__init__(config, api_key=api_key)
+    def __init__(self, config: ModelConfig, *, api_key: Optional[str] = None,
+                 section: str = "llm.model") -> None:
+        super().__init__(config, api_key=api_key, section=section)
         # Models that answered "use max_completion_tokens": shared by every thread.
         self._completion_token_models: Set[str] = set()
         self._lock = threading.Lock()
