@@ -1,6 +1,7 @@
 """LlmConfig and COWORK_LLM_* variables pointing at a FakeLlmServer."""
 
 import dataclasses
+import json
 from typing import Any, Dict, Optional
 
 from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
@@ -69,6 +70,9 @@ def config_env(config: LlmConfig) -> Dict[str, str]:
         prefix = "COWORK_LLM_" if section == "model" else f"COWORK_LLM_{section.upper()}_"
         for f in dataclasses.fields(values):
             value = getattr(values, f.name)
+            if f.name == "stop" and value:  # a JSON list, as COWORK_LLM_STOP reads it
+                env[prefix + "STOP"] = json.dumps(list(value))
+                continue
             if isinstance(value, tuple):
                 continue
             if section != "model" and f.default is not dataclasses.MISSING and value == f.default:

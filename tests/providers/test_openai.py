@@ -1,13 +1,10 @@
 """OpenAIClient: request shape, status mapping, tolerant parsing, secrets, sessions."""
 
-import copy
 import http.server
 import json
 import logging
-import os
 import socketserver
 import threading
-from functools import lru_cache
 
 import jsonschema
 import pytest
@@ -34,14 +31,13 @@ from cowork_llm.providers import build_provider
 from cowork_llm.providers._keys import KeyRotation
 from cowork_llm.providers.openai import OpenAIClient
 
+from ._wire_checks import _openapi_nullable_to_json_schema
+from ._wire_checks import openai_request_validator as _chat_request_validator
+
 KEY = "sk-test-0123456789abcdefSECRET"
 BASE = "https://api.example.com/v1"
 URL = BASE + "/chat/completions"
 MESSAGES = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello"}]
-# The schemas CreateChatCompletionRequest needs, extracted unchanged from the official
-# OpenAI OpenAPI description (shared/openai-openapi/openapi.json, MIT) so CI has them.
-OPENAPI = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi",
-                       "chat-completions-request.json")
 
 
 def make_config(**overrides):
@@ -126,35 +122,6 @@ def test_config_options_are_sent_and_call_options_override_them(mock):
     first, second = (json.loads(c.request.body) for c in mock.calls)
     assert (first["temperature"], first["max_tokens"]) == (0.2, 100)
     assert (second["temperature"], second["max_tokens"]) == (0.0, 5)
-
-
-@lru_cache(maxsize=1)
-def _chat_request_validator():
-    with open(OPENAPI, encoding="utf-8") as f:
-        spec = json.load(f)
-    schema = {
-        "$ref": "#/components/schemas/CreateChatCompletionRequest",
-        "components": _openapi_nullable_to_json_schema(copy.deepcopy(spec["components"])),
-    }
-    return jsonschema.Draft202012Validator(schema)
-
-
-def _openapi_nullable_to_json_schema(node):
-    """OpenAPI 3.0's ``nullable: true`` (still used in this 3.1 file) is no JSON Schema
-    keyword: jsonschema would ignore it and reject every null. Rewrite it as JSON Schema."""
-    if isinstance(node, list):
-        return [_openapi_nullable_to_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {key: _openapi_nullable_to_json_schema(value) for key, value in node.items()}
-    if node.pop("nullable", False) is not True:
-        return node
-    if isinstance(node.get("type"), str) and "$ref" not in node:
-        node["type"] = [node["type"], "null"]
-        if "enum" in node and None not in node["enum"]:
-            node["enum"] = [*node["enum"], None]
-        return node
-    return {"anyOf": [node, {"type": "null"}]}
 
 
 def test_nullable_rewrite():

@@ -1,0 +1,77 @@
+"""The message vocabulary: what validate_messages accepts, what it returns, and errors
+that name the message and the field."""
+
+import base64
+
+import pytest
+
+from cowork_llm.messages import build_messages, image_parts, message_text, validate_messages
+
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake image bytes").decode()
+
+
+def test_every_role_and_content_form_is_accepted_and_copied():
+    parts = [{"type": "text", "text": "What is in this image?"},
+             {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}},
+             {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]
+    messages = [
+        {"role": "system", "content": "Be brief"},
+        {"role": "developer", "content": [{"type": "text", "text": "Answer in English"}]},
+        {"role": "user", "content": parts, "name": "alice"},
+        {"role": "assistant", "content": "A cat.", "name": "bot"},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    ]
+    checked = validate_messages(messages)
+    assert checked == messages
+    assert checked[2]["name"] == "alice"  # kept, not dropped
+    assert checked[2]["content"] is not parts and checked[2]["content"][1] is not parts[1]  # fresh copies
+    parts[0]["text"] = "changed later"
+    assert checked[2]["content"][0]["text"] == "What is in this image?"
+
+
+@pytest.mark.parametrize("messages, fragment", [
+    ([{"role": "robot", "content": "x"}], r"messages\[0\]\['role'\] must be one of system, developer"),
+    ([{"role": "user", "content": "x", "nmae": "a"}], r"messages\[0\] has 'nmae'"),
+    ([{"role": "user", "content": "x"}, {"role": "user", "content": []}],
+     r"messages\[1\]\['content'\] must not be an empty list"),
+    ([{"role": "user", "content": [{"type": "text", "text": " "}]}],
+     r"messages\[0\]\['content'\]\[0\]\['text'\] must be a non-empty string"),
+    ([{"role": "user", "content": [{"type": "audio", "data": "x"}]}],
+     r"messages\[0\]\['content'\]\[0\]\['type'\] must be 'text' or 'image_url'"),
+    ([{"role": "system", "content": [{"type": "image_url", "image_url": {"url": PNG}}]}],
+     r"image in a 'system' message: images go in user messages"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/a.png"}}]}],
+     r"\['image_url'\]\['url'\] must be an http\(s\) URL or a data:image"),
+    ([{"role": "user", "content": [{"type": "image_url",
+                                    "image_url": {"url": "data:image/bmp;base64,AAAA"}}]}],
+     r"data:image/png;base64,<data> with one of image/jpeg"),
+    ([{"role": "user", "content": [{"type": "image_url",
+                                    "image_url": {"url": "data:image/png;base64,@@@"}}]}],
+     r"holds data that is not base64"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG, "detail": "max"}}]}],
+     r"\['detail'\] must be one of auto, low, high"),
+    ([{"role": "user", "content": "x", "name": ""}], r"messages\[0\]\['name'\] must be a non-empty string"),
+    ([{"role": "tool", "content": "42"}], r"messages\[0\] \(role 'tool'\) needs 'tool_call_id'"),
+    ([{"role": "user", "content": 5}], r"must be a string or a list of parts, got int"),
+    ("hello", r"messages must be a list"),
+    ([], r"messages must not be empty"),
+])
+def test_bad_messages_name_the_index_and_field(messages, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        validate_messages(messages)
+
+
+def test_text_and_images_of_a_message():
+    message = validate_messages([{"role": "user", "content": [
+        {"type": "text", "text": "one"}, {"type": "image_url", "image_url": {"url": PNG}},
+        {"type": "text", "text": "two"}]}])[0]
+    assert message_text(message) == "one\n\ntwo"
+    assert list(image_parts(message)) == [{"url": PNG}]
+    assert message_text({"role": "user", "content": "plain"}) == "plain"
+
+
+def test_build_messages_is_unchanged():
+    assert build_messages("hi", "be brief") == [{"role": "system", "content": "be brief"},
+                                                {"role": "user", "content": "hi"}]
+    with pytest.raises(ValueError, match="prompt must be a non-empty string"):
+        build_messages("  ")
