@@ -115,7 +115,8 @@ def parse_variable(key: ConfigKey, raw: str) -> Any:
         return raw
     if key.path == "model.api_key":  # "k1,k2" is a rotation of keys
         keys = [part.strip() for part in raw.split(",") if part.strip()]
-        return keys if len(keys) > 1 else raw
+        # One key with a stray comma ("sk-...,") is that key, not a key ending in ",".
+        return keys if len(keys) > 1 else (keys[0] if keys else raw)
     return raw
 
 
