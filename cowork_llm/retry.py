@@ -17,12 +17,12 @@ A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop afte
 """
 
 import logging
-import sys
 import time
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Callable, Optional, TypeVar, Union
 
 import tenacity
 
+from ._deadline import call_deadline
 from .config._sections import RetryConfig
 from .errors import (
     ApiConnectionError,
@@ -111,22 +111,6 @@ class RetryPolicy:
         """
         attempts = 0
 
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            return fn()
-
-        # Most calls succeed at once: the first attempt runs without tenacity's per-call
-        # machinery (a Retrying copy, its Futures and action lists: ~12 us a call), and
-        # only a failure hands over to tenacity, as if it had made that attempt itself.
-        # The state is made first so the total timeout counts from before the first
-        # attempt, on tenacity's clock, exactly as Retrying.__call__ would.
-        state = tenacity.RetryCallState(self._template, fn=attempt, args=(), kwargs={})
-        try:
-            return attempt()
-        except BaseException:
-            state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
             error = retry_state.outcome.exception() if retry_state.outcome is not None else None
             wait = retry_state.upcoming_sleep
@@ -139,15 +123,21 @@ class RetryPolicy:
             if on_retry is not None and error is not None:
                 on_retry(error, wait)
 
-        # A copy per failing call, because before_sleep carries this call's model, prompt
-        # hash and on_retry; tenacity keeps its own loop state in thread-locals already.
+        # A Retrying per call, because before_sleep carries this call's model, prompt
+        # hash and on_retry (as stamina does); iterating it is tenacity's public loop.
         retrying = self._template.copy(before_sleep=before_sleep)
-        state.retry_object = retrying
-        try:
-            return _resume(retrying, state, attempt)
-        except LlmApiError as error:
-            error.attempts = attempts
-            raise
+        with call_deadline(self.config.total_timeout_seconds):
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        result = fn()
+                    if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
+                        return result
+            except LlmApiError as error:
+                error.attempts = attempts
+                raise
+        raise AssertionError("tenacity ended its loop without a result or an error")  # pragma: no cover
 
     def _should_retry(self, exc: BaseException) -> bool:
         if self.config.on_invalid_json and is_invalid_json(exc):
@@ -174,23 +164,3 @@ class RetryPolicy:
     def __repr__(self) -> str:
         return f"RetryPolicy({self.config!r})"
 
-
-def _resume(retrying: tenacity.Retrying, state: tenacity.RetryCallState, fn: Callable[[], T]) -> T:
-    """Tenacity's own loop (``Retrying.__call__`` in tenacity 9), entered with ``state``
-    already holding the first attempt's outcome: the same retry/stop/wait decisions,
-    before_sleep and sleeps, in the same order."""
-    retrying.begin()
-    while True:
-        do: Any = retrying.iter(retry_state=state)
-        if isinstance(do, tenacity.DoAttempt):
-            try:
-                result = fn()
-            except BaseException:
-                state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-            else:
-                state.set_result(result)
-        elif isinstance(do, tenacity.DoSleep):
-            state.prepare_for_next_attempt()
-            retrying.sleep(do)
-        else:
-            return do  # type: ignore[no-any-return]
