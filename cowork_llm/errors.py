@@ -40,6 +40,7 @@ __all__ = [
     "LimiterAcquireError",
     "AcquireCancelled",
     "LimiterBackendError",
+    "ClientClosedError",
     "LlmApiError",
     "BadRequestError",
     "AuthenticationError",
@@ -48,6 +49,8 @@ __all__ = [
     "QuotaExceededError",
     "ServerError",
     "ApiConnectionError",
+    "UntrustedCertificateError",
+    "UnknownHostError",
     "ApiTimeoutError",
     "InvalidResponseError",
     "KeyRejectedError",
@@ -116,6 +119,12 @@ class AcquireCancelled(LimiterAcquireError):
 class LimiterBackendError(LimiterAcquireError):
     """The shared limiter backend (SQLite file, Redis) failed. Never silently ignored:
     running without a limit would bring back the 429s the limiter exists to prevent."""
+
+
+class ClientClosedError(LlmError):
+    """The client was closed (``close()``, or leaving its ``with`` block): the call was
+    refused, or its wait for a limiter slot ended, without sending anything. Not retried:
+    create a new client."""
 
 
 # --- API -------------------------------------------------------------------------------
@@ -213,6 +222,16 @@ class ServerError(LlmApiError):
 
 class ApiConnectionError(LlmApiError):
     """The connection failed or dropped before a response arrived. Retried."""
+
+
+class UntrustedCertificateError(ApiConnectionError):
+    """TLS verification failed: the server's certificate is not trusted (expired, wrong
+    name, unknown authority). Not retried: another attempt meets the same certificate."""
+
+
+class UnknownHostError(ApiConnectionError):
+    """The host name of ``base_url`` does not exist (DNS answered "no such name"). Not
+    retried; a DNS server that did not answer in time stays a retryable ApiConnectionError."""
 
 
 class ApiTimeoutError(LlmApiError):

@@ -10,6 +10,7 @@ import json
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -18,7 +19,7 @@ import urllib3.exceptions
 
 from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
-from .providers import _http, auth_headers
+from .providers import _body, _guard, _http, auth_headers
 
 __all__ = ["HealthStatus", "check_health"]
 
@@ -59,7 +60,7 @@ def check_health(model: ModelConfig, *, timeout: float = 5.0,
     started = time.perf_counter()
     try:
         if session is None:
-            with requests.Session() as own:
+            with _http.new_session() as own:
                 response = _get(own, url, headers, timeout, model)
         else:
             response = _get(session, url, headers, timeout, model)
@@ -67,6 +68,12 @@ def check_health(model: ModelConfig, *, timeout: float = 5.0,
         latency = (time.perf_counter() - started) * 1000
         phrase = _redact(_describe_exception(error, timeout, model.host), secrets)
         return HealthStatus(False, latency, f"{model.host}: {phrase}")
+    except _body.BodyTooLarge as error:
+        return HealthStatus(False, (time.perf_counter() - started) * 1000, f"{model.host}: the answer is "
+                            f"larger than model.max_response_bytes = {error.limit} bytes")
+    except (_body.UnsupportedEncoding, zlib.error) as error:
+        return HealthStatus(False, (time.perf_counter() - started) * 1000,
+                            f"{model.host}: the answer cannot be read: {error}")
     latency = (time.perf_counter() - started) * 1000
     ok, phrase = _describe_response(response, model.model_name)
     return HealthStatus(ok, latency, f"{model.host}: {_redact(phrase, secrets)}")
@@ -74,9 +81,22 @@ def check_health(model: ModelConfig, *, timeout: float = 5.0,
 
 def _get(session: requests.Session, url: str, headers: Dict[str, str], timeout: float,
          model: ModelConfig) -> requests.Response:
-    response = session.get(url, headers=headers, timeout=(timeout, timeout),
-                           verify=model.ca_bundle or True, allow_redirects=False)
-    response.content  # read the body inside the timing and the error handling  # noqa: B018
+    """The answer, its body read within ``timeout`` in all (however slowly it drips) and
+    within ``model.max_response_bytes``. Raises requests.Timeout when the time ran out,
+    and what _body.read_body raises."""
+    guard = _guard.Guard(time.monotonic() + timeout, f"{timeout:g} s")
+    try:
+        with guard:
+            response = session.get(url, headers=headers, timeout=(timeout, timeout), stream=True,
+                                   verify=model.ca_bundle or True, allow_redirects=False)
+            _body.read_body(response, model.max_response_bytes)
+    except requests.RequestException:
+        if guard.expired is None:
+            raise
+    finally:
+        guard.done()
+    if guard.expired is not None:
+        raise requests.Timeout(f"no complete answer within {timeout:g} s")
     return response
 
 

@@ -6,6 +6,7 @@ when to give up. Built on tenacity from a :class:`RetryConfig`.
 | ServerError (5xx, 529)                  | yes     | Retry-After, else exponential + jitter |
 | RateLimitError (429)                    | yes     | Retry-After, else exponential + jitter |
 | ApiConnectionError, ApiTimeoutError     | yes     | exponential + jitter                   |
+| UntrustedCertificateError (TLS), UnknownHostError (no such DNS name) | no |         |
 | 401 for one key while another remains   | yes     | none (the next key is used at once)    |
 | QuotaExceededError, 400/401/403/404/422 | no      |                                        |
 | InvalidResponseError, ConfigError, ...  | no      |                                        |
@@ -33,6 +34,8 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    UnknownHostError,
+    UntrustedCertificateError,
 )
 
 __all__ = ["RetryPolicy", "is_retryable", "is_invalid_json", "describe_error"]
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRYABLE = (ServerError, RateLimitError, ApiConnectionError, ApiTimeoutError)
+_NOT_RETRYABLE = (QuotaExceededError, UntrustedCertificateError, UnknownHostError)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -50,7 +54,7 @@ def is_retryable(exc: BaseException) -> bool:
     holds another (:class:`~cowork_llm.providers._keys.KeyRejectedError`)."""
     if isinstance(exc, KeyRejectedError):
         return True
-    return isinstance(exc, _RETRYABLE) and not isinstance(exc, QuotaExceededError)
+    return isinstance(exc, _RETRYABLE) and not isinstance(exc, _NOT_RETRYABLE)
 
 
 def is_invalid_json(exc: BaseException) -> bool:

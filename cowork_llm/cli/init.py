@@ -29,7 +29,8 @@ KEY_MEANINGS = {
     "model.temperature": "Sampling temperature, 0 to 2; unset means the provider's default.",
     "model.max_tokens": "Most tokens one answer may have; unset means the provider's default.",
     "model.provider": "Wire protocol: openai (also any OpenAI-compatible server) or anthropic.",
-    "model.timeout_seconds": "Read timeout of one HTTP request (the connect timeout is at most 10 s).",
+    "model.timeout_seconds": "Longest one attempt may take, connect, headers and body together "
+                             "(the connect timeout is at most 10 s).",
     "model.allow_insecure_http": "Allow a plain http:// base_url to a host that is not loopback "
                                  "(the key would travel unencrypted).",
     "model.api_key_command": "A command whose output is the key, run once (no shell, 10 s limit).",
@@ -43,6 +44,11 @@ KEY_MEANINGS = {
     "model.max_tokens_field": "How max_tokens goes out to an OpenAI-compatible server: auto "
                               "(max_completion_tokens for OpenAI and Azure hosts, max_tokens elsewhere), "
                               "max_completion_tokens or max_tokens.",
+    "model.stream_idle_timeout_seconds": "A stream that sends no content for this long fails with "
+                                         "ApiTimeoutError (keep-alive comments do not count).",
+    "model.stream_timeout_seconds": "Longest a stream may stay open, however steadily it sends.",
+    "model.max_response_bytes": "Most bytes one answer may have, counted after decompression; "
+                                "more is an InvalidResponseError and the connection is dropped.",
     "rate_limit.min_interval_seconds": "Least time between the starts of two requests.",
     "rate_limit.max_concurrent": "Most requests in flight at once.",
     "rate_limit.max_concurrent_scope": "process (max_concurrent per process) or shared (across "
@@ -60,7 +66,7 @@ KEY_MEANINGS = {
     "retry.initial_wait_seconds": "Wait before the first retry; it doubles (with jitter) after that.",
     "retry.max_wait_seconds": "Longest wait between two attempts.",
     "retry.max_retry_after_seconds": "Longest Retry-After we honour; a longer one fails at once.",
-    "retry.total_timeout_seconds": "Time budget of one call across all its attempts.",
+    "retry.total_timeout_seconds": "Time budget of one call: its attempts and the waits between them.",
     "retry.on_invalid_json": "Retry a response_format answer that is not JSON or does not match "
                              "its schema (within max_attempts).",
     "cache.backend": "Response cache: none (off), memory or sqlite.",

@@ -97,6 +97,12 @@ class ModelConfig(_Section):
     seed: Optional[int] = None
     reasoning_effort: Optional[str] = None
     max_tokens_field: str = "auto"
+    # A stream that sends no content piece for this long fails (keep-alives do not count).
+    stream_idle_timeout_seconds: float = 120.0
+    # The longest a stream may stay open, however steadily it sends.
+    stream_timeout_seconds: float = 600.0
+    # The most bytes one answer may have after decompression (32 MiB); more drops the connection.
+    max_response_bytes: int = 32 * 1024 * 1024
 
     _section: typing.ClassVar[str] = "llm.model"
 
@@ -112,9 +118,14 @@ class ModelConfig(_Section):
             self._fail("max_tokens", "must be at least 1")
         if self.provider not in PROVIDERS:
             self._fail("provider", f"must be one of {', '.join(PROVIDERS)}")
-        if not self.timeout_seconds > 0:
-            self._fail("timeout_seconds", "must be greater than 0")
-        check_at_most_a_year(self._section, timeout_seconds=self.timeout_seconds)
+        for name in ("timeout_seconds", "stream_idle_timeout_seconds", "stream_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                self._fail(name, "must be greater than 0")
+        if self.max_response_bytes < 1024:
+            self._fail("max_response_bytes", "must be at least 1024 (bytes)")
+        check_at_most_a_year(self._section, timeout_seconds=self.timeout_seconds,
+                             stream_idle_timeout_seconds=self.stream_idle_timeout_seconds,
+                             stream_timeout_seconds=self.stream_timeout_seconds)
         self._check_request_defaults()
 
     def _check_request_defaults(self) -> None:

@@ -10,10 +10,12 @@ import json
 import logging
 import os
 import time
+import zlib
 from abc import abstractmethod
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     ClassVar,
     Dict,
     Iterator,
@@ -26,12 +28,16 @@ from typing import (
 )
 
 import requests
+import requests.auth
 
+from .. import _deadline
 from ..config._sections import ModelConfig
 from ..errors import (
     ApiConnectionError,
+    ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigError,
     InvalidResponseError,
     KeyRejectedError,
@@ -48,8 +54,8 @@ from ..results import ChatResult
 from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
 from ..structured import with_parsed
-from . import _http, _sse
-from ._keys import KeyRotation
+from . import _body, _guard, _http, _sse
+from ._keys import ApiKey, KeyRotation
 
 if TYPE_CHECKING:
     from ..health import HealthStatus
@@ -110,9 +116,9 @@ class HttpProvider(Llm):
         # effect from the next request on.
         self._keys = KeyRotation(keys, label=section)
         self._url = config.base_url.rstrip("/") + self.PATH
-        self._timeout = _http.request_timeouts(config.timeout_seconds)
         self._verify = config.ca_bundle if config.ca_bundle else True
         self._sessions = _http.SessionPool()
+        self._closed = False
 
     # --- what a wire format defines -------------------------------------------------------
 
@@ -123,7 +129,8 @@ class HttpProvider(Llm):
 
     @abstractmethod
     def _headers(self, api_key: str) -> Dict[str, str]:
-        """The authentication (and version) headers for ``api_key``."""
+        """The authentication (and version) headers for ``api_key``; called by
+        :class:`_KeyAuth` as the request is prepared, so no caller's frame holds them."""
 
     @abstractmethod
     def _parse_response(self, response: requests.Response) -> ChatResult:
@@ -182,7 +189,20 @@ class HttpProvider(Llm):
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name,
                             request_id=_http.request_id_of(response.headers, self._secrets()))
-        return ChatStream(self._pieces(response, state), state, response=response)
+        # From here the stream's own bounds apply: no content piece for
+        # stream_idle_timeout_seconds, or the whole stream past stream_timeout_seconds.
+        config = self.config
+        guard = _guard.Guard(
+            time.monotonic() + config.stream_timeout_seconds,
+            f"it was still streaming after model.stream_timeout_seconds = "
+            f"{config.stream_timeout_seconds:g} s",
+            idle_seconds=config.stream_idle_timeout_seconds,
+            idle_what=f"it sent no content for model.stream_idle_timeout_seconds = "
+                      f"{config.stream_idle_timeout_seconds:g} s")
+        connection = getattr(response.raw, "connection", None)
+        if connection is not None:
+            guard.attach(connection)
+        return ChatStream(self._pieces(response, state, guard), state, response=response)
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
         """``GET {base_url}/models`` with the key the next request would send (no
@@ -198,7 +218,10 @@ class HttpProvider(Llm):
                             api_key=api_key)
 
     def close(self) -> None:
-        """Close the HTTP sessions of every thread. Safe to call twice."""
+        """Close the HTTP sessions of every thread; later calls raise ClientClosedError.
+        A request in flight finishes (its connection is closed when it is given back).
+        Safe to call twice."""
+        self._closed = True
         self._sessions.close()
 
     # --- sending ----------------------------------------------------------------------------
@@ -207,36 +230,98 @@ class HttpProvider(Llm):
               path: Optional[str] = None) -> requests.Response:
         """POST ``body`` with the current key to :attr:`PATH` (or ``path``, e.g.
         ``/embeddings``, under the base URL); return a 2xx response (its body already
-        read unless ``stream``). A 429 moves the key rotation on; a 401 removes the key.
+        read, within ``max_response_bytes``, unless ``stream``). The whole attempt
+        (connect, headers, body) ends within ``timeout_seconds``, or within what is left
+        of the call's ``retry.total_timeout_seconds``. A 429 moves the key rotation on;
+        a 401 removes the key when another remains.
 
         Raises:
+            ClientClosedError: the client was closed.
             KeyRejectedError: 401, and another key remains (retried at once).
-            LlmApiError: the mapped error for a transport failure or a non-2xx status.
+            ApiTimeoutError: the attempt's deadline passed.
+            InvalidResponseError: the body is over ``max_response_bytes``, compressed in
+                a way we did not ask for, or not UTF-8 without another charset declared.
+            LlmApiError: the mapped error for another transport failure or a non-2xx status.
         """
-        api_key = self._keys.current()
-        headers = self._headers(api_key)
-        headers["Accept"] = "text/event-stream" if stream else "application/json"
+        if self._closed:
+            raise ClientClosedError(f"the {self.PROVIDER} client for {self.config.model_name} is "
+                                    "closed: create a new client")
+        key = self._keys.current_key()  # masked repr: safe in a traceback's locals
         url = self._url if path is None else self.config.base_url.rstrip("/") + path
+        guard = self._attempt_guard(url)
         started = time.monotonic()
         try:
-            response = self._sessions.get().post(
-                url, json=body, headers=headers, timeout=self._timeout,
-                verify=self._verify, stream=stream,
-            )
-            if not stream:
-                response.content  # noqa: B018 -- read now, so a drop mid-body is a connection error
+            with guard:
+                response = self._sessions.get().post(
+                    url, json=body, auth=_KeyAuth(key, self._headers),
+                    headers={"Accept": "text/event-stream" if stream else "application/json"},
+                    timeout=_http.request_timeouts(self.config.timeout_seconds, guard.capped_at),
+                    verify=self._verify, stream=True,
+                )
+                ok = 200 <= response.status_code < 300
+                if not ok:  # only the message matters: read a little, drop the rest
+                    _http.read_error_body(response)
+                elif not stream:
+                    _body.read_body(response, self.config.max_response_bytes)
         except requests.RequestException as exc:
-            raise _http.error_for_exception(
-                exc, provider=self.PROVIDER, url=url, timeout=self._timeout, secrets=self._secrets()
-            ) from exc
+            guard.done()
+            raise self._transport_error(exc, guard, url) from exc
+        except _body.BodyTooLarge as exc:
+            guard.done()
+            raise self._too_large(exc.limit, response) from None
+        except (_body.UnsupportedEncoding, zlib.error) as exc:
+            guard.done()
+            raise InvalidResponseError(f"{self.PROVIDER} sent a body that cannot be read: {exc}",
+                                       status_code=response.status_code) from None
+        guard.done()  # a stream gets bounds of its own (see stream())
+        if guard.expired is not None:  # cut short, though what arrived looked whole
+            response.close()
+            raise self._transport_error(requests.Timeout(guard.expired), guard, url)
         logger.debug("POST %s (model %s%s): HTTP %s in %.3f s", url, self.config.model_name,
                      ", stream" if stream else "", response.status_code, time.monotonic() - started)
-        if not 200 <= response.status_code < 300:
+        if not ok:
             error = _http.error_for_response(response, provider=self.PROVIDER, secrets=self._secrets())
             error = self._refine_error(error, response, body)
             response.close()
-            raise self._rotate_for(error, api_key)
+            raise self._rotate_for(error, key.reveal())
+        if not stream:
+            _http.check_utf8(response, provider=self.PROVIDER)
         return response
+
+    def _attempt_guard(self, url: str) -> _guard.Guard:
+        """The deadline of one attempt: ``timeout_seconds`` from now, or sooner when the
+        call's ``retry.total_timeout_seconds`` runs out first."""
+        timeout = self.config.timeout_seconds
+        what = f"model.timeout_seconds = {timeout:g} s"
+        call = _deadline.current()
+        now = time.monotonic()
+        deadline = now + timeout
+        if call is not None and call[0] < deadline:
+            deadline = call[0]
+            what = f"retry.total_timeout_seconds = {call[1]:g} s for the whole call"
+            if deadline <= now:
+                raise ApiTimeoutError(f"{self.PROVIDER}: no time left for another attempt at {url} "
+                                      f"({what} ran out)")
+            guard = _guard.Guard(deadline, what)
+            guard.capped_at = deadline - now  # socket timeouts no longer than what is left
+            return guard
+        return _guard.Guard(deadline, what)
+
+    def _transport_error(self, exc: requests.RequestException, guard: _guard.Guard,
+                         url: str) -> LlmApiError:
+        if guard.expired is not None:
+            return ApiTimeoutError(f"{self.PROVIDER} did not answer in time at {url}: "
+                                   f"the attempt was cut off at {guard.expired}")
+        return _http.error_for_exception(exc, provider=self.PROVIDER, url=url,
+                                         timeout=_http.request_timeouts(self.config.timeout_seconds),
+                                         secrets=self._secrets())
+
+    def _too_large(self, limit: int, response: Any) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{self.PROVIDER} sent more than model.max_response_bytes = {limit} bytes (after "
+            "decompression); the connection was dropped. Raise max_response_bytes if such "
+            "answers are expected", status_code=getattr(response, "status_code", None),
+            request_id=_http.request_id_of(getattr(response, "headers", {}), self._secrets()))
 
     def _rotate_for(self, error: LlmApiError, api_key: str) -> LlmApiError:
         """Tell the key rotation about ``error``; the error to raise."""
@@ -247,19 +332,47 @@ class HttpProvider(Llm):
                                     status_code=401, request_id=error.request_id, retry_after=0.0)
         return error
 
-    def _pieces(self, response: requests.Response, state: StreamState) -> Iterator[str]:
-        """:meth:`_read_stream` over the response, transport failures mapped."""
+    def _pieces(self, response: requests.Response, state: StreamState, guard: _guard.Guard) -> Iterator[str]:
+        """:meth:`_read_stream` over the response, within the stream's bounds (``guard``)
+        and ``max_response_bytes``; transport failures mapped."""
+        limit = self.config.max_response_bytes
         try:
-            yield from self._read_stream(_sse.iter_response_events(response), state)
-        except requests.RequestException as exc:
+            chunks = _body.iter_decoded(response, limit)
+            lines = _sse.iter_lines(chunks, max_line=min(limit, _sse.MAX_LINE_BYTES))
+            for piece in self._read_stream(_sse.iter_events(lines), state):
+                guard.hold()  # the consumer's time with a piece is not the server's idleness
+                yield piece
+                guard.touch()
+        except (requests.RequestException, ApiConnectionError) as exc:
+            if guard.expired is not None:
+                raise ApiTimeoutError(f"the {self.PROVIDER} stream was cut off: {guard.expired}",
+                                      request_id=state.request_id) from None
+            if isinstance(exc, LlmApiError):
+                raise
             error = _http.error_for_exception(
-                exc, provider=self.PROVIDER, url=self._url, timeout=self._timeout, secrets=self._secrets()
-            )
+                exc, provider=self.PROVIDER, url=self._url,
+                timeout=_http.request_timeouts(self.config.timeout_seconds), secrets=self._secrets())
             if type(error) is ApiConnectionError:  # "could not reach" would mislead: it answered
                 detail = _http.redact(f"{type(exc).__name__}: {exc}"[:300], self._secrets())
                 error = ApiConnectionError(f"the {self.PROVIDER} stream broke off mid-answer: {detail}")
             error.request_id = state.request_id
             raise error from exc
+        except _body.BodyTooLarge as exc:
+            response.close()
+            error = self._too_large(exc.limit, response)
+            error.request_id = state.request_id
+            raise error from None
+        except _sse.LineTooLong as exc:
+            response.close()
+            raise InvalidResponseError(
+                f"the {self.PROVIDER} stream sent a line longer than {exc.limit} bytes; the connection "
+                "was dropped", request_id=state.request_id) from None
+        except (UnicodeDecodeError, _body.UnsupportedEncoding, zlib.error) as exc:
+            response.close()
+            raise InvalidResponseError(f"the {self.PROVIDER} stream is not readable text: {exc}"[:300],
+                                       request_id=state.request_id) from None
+        finally:
+            guard.done()
 
     def _secrets(self) -> Tuple[str, ...]:
         return self._keys.secrets
@@ -267,6 +380,22 @@ class HttpProvider(Llm):
     def _stream_ended_early(self, what: str, state: StreamState) -> ApiConnectionError:
         return ApiConnectionError(f"{self.PROVIDER} stream ended before {what}: the connection "
                                   f"was closed mid-answer", request_id=state.request_id)
+
+
+class _KeyAuth(requests.auth.AuthBase):
+    """Puts the key's headers on the request as requests prepares it: the key stays in
+    an :class:`ApiKey` (masked repr) until then, out of every frame's plain locals."""
+
+    def __init__(self, key: ApiKey, headers: Callable[[str], Dict[str, str]]) -> None:
+        self._key = key
+        self._headers = headers
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._headers(self._key.reveal()))
+        return request
+
+    def __repr__(self) -> str:
+        return f"_KeyAuth({self._key!r})"
 
 
 # --- helpers for the wire formats ---------------------------------------------------------------

@@ -7,11 +7,18 @@ requests and parse answers on top of it.
 
 import datetime
 import email.utils
+import http.client
 import ipaddress
+import itertools
 import json
+import socket
+import ssl
 import threading
 import time
-from typing import Any, Iterable, List, Mapping, Optional, Tuple, Type, Union
+import weakref
+import zlib
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type, Union
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -29,11 +36,15 @@ from ..errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    UnknownHostError,
+    UntrustedCertificateError,
 )
+from . import _body, _guard
 
 __all__ = [
     "USER_AGENT",
     "SessionPool",
+    "new_session",
     "check_transport",
     "request_timeouts",
     "parse_retry_after",
@@ -48,6 +59,11 @@ __all__ = [
 
 USER_AGENT = f"cowork-llm/{__version__}"
 MAX_MESSAGE_CHARS = 500
+#: How much of an error response is read: enough for any provider's message.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: Redirects followed before giving up (each one carries the request and, on the same
+#: host, its key: requests' default of 30 sent the key 31 times around a loop).
+MAX_REDIRECTS = 5
 MAX_REQUEST_ID_CHARS = 200
 # json raises RecursionError, not ValueError, for a body nested thousands deep.
 JSON_ERRORS = (ValueError, RecursionError)
@@ -87,10 +103,12 @@ def check_transport(base_url: str, host: str, allow_insecure_http: bool, *, key:
     )
 
 
-def request_timeouts(timeout_seconds: float) -> Tuple[float, float]:
-    """(connect, read) timeouts: a dead host is noticed within 10 s even when a slow
-    answer may take minutes."""
-    return (min(_MAX_CONNECT_TIMEOUT, timeout_seconds), timeout_seconds)
+def request_timeouts(timeout_seconds: float, remaining: Optional[float] = None) -> Tuple[float, float]:
+    """(connect, read) timeouts for each socket operation: a dead host is noticed within
+    10 s even when a slow answer may take minutes; neither outlasts ``remaining`` (the
+    attempt's deadline, which :mod:`._guard` enforces for the attempt as a whole)."""
+    read = timeout_seconds if remaining is None else max(0.001, min(timeout_seconds, remaining))
+    return (min(_MAX_CONNECT_TIMEOUT, read), read)
 
 
 # Headers that carry a key. requests drops Authorization on a redirect to another host,
@@ -110,38 +128,80 @@ class _KeySafeSession(requests.Session):
                 prepared_request.headers.pop(name, None)
 
 
+class _SessionEntry:
+    """A thread's session, held by that thread's local storage only: when the thread
+    ends, the entry is freed and its finalizer closes the session (see SessionPool)."""
+
+    __slots__ = ("generation", "session", "__weakref__")
+
+    def __init__(self, generation: int, session: requests.Session) -> None:
+        self.generation = generation
+        self.session = session
+
+
+def new_session() -> requests.Session:
+    """A session as the providers use it: our User-Agent, only the encodings _body can
+    inflate within a cap, few redirects, and connections a _guard.Guard can cut."""
+    session = _KeySafeSession()
+    session.headers["User-Agent"] = USER_AGENT
+    # Only what _body can inflate within a cap (brotli or zstd would be decoded by urllib3
+    # in one piece, whatever the size).
+    session.headers["Accept-Encoding"] = _body.ACCEPT_ENCODING
+    session.max_redirects = MAX_REDIRECTS
+    adapter = _guard.GuardedAdapter()  # connections a deadline can cut (see _guard)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _close_session(sessions: Dict[int, requests.Session], key: int) -> None:
+    session = sessions.pop(key, None)  # dict.pop is atomic: no lock, as this may run anywhere
+    if session is not None:
+        session.close()
+
+
 class SessionPool:
-    """One :class:`requests.Session` per thread (requests does not promise a Session is
-    thread-safe), each keeping its connections alive. :meth:`close` closes them all;
-    a thread that makes a request after it gets a fresh session."""
+    """One :class:`requests.Session` per live thread (requests does not promise a Session
+    is thread-safe), each keeping its connections alive.
+
+    A thread that ends takes its session with it: the session (and its sockets) is closed
+    as the thread's local storage is freed, so a program that starts a short-lived thread
+    per job does not pile up sockets until it runs out of file descriptors.
+    :meth:`close` closes the sessions of every thread; a thread that makes a request
+    after it gets a fresh session.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._sessions: List[requests.Session] = []
+        self._sessions: Dict[int, requests.Session] = {}
+        self._keys = itertools.count()
         self._generation = 0  # bumped by close(), so threads drop their closed session
 
     def get(self) -> requests.Session:
         """This thread's session, created on first use."""
         cached = getattr(self._local, "entry", None)
-        if cached is not None and cached[0] == self._generation:
-            return cached[1]  # type: ignore[no-any-return]
-        session = _KeySafeSession()
-        session.headers["User-Agent"] = USER_AGENT
+        if cached is not None and cached.generation == self._generation:
+            return cached.session  # type: ignore[no-any-return]
+        session = new_session()
+        key = next(self._keys)
+        entry = _SessionEntry(self._generation, session)
+        weakref.finalize(entry, _close_session, self._sessions, key)
         with self._lock:
-            self._sessions.append(session)
-            self._local.entry = (self._generation, session)
+            self._sessions[key] = session
+        self._local.entry = entry
         return session
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
+        """How many sessions are open (one per live thread that made a request)."""
+        return len(self._sessions)
 
     def close(self) -> None:
         """Close every session of every thread. Safe to call twice."""
         with self._lock:
-            sessions, self._sessions = self._sessions, []
             self._generation += 1
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
         for session in sessions:
             session.close()
 
@@ -278,6 +338,46 @@ def _is_quota_error(response: requests.Response) -> bool:
     return "insufficient_quota" in (error.get("code"), error.get("type"))
 
 
+def read_error_body(response: requests.Response) -> bytes:
+    """Read at most MAX_ERROR_BODY_BYTES of an error response (its message is all we
+    show); a longer body is cut and its connection dropped. Unreadable bytes (corrupt
+    or unexpected compression) leave an empty body. Raises what the transport raises."""
+    try:
+        return _body.read_body(response, MAX_ERROR_BODY_BYTES, truncate=True)
+    except (_body.UnsupportedEncoding, zlib.error):
+        response.close()
+        response._content = b""
+        return b""
+
+
+def check_utf8(response: requests.Response, *, provider: str) -> None:
+    """Make the body's text strict UTF-8: requests would decode invalid bytes as U+FFFD
+    and let a damaged answer through. A charset the server declared is left to requests.
+
+    Raises:
+        InvalidResponseError: no other charset declared, and the body is not UTF-8.
+    """
+    charset = _declared_charset(response.headers.get("Content-Type", ""))
+    if charset not in (None, "utf-8", "utf8"):
+        return
+    try:
+        response.content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidResponseError(
+            f"{provider} sent an answer that is not valid UTF-8 (byte {response.content[exc.start]:#04x} "
+            f"at position {exc.start}) and declared no other charset",
+            status_code=response.status_code, request_id=request_id_of(response.headers)) from None
+    response.encoding = "utf-8"
+
+
+def _declared_charset(content_type: str) -> Optional[str]:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() or None
+    return None
+
+
 # --- errors ----------------------------------------------------------------------------
 
 
@@ -330,11 +430,55 @@ def _is_read_timeout(exc: BaseException) -> bool:
     return False
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests nests urllib3's errors in ``args[0]``, urllib3
+    its causes in ``reason``."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 12:
+        yield current
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        reason = getattr(current, "reason", None)
+        if not isinstance(reason, BaseException):
+            reason = None
+        current = nested or reason or current.__cause__ or current.__context__
+        seen += 1
+
+
+# getaddrinfo's answers for a name that does not exist (EAI_AGAIN, a DNS server that did
+# not answer in time, is left retryable).
+_NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+
+
 def error_for_exception(exc: requests.RequestException, *, provider: str, url: str,
                         timeout: Tuple[float, float], secrets: Iterable[str]) -> LlmApiError:
-    """ApiTimeoutError for a connect/read timeout, ApiConnectionError for every other
-    transport failure (refused, reset, DNS, dropped mid-body, TLS)."""
+    """The error for a transport failure:
+
+    - ApiTimeoutError for a connect/read timeout;
+    - UntrustedCertificateError when TLS verification failed, UnknownHostError when the
+      host name does not exist, InvalidResponseError for a redirect loop or a response
+      header too large (none of them retried: another attempt meets the same answer);
+    - ApiConnectionError for every other failure (refused, reset, dropped mid-body,
+      a DNS server that did not answer).
+    """
     detail = redact(_truncate(f"{type(exc).__name__}: {exc}"), secrets)
+    host = urlsplit(url).hostname or url
+    chain = list(_causes(exc))
+    if isinstance(exc, requests.TooManyRedirects):
+        return InvalidResponseError(f"too many redirects from {host} (more than {MAX_REDIRECTS}, starting at "
+                                    f"{url}): check base_url; it should point at the API itself")
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = redact(_truncate(cause.verify_message or str(cause)), secrets)
+            return UntrustedCertificateError(
+                f"the certificate of {host} is not trusted: {reason}. If it is signed by a private "
+                "authority, set model.ca_bundle to that authority's PEM file")
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_HOST:
+            return UnknownHostError(f"{host} does not resolve (DNS: {cause.strerror}): check base_url")
+        if isinstance(cause, http.client.LineTooLong) or (
+                isinstance(cause, http.client.HTTPException) and "got more than" in str(cause)):
+            return InvalidResponseError(f"the response header from {host} is too large ({cause}); "
+                                        "the connection was dropped")
     if _is_read_timeout(exc):
         return ApiTimeoutError(
             f"{provider} did not answer in time (connect {timeout[0]:g} s, read {timeout[1]:g} s) "

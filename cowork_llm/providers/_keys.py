@@ -4,9 +4,10 @@ one provider client.
 - A 429 moves the rotation to the next key, for the attempts that follow (the error is
   still raised, so the retry policy waits and retries through the limiter).
 - A 401 takes the key out of the rotation for the life of the process (WARNING, key
-  masked). When another key remains, the provider raises :class:`KeyRejectedError`,
-  which the retry policy retries at once with the next key; when none remains, the
-  plain :class:`~cowork_llm.errors.AuthenticationError`.
+  masked) when another key remains: the provider raises :class:`KeyRejectedError`, which
+  the retry policy retries at once with the next key. The last key is never taken out
+  (nothing is left to rotate to, and the 401 may have been passing): each call tries it,
+  and a 401 is the plain :class:`~cowork_llm.errors.AuthenticationError`.
 
 Both react only to the key that failed: forty threads that got a 429 with the same key
 move the rotation on once, not forty times.
@@ -14,14 +15,35 @@ move the rotation on once, not forty times.
 
 import logging
 import threading
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 from ..config._checks import mask_secret
-from ..errors import AuthenticationError
 
-__all__ = ["KeyRotation"]
+__all__ = ["KeyRotation", "ApiKey"]
 
 logger = logging.getLogger(__name__)
+
+
+class ApiKey:
+    """One API key, kept out of sight: its repr and str are masked, so an error reporter
+    that records local variables (``capture_locals=True``) shows ``ApiKey('sk-…AbCd')``.
+    :meth:`reveal` gives the key to the code that builds the header, at the last moment."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"ApiKey({mask_secret(self._value)!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an ApiKey is not pickled: it would write the key out")
 
 
 class KeyRotation:
@@ -43,19 +65,14 @@ class KeyRotation:
         self._lock = threading.Lock()
 
     def current(self) -> str:
-        """The key the next request should send.
-
-        Raises:
-            AuthenticationError: every key has been rejected with a 401.
-        """
+        """The key the next request should send. Raises nothing (the last key stays)."""
         with self._lock:
-            if not self._keys:
-                raise AuthenticationError(
-                    f"every API key of {self.label} was rejected (HTTP 401) earlier in this process: "
-                    f"fix {self.label}.api_key (or COWORK_LLM_API_KEY) and restart",
-                    status_code=401,
-                )
             return self._keys[self._index]
+
+    def current_key(self) -> "ApiKey":
+        """:meth:`current` in an :class:`ApiKey`, whose repr is masked: what a request
+        holds until the moment its header is built."""
+        return ApiKey(self.current())
 
     def on_rate_limited(self, key: str) -> None:
         """``key`` got a 429: later requests use the next key. Nothing happens when the
@@ -68,9 +85,9 @@ class KeyRotation:
 
     def on_unauthorized(self, key: str) -> bool:
         """``key`` got a 401: it leaves the rotation for good (a WARNING names it,
-        masked). Returns True when another key remains to try."""
+        masked), unless it is the last key. Returns True when another key remains to try."""
         with self._lock:
-            if key in self._keys:
+            if key in self._keys and len(self._keys) > 1:
                 position = self._keys.index(key)
                 del self._keys[position]
                 if position < self._index:
@@ -79,7 +96,7 @@ class KeyRotation:
                     self._index = 0
                 logger.warning("%s: API key %s was rejected (HTTP 401) and is no longer used; "
                                "%d key(s) left", self.label, mask_secret(key), len(self._keys))
-            return bool(self._keys)
+            return key not in self._keys  # still there: it is the last key
 
     @property
     def secrets(self) -> Tuple[str, ...]:

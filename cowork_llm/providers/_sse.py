@@ -14,10 +14,14 @@ from typing import Iterable, Iterator, List, Optional
 import requests
 import urllib3.exceptions
 
-__all__ = ["SseEvent", "iter_chunks", "iter_lines", "iter_events", "iter_response_events"]
+__all__ = ["SseEvent", "LineTooLong", "MAX_LINE_BYTES", "iter_chunks", "iter_lines", "iter_events",
+           "iter_response_events"]
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _READ_SIZE = 65536
+#: The longest line a stream may send (an event's data line carries one small JSON
+#: object; model.max_response_bytes lowers this further when it is smaller).
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,25 @@ def iter_chunks(response: requests.Response) -> Iterator[bytes]:
         yield data
 
 
-def iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+class LineTooLong(Exception):
+    """A line went on past ``limit`` bytes without ending."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a stream line is longer than {limit} bytes")
+        self.limit = limit
+
+
+def iter_lines(chunks: Iterable[bytes], *, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
     """Lines of UTF-8 text, without their terminator. Bytes after the last terminator
-    are dropped: a line the stream ended in the middle of is not a line."""
-    pending = b""
+    are dropped: a line the stream ended in the middle of is not a line.
+
+    Raises:
+        LineTooLong: a line passed ``max_line`` bytes (an endless line would otherwise
+            grow in memory for as long as the server sends it).
+        UnicodeDecodeError: a line is not UTF-8 (the standard allows nothing else).
+    """
+    pending: List[bytes] = []  # the unfinished line, in pieces (joined once, not per chunk)
+    pending_size = 0
     skip_lf = False  # the previous chunk ended in CR: a LF starting this one is its pair
     first = True
     for chunk in chunks:
@@ -72,13 +91,24 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         if skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         skip_lf = False
-        pending += chunk
         start = 0
-        for match in _EOL.finditer(pending):
-            yield pending[start:match.start()].decode("utf-8", "replace")
+        for match in _EOL.finditer(chunk):  # only the new bytes are searched
+            piece = chunk[start:match.start()]
+            if pending_size + len(piece) > max_line:
+                raise LineTooLong(max_line)
+            if pending:
+                pending.append(piece)
+                piece = b"".join(pending)
+                pending, pending_size = [], 0
+            yield piece.decode("utf-8")
             start = match.end()
-            skip_lf = match.group() == b"\r" and start == len(pending)
-        pending = pending[start:]
+            skip_lf = match.group() == b"\r" and start == len(chunk)
+        rest = chunk[start:]
+        if rest:
+            pending.append(rest)
+            pending_size += len(rest)
+            if pending_size > max_line:
+                raise LineTooLong(max_line)
 
 
 def iter_events(lines: Iterable[str]) -> Iterator[SseEvent]:

@@ -180,7 +180,8 @@ def test_every_field_has_a_variable_the_loader_reads(env, required_env):
     special = {"model.provider": "anthropic", "rate_limit.backend": "sqlite", "cache.backend": "sqlite",
                "embeddings.base_url": "https://embeddings.example/v1", "embeddings.provider": "openai",
                "rate_limit.max_concurrent_scope": "shared",
-               "model.top_p": "0.5", "model.reasoning_effort": "low", "model.max_tokens_field": "max_tokens"}
+               "model.top_p": "0.5", "model.reasoning_effort": "low", "model.max_tokens_field": "max_tokens",
+               "model.max_response_bytes": "4096"}
     for key in CONFIG_KEYS:
         if not key.required:
             kind = next(t for t in samples if t in getattr(key.annotation, "__args__", (key.annotation,)))

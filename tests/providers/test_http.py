@@ -206,7 +206,8 @@ def test_session_per_thread_and_close_closes_all(monkeypatch):
     closed = []
     monkeypatch.setattr(requests.Session, "close", lambda self: closed.append(id(self)))
     seen = {}
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(17)
+    done = threading.Event()
 
     def work(i):
         barrier.wait()  # all threads alive at once, so no thread ident is reused
@@ -214,19 +215,40 @@ def test_session_per_thread_and_close_closes_all(monkeypatch):
             session = pool.get()
             assert pool.get() is session
         seen[i] = session
+        barrier.wait()
+        done.wait(10)  # alive until the pool has been closed
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    barrier.wait()
+    barrier.wait()
     assert len({id(s) for s in seen.values()}) == 16
     assert len(pool) == 16
     assert all(s.headers["User-Agent"] == f"cowork-llm/{__version__}" for s in seen.values())
     pool.close()
     assert sorted(closed) == sorted(id(s) for s in seen.values())
     pool.close()  # twice is fine
-    assert len(closed) == 16
+    done.set()
+    for t in threads:
+        t.join()
+    assert len(closed) == 16  # the threads' ends close nothing twice
+
+
+def test_the_session_of_a_finished_thread_is_closed(monkeypatch):
+    pool = _http.SessionPool()
+    closed = []
+    real_close = requests.Session.close
+    monkeypatch.setattr(requests.Session, "close", lambda self: (closed.append(id(self)), real_close(self)))
+    sessions = []
+    for _ in range(20):
+        t = threading.Thread(target=lambda: sessions.append(pool.get()))
+        t.start()
+        t.join()
+    assert sorted(closed) == sorted(id(s) for s in sessions)  # each closed as its thread ended
+    assert len(pool) == 0
+    mine = pool.get()  # a live thread keeps its one session
+    assert pool.get() is mine and len(pool) == 1
 
 
 def test_a_thread_gets_a_fresh_session_after_close():
