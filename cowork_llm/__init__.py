@@ -49,6 +49,7 @@ from .errors import (
     ApiTimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigError,
     ConfigNotFoundError,
     InvalidBaseUrlError,
@@ -63,6 +64,8 @@ from .errors import (
     RateLimitError,
     ServerError,
     TokenFieldRejectedError,
+    UnknownHostError,
+    UntrustedCertificateError,
 )
 from .llm import Llm
 from .options import ChatOptions
@@ -108,6 +111,7 @@ __all__ = [
     "ChatOptions",
     "ChatResult",
     "ChatStream",
+    "ClientClosedError",
     "ConfigError",
     "ConfigNotFoundError",
     "create_llm_client",
@@ -138,6 +142,8 @@ __all__ = [
     "RetryConfig",
     "ServerError",
     "TokenFieldRejectedError",
+    "UnknownHostError",
+    "UntrustedCertificateError",
     "Usage",
     "UsageSnapshot",
 ]

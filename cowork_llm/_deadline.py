@@ -11,27 +11,37 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, Optional, Tuple
 
-__all__ = ["call_deadline", "remaining", "current"]
+__all__ = ["call_deadline", "open_deadline", "close_deadline", "remaining", "current"]
 
 # (monotonic deadline, the budget it was opened with, for messages)
 _deadline: "contextvars.ContextVar[Optional[Tuple[float, float]]]" = contextvars.ContextVar(
     "cowork_llm_call_deadline", default=None)
 
 
-@contextmanager
-def call_deadline(seconds: float) -> Iterator[None]:
-    """Within the block, the current call must end ``seconds`` from now (or earlier, when
-    an enclosing call's deadline comes first). Raises nothing."""
-    now = time.monotonic()
+def open_deadline(seconds: float) -> "contextvars.Token[Optional[Tuple[float, float]]]":
+    """From now on the current call must end ``seconds`` from now (or earlier, when an
+    enclosing call's deadline comes first); give the token to :func:`close_deadline`
+    when the call ends. Raises nothing."""
     outer = _deadline.get()
-    deadline = (now + seconds, seconds)
+    deadline = (time.monotonic() + seconds, seconds)
     if outer is not None and outer[0] < deadline[0]:
         deadline = outer
-    token = _deadline.set(deadline)
+    return _deadline.set(deadline)
+
+
+def close_deadline(token: "contextvars.Token[Optional[Tuple[float, float]]]") -> None:
+    """The call that :func:`open_deadline` opened is over."""
+    _deadline.reset(token)
+
+
+@contextmanager
+def call_deadline(seconds: float) -> Iterator[None]:
+    """:func:`open_deadline` for the length of a ``with`` block."""
+    token = open_deadline(seconds)
     try:
         yield
     finally:
-        _deadline.reset(token)
+        close_deadline(token)
 
 
 def current() -> Optional[Tuple[float, float]]:

@@ -17,13 +17,14 @@ A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop afte
 ``max_attempts`` attempts, or before a wait that would end past ``total_timeout_seconds``.
 """
 
+import contextvars
 import logging
 import time
-from typing import Callable, Optional, TypeVar, Union
+from typing import Callable, Optional, Tuple, TypeVar, Union
 
 import tenacity
 
-from ._deadline import call_deadline
+from . import _deadline
 from .config._sections import RetryConfig
 from .errors import (
     ApiConnectionError,
@@ -44,9 +45,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_OnRetry = Optional[Callable[[BaseException, float], None]]
+#: (model, prompt hash, on_retry) of the call in progress, for _before_sleep.
+_call_context: "contextvars.ContextVar[Tuple[str, Union[str, Callable[[], str]], _OnRetry]]" = \
+    contextvars.ContextVar("cowork_llm_retry_call")
+
 _RETRYABLE = (ServerError, RateLimitError, ApiConnectionError, ApiTimeoutError)
 _NOT_RETRYABLE = (QuotaExceededError, UntrustedCertificateError, UnknownHostError)
-
 
 def is_retryable(exc: BaseException) -> bool:
     """True for the failures another attempt may fix: 5xx, 429 (not an exhausted quota),
@@ -84,9 +89,10 @@ class RetryPolicy:
             max=config.max_wait_seconds,
             jitter=config.initial_wait_seconds,
         )
-        self._template = tenacity.Retrying(
+        self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(self._should_retry),
             wait=self._wait,
+            before_sleep=self._before_sleep,
             # stop_before_delay: never start a wait that would end past the total budget
             # (it also covers stop_after_delay, as waits are never negative).
             stop=(tenacity.stop_after_attempt(config.max_attempts)
@@ -114,34 +120,39 @@ class RetryPolicy:
             Exception: anything else ``fn`` raises, at once and unchanged.
         """
         attempts = 0
-
-        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
-            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
-            wait = retry_state.upcoming_sleep
-            logger.warning(
-                "attempt %d of %d failed: %s; retrying in %.2fs (model=%s, prompt=%s)",
-                retry_state.attempt_number, self.config.max_attempts,
-                describe_error(error) if error else "?", wait, model,
-                prompt_hash() if callable(prompt_hash) else prompt_hash,
-            )
-            if on_retry is not None and error is not None:
-                on_retry(error, wait)
-
-        # A Retrying per call, because before_sleep carries this call's model, prompt
-        # hash and on_retry (as stamina does); iterating it is tenacity's public loop.
-        retrying = self._template.copy(before_sleep=before_sleep)
-        with call_deadline(self.config.total_timeout_seconds):
-            try:
-                for attempt in retrying:
-                    with attempt:
-                        attempts += 1
-                        result = fn()
-                    if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
-                        return result
-            except LlmApiError as error:
-                error.attempts = attempts
-                raise
+        # One Retrying serves every call (tenacity keeps its loop state per thread, and
+        # builds it afresh at each step, so nested calls in one thread do not mix); what
+        # is this call's own (for before_sleep) travels in a context variable.
+        context = _call_context.set((model, prompt_hash, on_retry))
+        deadline = _deadline.open_deadline(self.config.total_timeout_seconds)
+        try:
+            for attempt in self._retrying:
+                with attempt:
+                    attempts += 1
+                    result = fn()
+                if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
+                    return result
+        except LlmApiError as error:
+            error.attempts = attempts
+            raise
+        finally:
+            _deadline.close_deadline(deadline)
+            _call_context.reset(context)
         raise AssertionError("tenacity ended its loop without a result or an error")  # pragma: no cover
+
+    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+        """The WARNING before each wait, and the call's ``on_retry``."""
+        model, prompt_hash, on_retry = _call_context.get()
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        wait = retry_state.upcoming_sleep
+        logger.warning(
+            "attempt %d of %d failed: %s; retrying in %.2fs (model=%s, prompt=%s)",
+            retry_state.attempt_number, self.config.max_attempts,
+            describe_error(error) if error else "?", wait, model,
+            prompt_hash() if callable(prompt_hash) else prompt_hash,
+        )
+        if on_retry is not None and error is not None:
+            on_retry(error, wait)
 
     def _should_retry(self, exc: BaseException) -> bool:
         if self.config.on_invalid_json and is_invalid_json(exc):

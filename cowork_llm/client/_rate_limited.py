@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 from urllib.parse import urlsplit
 
 from ..config._sections import ModelConfig, RetryConfig
-from ..errors import LlmError, QuotaExceededError, RateLimitError, TokenFieldRejectedError
+from ..errors import (
+    AcquireCancelled,
+    ClientClosedError,
+    LlmError,
+    QuotaExceededError,
+    RateLimitError,
+    TokenFieldRejectedError,
+)
 from ..llm import Llm
 from ..options import ChatOptions
+from ..rate_limiter._cancel import cancel_on
 from ..rate_limiter._rates import estimate_request_tokens
 from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
@@ -100,7 +108,13 @@ class RateLimitedLlm(Llm):
         self._build_embedder = embeddings
         self._embedder: Optional[Llm] = None if embeddings is not None else inner
         self._embedder_lock = threading.Lock()
-        self._closed = False
+        # Set by close(): calls queued for a limiter slot end at once (cancel_on), new
+        # calls are refused, calls in flight finish.
+        self._closing = threading.Event()
+
+    def _check_open(self) -> None:
+        if self._closing.is_set():
+            raise ClientClosedError(f"the client for {self.name} is closed: create a new client")
 
     def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
         """:meth:`~cowork_llm.llm.Llm.chat` once a limiter slot is free, retrying per the
@@ -114,9 +128,12 @@ class RateLimitedLlm(Llm):
 
         Raises:
             ValueError: an option the provider has no place for, before any slot or request.
+            ClientClosedError: the client was closed before or while this call waited
+                for a slot (nothing was sent).
             LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
             LlmApiError: the last attempt's error, with ``attempts`` set.
         """
+        self._check_open()
         record = self._new_record(messages, options, stream=False)
         began = time.monotonic()
         key = None
@@ -187,9 +204,11 @@ class RateLimitedLlm(Llm):
             ValueError: bad texts or dimensions, before any slot or request.
             ConfigError: no embeddings model is configured, or its provider (Anthropic)
                 has none.
+            ClientClosedError: the client was closed before or while this call waited.
             LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
             LlmApiError: the failed request's last error, with ``attempts`` set.
         """
+        self._check_open()
         return embed_in_batches(self, texts, dimensions, cache, self.batch_size)
 
     def embedder(self) -> Llm:
@@ -242,7 +261,9 @@ class RateLimitedLlm(Llm):
             LimiterAcquireError: no slot within ``acquire_timeout_seconds``.
             LlmApiError: the last attempt's error before the first piece, with
                 ``attempts`` set; iterating raises the mapped error of a failure mid-stream.
+            ClientClosedError: the client was closed before or while this call waited.
         """
+        self._check_open()
         record = self._new_record(messages, options, stream=True)
         try:
             return open_limited_stream(self, messages, options, record)
@@ -262,10 +283,17 @@ class RateLimitedLlm(Llm):
         """``attempt()`` under the retry policy (once when there is none), each retry
         counted in ``record``; the prompt is hashed only if a retry is logged.
         Raises what the last attempt raised."""
-        if self.retry is None:
-            return attempt()
-        return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
-                               on_retry=record.count_retry)
+        try:
+            with cancel_on(self._closing):  # close() ends this call's waits for a slot
+                if self.retry is None:
+                    return attempt()
+                return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
+                                       on_retry=record.count_retry)
+        except AcquireCancelled:
+            if not self._closing.is_set():
+                raise  # an enclosing cancel_on scope of the caller's own
+            raise ClientClosedError(f"the client for {self.name} was closed while this call waited for "
+                                    "a limiter slot; nothing was sent") from None
 
     @staticmethod
     def resending_once(attempt: Callable[[], T], record: CallRecord) -> T:
@@ -330,10 +358,13 @@ class RateLimitedLlm(Llm):
         self.limiter.pause(retry_after)
 
     def close(self) -> None:
-        """Close the inner client and the response cache. The limiter is shared and
-        stays open."""
-        if not self._closed:
-            self._closed = True
+        """Close the client: calls waiting for a limiter slot end with ClientClosedError
+        (within ``CANCEL_CHECK_SECONDS``, nothing sent), later calls raise it at once,
+        calls in flight finish (a retry they would make is refused); then the inner
+        client (its connections) and the response cache are closed. The limiter is
+        shared and stays open. Safe to call twice."""
+        if not self._closing.is_set():
+            self._closing.set()
             self.inner.close()
             with self._embedder_lock:
                 if self._embedder is not None and self._embedder is not self.inner:

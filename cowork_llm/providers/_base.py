@@ -55,7 +55,7 @@ from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
 from ..structured import with_parsed
 from . import _body, _guard, _http, _sse
-from ._keys import ApiKey, KeyRotation
+from ._keys import ApiKey, KeyRotation, MaskedHeader
 
 if TYPE_CHECKING:
     from ..health import HealthStatus
@@ -119,6 +119,7 @@ class HttpProvider(Llm):
         self._verify = config.ca_bundle if config.ca_bundle else True
         self._sessions = _http.SessionPool()
         self._closed = False
+        _guard.start_watchdog()  # now, not inside the first request
 
     # --- what a wire format defines -------------------------------------------------------
 
@@ -391,7 +392,8 @@ class _KeyAuth(requests.auth.AuthBase):
         self._headers = headers
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.update(self._headers(self._key.reveal()))
+        for name, value in self._headers(self._key.reveal()).items():
+            request.headers[name] = MaskedHeader(value) if name.lower() in _http.CREDENTIAL_HEADERS else value
         return request
 
     def __repr__(self) -> str:

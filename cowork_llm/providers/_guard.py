@@ -25,7 +25,7 @@ import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
 
-__all__ = ["Guard", "GuardedAdapter", "guarding"]
+__all__ = ["Guard", "GuardedAdapter", "guarding", "start_watchdog"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,14 @@ class _Watchdog:
         self._order_since_compact = 0
         self._thread: Optional[threading.Thread] = None
 
+    def start(self) -> None:
+        """Start the thread now (a client does at construction), so the first request
+        does not pay for it."""
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="cowork_llm-deadlines", daemon=True)
+                self._thread.start()
+
     def watch(self, guard: Guard) -> None:
         with self._cond:
             due = guard.due()
@@ -182,6 +190,11 @@ if hasattr(os, "register_at_fork"):  # the child has no watchdog thread
     os.register_at_fork(after_in_child=_watchdog.after_fork)
 
 
+def start_watchdog() -> None:
+    """Start the watchdog thread unless it runs. Raises nothing."""
+    _watchdog.start()
+
+
 def guarding() -> Optional[Guard]:
     """The guard of the request this thread is sending, if any."""
     return getattr(_current, "guard", None)
@@ -203,6 +216,12 @@ class _GuardedMixin:
         guard = guarding()
         if guard is not None:
             guard.attach(self)
+        if getattr(self, "sock", None) is None:
+            # Connect before the request head is built: http.client would connect from
+            # inside send(), whose frame holds the head's bytes (the key among them), and
+            # a refused connection's traceback would carry them to any error reporter
+            # that records locals.
+            self.connect()
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -11,6 +11,7 @@ import http.client
 import ipaddress
 import itertools
 import json
+import re
 import socket
 import ssl
 import threading
@@ -113,7 +114,7 @@ def request_timeouts(timeout_seconds: float, remaining: Optional[float] = None) 
 
 # Headers that carry a key. requests drops Authorization on a redirect to another host,
 # but knows nothing of Anthropic's x-api-key (measured: forwarded on a 307/308).
-_CREDENTIAL_HEADERS = ("Authorization", "x-api-key", "api-key")
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
 
 
 class _KeySafeSession(requests.Session):
@@ -124,7 +125,7 @@ class _KeySafeSession(requests.Session):
         super().rebuild_auth(prepared_request, response)
         if response.request.url and prepared_request.url and self.should_strip_auth(
                 response.request.url, prepared_request.url):
-            for name in _CREDENTIAL_HEADERS:
+            for name in CREDENTIAL_HEADERS:
                 prepared_request.headers.pop(name, None)
 
 
@@ -274,9 +275,14 @@ def body_request_id(body: Any, secrets: Iterable[str]) -> Optional[str]:
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced (a provider may echo the key back), and every
     run of ``_MIN_SECRET_PIECE`` or more of a secret's characters too (one may echo the
-    key without its prefix, or cut short)."""
+    key without its prefix, or cut short). A secret shorter than that is replaced only
+    where it stands as a whole token: a key ``k`` must not turn "ok" into "o[REDACTED]"."""
     for secret in secrets:
-        if secret:
+        if not secret:
+            continue
+        if len(secret) < _MIN_SECRET_PIECE:
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", _REDACTED, text)
+        else:
             text = _redact_pieces(text.replace(secret, _REDACTED), secret)
     return text
 
@@ -471,8 +477,8 @@ def error_for_exception(exc: requests.RequestException, *, provider: str, url: s
         if isinstance(cause, ssl.SSLCertVerificationError):
             reason = redact(_truncate(cause.verify_message or str(cause)), secrets)
             return UntrustedCertificateError(
-                f"the certificate of {host} is not trusted: {reason}. If it is signed by a private "
-                "authority, set model.ca_bundle to that authority's PEM file")
+                f"the certificate of {host} is not trusted ({url}): {reason}. If a private authority "
+                "signed it, set model.ca_bundle to that authority's PEM file")
         if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_HOST:
             return UnknownHostError(f"{host} does not resolve (DNS: {cause.strerror}): check base_url")
         if isinstance(cause, http.client.LineTooLong) or (

@@ -19,7 +19,7 @@ from typing import Any, List, Sequence, Tuple
 
 from ..config._checks import mask_secret
 
-__all__ = ["KeyRotation", "ApiKey"]
+__all__ = ["KeyRotation", "ApiKey", "MaskedHeader"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ class ApiKey:
 
     def __reduce__(self) -> Any:
         raise TypeError("an ApiKey is not pickled: it would write the key out")
+
+
+class MaskedHeader(str):
+    """A header value that carries a key: its text goes on the wire, its repr is masked, so
+    the header dicts that requests and urllib3 hold in their frames show no key in a
+    ``capture_locals`` traceback either."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_secret(str(self)))
 
 
 class KeyRotation:

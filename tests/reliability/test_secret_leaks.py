@@ -381,3 +381,31 @@ def test_the_debug_traceback_of_the_cli_shows_no_key(logs, cli_env, capsys, monk
     printed = run_cli(["ask", "hello"], capsys)
     assert "exit 1" in printed and "Traceback" in printed and "ApiConnectionError" in printed
     assert_clean(logs, printed)
+
+
+def _locals_traceback(error: BaseException) -> str:
+    """What an error reporter with ``capture_locals=True`` (Sentry-like) would record: every
+    frame's locals, the chained causes' frames included."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("where", ["refused", "read timeout", "500 x3"])
+def test_captured_locals_of_a_failing_call_show_no_key(logs, server, provider, where):
+    import socket
+
+    base_url = server.base_url
+    if where == "refused":  # fails inside urllib3's connect: its frames hold the headers
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    else:
+        FAULTS[where](server)
+    config = server.config(provider=provider, max_attempts=1, timeout_seconds=0.2)
+    model = type(config.model)(**{**config.model.to_dict(), "base_url": base_url})
+    with create_llm_client(type(config)(model=model, rate_limit=config.rate_limit, retry=config.retry)) as llm:
+        with pytest.raises(LlmError) as caught:
+            llm.chat([{"role": "user", "content": "hello"}])
+    text = _locals_traceback(caught.value)
+    assert "_send" in text and "key = ApiKey(" in text  # the provider's frame and its locals are there
+    assert_clean(logs, text)

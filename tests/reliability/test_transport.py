@@ -13,6 +13,8 @@ key must still arrive, which proves the redirect is followed and the header obse
 import datetime
 import ipaddress
 import json
+import os
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +24,7 @@ import pytest
 
 from cowork_llm import create_llm_client
 from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
-from cowork_llm.errors import ApiConnectionError, ConfigError
+from cowork_llm.errors import ApiConnectionError, ConfigError, UnknownHostError, UntrustedCertificateError
 
 from ._helpers import SECRET_KEY
 
@@ -114,12 +116,13 @@ class TinyServer:
         self.thread.join(5)
 
 
-def config_for(base_url: str, **model: Any) -> LlmConfig:
+def config_for(base_url: str, max_attempts: int = 1, initial_wait_seconds: float = 1.0,
+               **model: Any) -> LlmConfig:
     return LlmConfig(
         model=ModelConfig(base_url=base_url, api_key=SECRET_KEY, model_name="m", timeout_seconds=5.0,
                           **model),
         rate_limit=RateLimitConfig(min_interval_seconds=0.0, key=f"transport-{base_url}"),
-        retry=RetryConfig(max_attempts=1),
+        retry=RetryConfig(max_attempts=max_attempts, initial_wait_seconds=initial_wait_seconds),
     )
 
 
@@ -135,13 +138,39 @@ def https_server(tmp_path) -> Iterator[Tuple[TinyServer, str]]:
 
 def test_tls_is_verified_by_default_and_a_self_signed_certificate_is_refused(https_server):
     server, _ = https_server
-    llm = create_llm_client(config_for(f"https://localhost:{server.port}/v1"))
-    with pytest.raises(ApiConnectionError) as caught:
+    llm = create_llm_client(config_for(f"https://localhost:{server.port}/v1", max_attempts=5))
+    with pytest.raises(UntrustedCertificateError) as caught:
         llm.generate_content("hi")
     message = str(caught.value)
-    assert "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message
+    assert "the certificate of localhost is not trusted" in message and "self-signed" in message
     assert f"https://localhost:{server.port}" in message  # it says where
+    assert "model.ca_bundle" in message  # and what to do
+    assert caught.value.attempts == 1  # not retried: the next attempt meets the same certificate
     assert server.seen == []  # the handshake failed: no request, no key sent
+
+
+@pytest.mark.parametrize("errno, retried", [(socket.EAI_NONAME, False), (socket.EAI_AGAIN, True)])
+def test_a_name_that_does_not_exist_is_not_retried_but_a_dns_hiccup_is(monkeypatch, errno, retried):
+    real = socket.getaddrinfo
+    asked = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "no-such-host.invalid":
+            asked.append(host)
+            raise socket.gaierror(errno, os.strerror(errno) if errno > 0 else "DNS failure")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    llm = create_llm_client(config_for("https://no-such-host.invalid/v1", max_attempts=3,
+                                       initial_wait_seconds=0.01))
+    with pytest.raises(ApiConnectionError) as caught:
+        llm.generate_content("hi")
+    if retried:
+        assert type(caught.value) is ApiConnectionError and len(asked) == 3
+    else:
+        assert isinstance(caught.value, UnknownHostError) and len(asked) == 1
+        assert "no-such-host.invalid does not resolve" in str(caught.value)
+        assert "check base_url" in str(caught.value)
 
 
 def test_ca_bundle_trusts_a_private_ca_and_verification_stays_on(https_server):
