@@ -13,6 +13,7 @@ of a structured answer also ``raw_text`` and ``schema_error``::
     ├── LimiterAcquireError
     │   ├── AcquireCancelled
     │   └── LimiterBackendError
+    ├── ClientClosedError
     ├── LlmApiError
     │   ├── BadRequestError
     │   │   └── TokenFieldRejectedError
@@ -23,6 +24,8 @@ of a structured answer also ``raw_text`` and ``schema_error``::
     │   │   └── QuotaExceededError
     │   ├── ServerError
     │   ├── ApiConnectionError
+    │   │   ├── UntrustedCertificateError
+    │   │   └── UnknownHostError
     │   ├── ApiTimeoutError
     │   └── InvalidResponseError
     └── BatchInputError, BatchOutputError (also ValueError)

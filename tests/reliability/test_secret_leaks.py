@@ -403,7 +403,8 @@ def test_captured_locals_of_a_failing_call_show_no_key(logs, server, provider, w
         FAULTS[where](server)
     config = server.config(provider=provider, max_attempts=1, timeout_seconds=0.2)
     model = type(config.model)(**{**config.model.to_dict(), "base_url": base_url})
-    with create_llm_client(type(config)(model=model, rate_limit=config.rate_limit, retry=config.retry)) as llm:
+    config = type(config)(model=model, rate_limit=config.rate_limit, retry=config.retry)
+    with create_llm_client(config) as llm:
         with pytest.raises(LlmError) as caught:
             llm.chat([{"role": "user", "content": "hello"}])
     text = _locals_traceback(caught.value)
