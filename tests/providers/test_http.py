@@ -226,13 +226,14 @@ def test_session_per_thread_and_close_closes_all(monkeypatch):
     assert len({id(s) for s in seen.values()}) == 16
     assert len(pool) == 16
     assert all(s.headers["User-Agent"] == f"cowork-llm/{__version__}" for s in seen.values())
+    ours = sorted(id(s) for s in seen.values())
     pool.close()
-    assert sorted(closed) == sorted(id(s) for s in seen.values())
+    assert sorted(c for c in closed if c in ours) == ours  # (other tests' sessions may close meanwhile)
     pool.close()  # twice is fine
     done.set()
     for t in threads:
         t.join()
-    assert len(closed) == 16  # the threads' ends close nothing twice
+    assert sorted(c for c in closed if c in ours) == ours  # the threads' ends close nothing twice
 
 
 def test_the_session_of_a_finished_thread_is_closed(monkeypatch):
@@ -245,7 +246,8 @@ def test_the_session_of_a_finished_thread_is_closed(monkeypatch):
         t = threading.Thread(target=lambda: sessions.append(pool.get()))
         t.start()
         t.join()
-    assert sorted(closed) == sorted(id(s) for s in sessions)  # each closed as its thread ended
+    ours = {id(s) for s in sessions}
+    assert sorted(c for c in closed if c in ours) == sorted(ours)  # each closed as its thread ended
     assert len(pool) == 0
     mine = pool.get()  # a live thread keeps its one session
     assert pool.get() is mine and len(pool) == 1

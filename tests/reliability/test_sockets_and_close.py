@@ -125,3 +125,51 @@ def test_close_is_an_llm_error_that_is_not_retried():
 
     assert issubclass(ClientClosedError, LlmError)
     assert not is_retryable(ClientClosedError("closed"))
+
+
+README_CTRL_C = r"""
+from concurrent.futures import ThreadPoolExecutor
+from cowork_llm import create_llm_client
+
+prompts = [f"prompt {i}" for i in range(40)]
+# --- the README's recipe, as written there ---
+llm = create_llm_client()
+pool = ThreadPoolExecutor(8)
+try:
+    futures = [pool.submit(llm.generate_content, p) for p in prompts]
+    answers = [f.result() for f in futures]
+except KeyboardInterrupt:
+    llm.close()                                   # queued calls end now, nothing more is sent
+    pool.shutdown(wait=False, cancel_futures=True)  # jobs not started are dropped
+    raise
+finally:
+    pool.shutdown()
+    llm.close()
+"""
+
+
+@pytest.mark.slow
+def test_the_readme_recipe_stops_a_thread_pool_promptly_on_ctrl_c(server):
+    import signal
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    recipe = README_CTRL_C.split("# --- the README's recipe, as written there ---\n")[1]
+    assert recipe.strip() in readme  # the test runs what the README shows
+    env = dict(os.environ, **server.env(min_interval_seconds=0.5),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", README_CTRL_C], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(server.chat_requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a recorded fact: two requests have arrived
+        sent_before = len(server.chat_requests)
+        interrupted = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        child.kill()
+    assert child.returncode != 0 and "KeyboardInterrupt" in stderr, stderr[-2000:]
+    assert took < 3.0  # not the 40 x 0.5 s the queue would take (57 s in the first round)
+    assert len(server.chat_requests) <= sent_before + 1  # at most the one already admitted
