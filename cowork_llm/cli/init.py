@@ -7,15 +7,13 @@ where it came from; exit 0 when the configuration is valid, 2 otherwise.
 
 import argparse
 import json
-import os
 import textwrap
 from typing import Any, List
 
 from ..config._checks import masked_repr
 from ..config._loader import CONFIG_KEYS, CONFIG_PATH_VARIABLE, ConfigKey, load_config
 from ..config._sections import LlmConfig
-from ..errors import ConfigError
-from ..providers._http import check_transport
+from ..providers import check_model_settings
 from ._common import HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "render_template", "describe_config", "check_client_settings", "KEY_MEANINGS"]
@@ -117,19 +115,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_client_settings(config: LlmConfig) -> None:
-    """What building the client checks beyond the configuration itself, so that ``init``
-    does not call valid a setup every other command refuses.
+    """What building the client checks beyond the configuration itself (the providers'
+    own :func:`~cowork_llm.providers.check_model_settings`, for the primary and every
+    fallback), so that ``init`` does not call valid a setup every other command refuses.
 
-    Raises ConfigError: plain http:// to a host that is not loopback without
-    ``allow_insecure_http``, or a ``ca_bundle`` that does not exist (primary or fallback).
+    Raises ConfigError: a base_url ending in /chat/completions or /messages, plain http://
+    to a host that is not loopback without ``allow_insecure_http``, or a ``ca_bundle``
+    that does not exist.
     """
-    models = [("llm.model", config.model)]
-    models += [(f"llm.fallback[{i}]", model) for i, model in enumerate(config.fallback)]
-    for label, model in models:
-        check_transport(model.base_url, model.host, model.allow_insecure_http, key=label)
-        if model.ca_bundle is not None and not os.path.exists(model.ca_bundle):
-            raise ConfigError(f"{label}.ca_bundle {model.ca_bundle!r} does not exist: give the "
-                              "path of a PEM file (or directory) of CA certificates")
+    check_model_settings(config.model, "llm.model")
+    for index, model in enumerate(config.fallback):
+        check_model_settings(model, f"llm.fallback[{index}]")
 
 
 def _toml_value(value: Any) -> str:

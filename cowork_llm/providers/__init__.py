@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..llm import Llm
 from ..secrets import resolve_api_keys
 
-__all__ = ["auth_headers", "build_embedder", "build_provider", "embeddings_model"]
+__all__ = ["auth_headers", "build_embedder", "build_provider", "check_model_settings", "embeddings_model"]
 
 
 def build_provider(model: ModelConfig, *, api_key: Optional[str] = None,
@@ -80,8 +80,25 @@ def build_embedder(config: LlmConfig) -> Llm:
         return build_provider(model)
     except ConfigError as error:
         raise type(error)(str(error).replace("llm.model.", "llm.embeddings.", 1)) from None
+
+
 def auth_headers(provider: str, api_key: str) -> Dict[str, str]:
     """The headers that carry ``api_key`` (and the API version, where the protocol has
     one) to ``provider``, as its client sends them. Never raises for a known provider."""
     headers: Dict[str, str] = importlib.import_module(f".{provider}", __name__).auth_headers(api_key)
     return headers
+
+
+def check_model_settings(model: ModelConfig, section: str = "llm.model") -> None:
+    """The checks every HTTP provider runs on its settings before sending anything
+    (``cowork-llm init`` runs them too). Imports the HTTP layer on first use.
+
+    Raises:
+        InvalidBaseUrlError: ``base_url`` ends in an endpoint path the client adds itself
+            (``/chat/completions``, ``/messages``): drop the suffix.
+        ConfigError: plain ``http://`` to a remote host without ``allow_insecure_http``,
+            or a missing ``ca_bundle`` file.
+    """
+    from ._base import check_model_settings as check
+
+    check(model, section)

@@ -209,3 +209,24 @@ def test_a_bug_is_not_hidden():
 def test_a_command_returning_none_or_a_status():
     assert run_command(argparse.Namespace(func=lambda args: None)) == 0
     assert run_command(argparse.Namespace(func=lambda args: 3)) == 3
+
+
+@pytest.mark.parametrize("suffix", ["/chat/completions", "/messages", "/chat/completions/"])
+def test_a_base_url_with_the_endpoint_path_is_refused_by_init_and_the_client(tmp_path, suffix):
+    from cowork_llm import create_llm_client
+    from cowork_llm.errors import InvalidBaseUrlError
+    from cowork_llm.testing import FakeLlmServer
+
+    with FakeLlmServer() as server:
+        config = server.config(base_url=server.base_url + suffix)
+        with pytest.raises(InvalidBaseUrlError, match="drop the suffix") as refused:
+            create_llm_client(config)
+        assert repr(server.base_url) in str(refused.value)  # says what to write instead
+        assert server.request_count == 0
+        (tmp_path / "c.toml").write_text(
+            f'[llm.model]\nbase_url = "{server.base_url}{suffix}"\napi_key = "k"\nmodel_name = "m"\n')
+        (tmp_path / "c.toml").chmod(0o600)
+        done = subprocess.run([sys.executable, "-m", "cowork_llm", "init", "--config",
+                               str(tmp_path / "c.toml")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout
+    assert "drop the suffix" in done.stderr and len(done.stderr.strip().splitlines()) == 1
