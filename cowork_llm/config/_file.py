@@ -49,7 +49,8 @@ def read_llm_table(file_path: str, named_by: Optional[str]) -> Tuple[Optional[Di
     """The file's [llm] table, or None and why an existing file is ignored ("" if absent).
 
     Raises ConfigNotFoundError for an explicitly named file that does not exist and
-    ConfigError for a file that exists but cannot be read.
+    ConfigError for a file that exists but cannot be read, or for an explicitly named file
+    that is not valid TOML (the implicit ./config.toml is then skipped with a warning).
     """
     try:
         data = _read_bytes(file_path)
@@ -64,6 +65,9 @@ def read_llm_table(file_path: str, named_by: Optional[str]) -> Tuple[Optional[Di
         document = _parse_toml(data)
     except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an int too long to convert
         problem = f"{file_path} is not valid TOML: {exc}"
+        if named_by is not None:  # a file the user named must be the one used: never skip it
+            raise ConfigError(f"config file {problem} (named by {named_by}): fix it, or name "
+                              "another file") from None
         logger.warning("%s; ignoring the file and using the COWORK_LLM_* variables", problem)
         return None, problem
     table = document.get("llm")

@@ -483,3 +483,26 @@ def test_key_and_variable_survive_pickling(env, required_env):
     copy = pickle.loads(pickle.dumps(caught.value))
     assert (type(copy), str(copy), copy.key, copy.variable) == (
         type(caught.value), str(caught.value), "llm.model.max_tokens", "COWORK_LLM_MAX_TOKENS")
+
+
+@pytest.mark.parametrize("named_by", ["argument", "COWORK_CONFIG"])
+def test_an_explicitly_named_file_that_is_not_toml_is_an_error(required_env, monkeypatch, named_by):
+    path = write("[llm\n", "named.toml")
+    if named_by == "argument":
+        load = lambda: load_config(path)  # noqa: E731
+    else:
+        monkeypatch.setenv("COWORK_CONFIG", path)
+        load = load_config
+    with pytest.raises(ConfigError, match=r"named.toml is not valid TOML.*line 1.*named by"):
+        load()
+
+
+def test_the_cli_exits_2_for_a_named_file_that_is_not_toml(required_env):
+    import subprocess
+    import sys
+
+    write("[llm\n", "named.toml")
+    done = subprocess.run([sys.executable, "-m", "cowork_llm", "init", "--config", "named.toml"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "not valid TOML" in done.stderr and len(done.stderr.strip().splitlines()) == 1
