@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, ConfigNotFoundError, MissingApiKeyError
 from ..secrets import KEYRING_PREFIX
-from ._keys import KEYS_BY_SECTION, close_match, is_blank, split_api_keys
+from ._keys import KEYS_BY_SECTION, close_match, is_blank, split_api_keys, unknown_setting
 from ._sections import LlmConfig, ModelConfig, ModelPrice
 
 __all__ = ["CONFIG_PATH_VARIABLE", "DEFAULT_CONFIG_FILE", "FILE_ONLY_SECTIONS", "choose_file",
@@ -171,14 +171,16 @@ def section_table(table: Mapping[str, Any], section: str, file_path: str = "") -
 def warn_unknown_keys(given: Mapping[str, Any], known: Any, prefix: str, file_path: str,
                       extra: Optional[List[str]] = None) -> None:
     """Log a warning for each key of ``given`` not in ``known``, with a "did you mean"
-    from ``known`` and ``extra``."""
+    from ``known`` and ``extra``. Raises ConfigError instead when the running
+    load_config is strict."""
     candidates = list(known) + list(extra or [])
     for name in given:
         if name in known:
             continue
         close = close_match(name, candidates, 0.6)
         hint = f"; did you mean {prefix}.{close}?" if close else ""
-        logger.warning("unknown key %s.%s in %s is ignored%s", prefix, name, file_path, hint)
+        unknown_setting(f"unknown key {prefix}.{name} in {file_path} is ignored{hint}",
+                        key=f"{prefix}.{name}")
 
 
 def warn_if_key_file_is_readable(file_path: str, config: LlmConfig, sources: Mapping[str, str]) -> None:

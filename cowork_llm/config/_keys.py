@@ -6,10 +6,12 @@ variable's text into the field's type, and holds the rules both sources share: a
 value counts as unset, a list-valued ``api_key`` is a rotation of keys.
 """
 
+import contextvars
 import dataclasses
 import json
 import logging
 import math
+import os
 import typing
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
@@ -17,7 +19,8 @@ from ..errors import ConfigError
 from ._sections import CacheConfig, EmbeddingsConfig, ModelConfig, RateLimitConfig, RetryConfig
 
 __all__ = ["ConfigKey", "CONFIG_KEYS", "SECTIONS", "KEYS_BY_SECTION", "variables_set",
-           "parse_variable", "warn_unknown_variables", "close_match", "is_blank", "split_api_keys"]
+           "parse_variable", "warn_unknown_variables", "close_match", "is_blank", "split_api_keys",
+           "STRICT_VARIABLE", "strict_from_env", "unknown_setting", "STRICT"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,34 @@ SECTIONS: Dict[str, Any] = {"model": ModelConfig, "rate_limit": RateLimitConfig,
 _DERIVED_FIELDS = frozenset({"extra_api_keys"})
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+#: "1": unknown keys, sections and COWORK_LLM_* variables are errors, not warnings.
+STRICT_VARIABLE = "COWORK_LLM_STRICT"
+#: Whether the load_config running in this thread is strict (set by load_config).
+STRICT: "contextvars.ContextVar[bool]" = contextvars.ContextVar("cowork_llm_strict_config",
+                                                                 default=False)
+
+
+def strict_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """COWORK_LLM_STRICT as a bool (unset or empty: False).
+
+    Raises ConfigError for a value that is not a yes or a no."""
+    raw = (os.environ if environ is None else environ).get(STRICT_VARIABLE, "").strip().lower()
+    if not raw or raw in _FALSE_WORDS:
+        return False
+    if raw in _TRUE_WORDS:
+        return True
+    raise ConfigError(f"{STRICT_VARIABLE} must be 1 or 0 (true/false), got {raw!r}",
+                      variable=STRICT_VARIABLE)
+
+
+def unknown_setting(message: str, key: Optional[str] = None, variable: Optional[str] = None) -> None:
+    """A key or variable nobody reads: a warning, or with strict checking an error.
+
+    Raises ConfigError when the running load_config is strict."""
+    if STRICT.get():
+        raise ConfigError(f"{message} (unknown settings are errors with --strict or "
+                          f"{STRICT_VARIABLE}=1)", key=key, variable=variable)
+    logger.warning("%s", message)
 
 
 class ConfigKey(NamedTuple):
@@ -130,12 +161,13 @@ def close_match(name: str, candidates: List[str], cutoff: float) -> Optional[str
 
 
 def warn_unknown_variables(environ: Mapping[str, str]) -> None:
-    """Log a warning (with a "did you mean") for each COWORK_LLM_* variable no key reads."""
+    """Log a warning (with a "did you mean") for each COWORK_LLM_* variable no key reads.
+    Raises ConfigError instead when the running load_config is strict."""
     for name in environ:
-        if name.startswith(_ENV_PREFIX) and name not in _KEYS_BY_VARIABLE:
+        if name.startswith(_ENV_PREFIX) and name not in _KEYS_BY_VARIABLE and name != STRICT_VARIABLE:
             close = close_match(name, list(_KEYS_BY_VARIABLE), 0.8)
             hint = f"; did you mean {close}?" if close else ""
-            logger.warning("unknown variable %s is ignored%s", name, hint)
+            unknown_setting(f"unknown variable {name} is ignored{hint}", variable=name)
 
 
 def is_blank(value: Any) -> bool:

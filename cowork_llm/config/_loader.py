@@ -31,10 +31,12 @@ from ._keys import (
     CONFIG_KEYS,
     KEYS_BY_SECTION,
     SECTIONS,
+    STRICT,
     ConfigKey,
     is_blank,
     parse_variable,
     split_api_keys,
+    strict_from_env,
     variables_set,
     warn_unknown_variables,
 )
@@ -48,14 +50,26 @@ _ENV_SOURCE = "env:"
 _FILE_SOURCE = "file:"
 
 
-def load_config(path: "Optional[str | os.PathLike[str]]" = None) -> LlmConfig:
+def load_config(path: "Optional[str | os.PathLike[str]]" = None, *,
+                strict: Optional[bool] = None) -> LlmConfig:
     """Resolve the configuration from the file, the environment and the defaults.
+
+    An unknown key, section or COWORK_LLM_* variable is a warning with a "did you mean";
+    with ``strict`` (default: COWORK_LLM_STRICT) it is a ConfigError.
 
     Raises ConfigNotFoundError when there is neither a file with an ``[llm]`` table nor a
     COWORK_LLM_* variable (or when an explicitly named file does not exist),
     MissingApiKeyError when no key is set anywhere, and ConfigError (naming the key,
     variable or file) for anything unreadable, unparsable or invalid.
     """
+    token = STRICT.set(strict_from_env() if strict is None else strict)
+    try:
+        return _load(path)
+    finally:
+        STRICT.reset(token)
+
+
+def _load(path: "Optional[str | os.PathLike[str]]") -> LlmConfig:
     file_path, named_by = choose_file(path)
     table, ignored_because = read_llm_table(file_path, named_by)
     env = variables_set(os.environ)
