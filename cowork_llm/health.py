@@ -7,19 +7,17 @@ It never raises for a network or HTTP failure, and the key never appears in ``de
 """
 
 import json
-import socket
-import ssl
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 import requests
-import urllib3.exceptions
 
 from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
 from .providers import _body, _guard, _http, auth_headers
+from .providers._transport import describe_transport_failure
 
 __all__ = ["HealthStatus", "check_health"]
 
@@ -66,7 +64,7 @@ def check_health(model: ModelConfig, *, timeout: float = 5.0,
             response = _get(session, url, headers, timeout, model)
     except requests.RequestException as error:
         latency = (time.perf_counter() - started) * 1000
-        phrase = _redact(_describe_exception(error, timeout, model.host), secrets)
+        phrase = _redact(describe_transport_failure(error, timeout, model.host), secrets)
         return HealthStatus(False, latency, f"{model.host}: {phrase}")
     except _body.BodyTooLarge as error:
         return HealthStatus(False, (time.perf_counter() - started) * 1000, f"{model.host}: the answer is "
@@ -136,38 +134,3 @@ def _listed_models(response: requests.Response) -> Optional[Set[Any]]:
     if not isinstance(items, list):
         return None
     return {item.get("id") for item in items if isinstance(item, dict)}
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps: requests nests urllib3's errors in ``args[0]``."""
-    seen = 0
-    current: Optional[BaseException] = error
-    while current is not None and seen < 12:
-        yield current
-        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
-        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError wraps its cause here
-        if not isinstance(reason, BaseException):
-            reason = None
-        current = nested or reason or current.__cause__ or current.__context__
-        seen += 1
-
-
-def _describe_exception(error: requests.RequestException, timeout: float, host: str) -> str:
-    chain = list(_causes(error))
-    if any(isinstance(e, (requests.exceptions.SSLError, ssl.SSLError)) for e in chain):
-        return f"TLS error: {_innermost(chain)}"
-    if any(isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)) for e in chain):
-        return f"DNS lookup failed: {host!r} does not resolve"
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return "connection refused: nothing is listening there"
-    if any(isinstance(e, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)) for e in chain):
-        return f"timed out connecting after {timeout:g} s"
-    if any(isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)) for e in chain):
-        return f"no answer within {timeout:g} s"
-    return f"connection failed: {_innermost(chain)}"
-
-
-def _innermost(chain: List[BaseException]) -> str:
-    error = chain[-1]
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

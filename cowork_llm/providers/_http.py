@@ -11,6 +11,7 @@ import http.client
 import ipaddress
 import itertools
 import json
+import logging
 import re
 import socket
 import ssl
@@ -41,6 +42,8 @@ from ..errors import (
     UntrustedCertificateError,
 )
 from . import _body, _guard
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "USER_AGENT",
@@ -485,9 +488,15 @@ def error_for_exception(exc: requests.RequestException, *, provider: str, url: s
                 isinstance(cause, http.client.HTTPException) and "got more than" in str(cause)):
             return InvalidResponseError(f"the response header from {host} is too large ({cause}); "
                                         "the connection was dropped")
+    # urllib3's own text (pool, retries, the socket) goes to the debug log; the error says
+    # what happened in one phrase.
+    logger.debug("%s at %s: %s", provider, url, detail)
     if _is_read_timeout(exc):
         return ApiTimeoutError(
             f"{provider} did not answer in time (connect {timeout[0]:g} s, read {timeout[1]:g} s) "
-            f"at {url}: {detail}"
+            f"at {url}"
         )
-    return ApiConnectionError(f"could not reach {provider} at {url}: {detail}")
+    from ._transport import describe_transport_failure  # only a failure needs it
+
+    phrase = describe_transport_failure(exc, timeout[0], host)
+    return ApiConnectionError(f"could not reach {provider} at {url}: {redact(phrase, secrets)}")
