@@ -98,7 +98,9 @@ def __getattr__(name: str) -> Any:
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-_configure_logging_from_env()  # COWORK_LOG_LEVEL; only reads one variable
+# COWORK_LOG_LEVEL; only reads one variable. An invalid value is told when a configuration
+# is loaded or a client made (a RuntimeWarning), or by the CLI as one line of its own.
+_configure_logging_from_env(warn=False)
 
 __all__ = [
     "__version__",

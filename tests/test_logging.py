@@ -133,7 +133,20 @@ def test_basic_config_after_import_prints_each_line_once():
     assert result.stderr.count("info line") == 1
 
 
-def test_an_invalid_value_at_import_is_a_warning_not_a_crash():
-    result = run_python("import cowork_llm; print('imported')", COWORK_LOG_LEVEL="loud")
+def test_an_invalid_value_is_a_warning_when_a_config_is_loaded_not_a_crash():
+    # Not at import: the CLI, which imports the package first, says it as one line of its own.
+    code = ("import cowork_llm, sys; print('imported', flush=True); sys.stderr.write('|')\n"
+            "try:\n    cowork_llm.load_config()\nexcept cowork_llm.ConfigError:\n    pass\n")
+    result = run_python(code, COWORK_LOG_LEVEL="loud")
     assert result.returncode == 0 and result.stdout.strip() == "imported"
-    assert "COWORK_LOG_LEVEL='loud'" in result.stderr
+    before, _, after = result.stderr.partition("|")
+    assert before == "" and after.count("COWORK_LOG_LEVEL='loud'") == 1
+
+
+def test_the_cli_says_an_invalid_level_in_one_plain_line():
+    result = subprocess.run([sys.executable, "-m", "cowork_llm", "init", "--template"],
+                            env={**os.environ, "COWORK_LOG_LEVEL": "verbose"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "cowork-llm: COWORK_LOG_LEVEL='verbose' is not one of debug, info, warning, error; ignoring it"]

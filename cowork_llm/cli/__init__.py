@@ -12,6 +12,7 @@ import sys
 from typing import List, Optional
 
 from .._version import __version__
+from ._common import add_global_arguments, run_command
 
 # Subcommand modules, in the order `--help` lists them.
 _COMMANDS = ("init", "ask", "embed", "health", "batch")
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Thread-safe, rate-limited LLM client: configure, ask, embed, check, batch.",
     )
     parser.add_argument("--version", action="version", version=f"cowork-llm {__version__}")
+    add_global_arguments(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMANDS:
@@ -32,8 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; returns the exit status."""
-    from ._common import run_command
-
     args = build_parser().parse_args(argv)
     return run_command(args)
 

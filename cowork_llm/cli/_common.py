@@ -10,11 +10,15 @@ import os
 import sys
 import textwrap
 import traceback
+from typing import Tuple
 
-from .._logging import LOG_LEVEL_VARIABLE, configure_logging_from_env, install_stderr_handler
+from .._logging import LOG_LEVEL_VARIABLE, configure_logging_from_env, install_stderr_handler, use_cli_format
+from ..config._keys import STRICT
 from ..errors import ConfigError, LlmError
+from ..telemetry import Observer, default_observers
 
-__all__ = ["add_config_argument", "run_command", "HelpFormatter", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG",
+__all__ = ["add_config_argument", "add_global_arguments", "client_observers", "run_command",
+           "HelpFormatter", "EXIT_OK", "EXIT_ERROR", "EXIT_CONFIG",
            "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
@@ -39,14 +43,38 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n".join(lines)
 
 
+def add_global_arguments(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The options every command takes, before or after the command's name:
+    ``--config PATH``, ``--strict``, ``--quiet``. On the top parser they carry the
+    defaults; on a command's parser they are left unset unless given, so that
+    ``cowork-llm --config x.toml ask ...`` and ``cowork-llm ask --config x.toml ...`` agree."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--config", metavar="PATH", default=default(None),
+                        help="config file to read (default: $COWORK_CONFIG, else ./config.toml)")
+    parser.add_argument("--strict", action="store_true", default=default(False),
+                        help="unknown config keys and COWORK_LLM_* variables are errors, not "
+                             "warnings (also COWORK_LLM_STRICT=1)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                        help="no progress lines on stderr (retries, waits for the rate limit)")
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """Give a subcommand the ``--config PATH`` option (read by ``load_config(args.config)``)."""
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        default=None,
-        help="config file to read (default: $COWORK_CONFIG, else ./config.toml)",
-    )
+    """Give a subcommand the global options (see :func:`add_global_arguments`)."""
+    add_global_arguments(parser)
+
+
+def client_observers(args: argparse.Namespace, command: str) -> Tuple[Observer, ...]:
+    """The observers a command's client reports to: the library's defaults
+    (OpenTelemetry when installed) and, unless ``--quiet``, a line on stderr for each
+    retry and each long wait for the rate limit."""
+    observers: Tuple[Observer, ...] = default_observers()
+    if not getattr(args, "quiet", False):
+        from ._progress_lines import ProgressLines
+
+        observers += (ProgressLines(prefix=f"cowork-llm {command}"),)
+    return observers
 
 
 def _one_line(error: BaseException) -> str:
@@ -56,10 +84,14 @@ def _one_line(error: BaseException) -> str:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``args.func(args)`` and return its exit status; never lets an expected error escape."""
-    # The CLI shows the library's warnings (unknown keys, unsafe permissions) on stderr.
-    configure_logging_from_env()
+    # The CLI shows the library's warnings (unknown keys, unsafe permissions) on stderr,
+    # in its own format; an invalid COWORK_LOG_LEVEL is one plain line, not a Python warning.
+    command = getattr(args, "command", None) or "cowork-llm"
+    configure_logging_from_env(report=lambda message: print(f"cowork-llm: {message}", file=sys.stderr))
     install_stderr_handler()
+    use_cli_format(f"cowork-llm {command}")
     debug = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower() == "debug"
+    strict = STRICT.set(True) if getattr(args, "strict", False) else None
     try:
         status = args.func(args)
         sys.stdout.flush()
@@ -80,3 +112,6 @@ def run_command(args: argparse.Namespace) -> int:
             traceback.print_exc(file=sys.stderr)
         print(_one_line(error), file=sys.stderr)
         return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_ERROR
+    finally:
+        if strict is not None:
+            STRICT.reset(strict)

@@ -22,7 +22,7 @@ from ..config import load_config
 from ..llm import Llm, build_messages
 from ..results import ChatResult
 from ..usage import format_usage
-from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument
+from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument, client_observers
 
 __all__ = ["add_parser", "run", "read_prompt"]
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     except PromptError as error:
         print(f"cowork-llm ask: {error}", file=sys.stderr)
         return EXIT_USAGE
-    with create_llm_client(config) as llm, _library_logs_quiet():
+    with create_llm_client(config, observers=client_observers(args, "ask")) as llm, _library_logs_quiet():
         if args.stream:
             _print_stream(llm, messages)
         else:

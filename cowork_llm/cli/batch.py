@@ -23,7 +23,7 @@ from ..batch import PROGRESS_MODES, BatchInterrupted, BatchSummary, read_batch_f
 from ..client import create_llm_client
 from ..config import load_config
 from ..errors import BatchOutputError
-from ._common import EXIT_CONFIG, HelpFormatter, add_config_argument
+from ._common import EXIT_CONFIG, HelpFormatter, add_config_argument, client_observers
 
 __all__ = ["add_parser", "run", "resume_command"]
 
@@ -128,15 +128,17 @@ def run(args: argparse.Namespace) -> int:
         _say("cowork-llm batch: -o names the input file; choose another output file")
         return EXIT_CONFIG
     if not os.environ.get(LOG_LEVEL_VARIABLE):
-        # The progress lines are INFO; show them unless the user chose a level.
+        # The progress lines are INFO; show them unless the user chose a level. Retries are
+        # told by the progress-line observer (client_observers), not twice by the retry log.
         logging.getLogger("cowork_llm.batch").setLevel(logging.INFO)
+        logging.getLogger("cowork_llm.retry").setLevel(logging.ERROR)
     config = load_config(args.config)
     limit = config.rate_limit.max_concurrent
     workers = args.workers or limit
     if workers > limit:
         _say(f"cowork-llm batch: note: at most {limit} request(s) run at once "
              f"(rate_limit.max_concurrent); the other workers wait for a slot")
-    client = create_llm_client(config)
+    client = create_llm_client(config, observers=client_observers(args, "batch"))
     try:
         summary = run_batch(client, items, args.output, workers=workers,
                             progress=args.progress, log_interval_seconds=args.log_every)

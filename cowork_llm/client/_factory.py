@@ -5,6 +5,7 @@ import logging
 import os
 from typing import Optional, Sequence
 
+from .._logging import warn_if_level_invalid
 from ..config._loader import load_config
 from ..config._sections import LlmConfig
 from ..llm import Llm
@@ -41,6 +42,7 @@ def create_llm_client(
         ConfigError: unchanged from loading or from building the provider or limiter.
         ValueError: both ``config`` and ``path`` were given.
     """
+    warn_if_level_invalid()
     if config is None:
         config = load_config(path)
     elif path is not None:

@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
+from .._logging import warn_if_level_invalid
 from ..errors import ConfigError, ConfigNotFoundError, MissingApiKeyError
 from ._file import (
     CONFIG_PATH_VARIABLE,
@@ -62,7 +63,9 @@ def load_config(path: "Optional[str | os.PathLike[str]]" = None, *,
     MissingApiKeyError when no key is set anywhere, and ConfigError (naming the key,
     variable or file) for anything unreadable, unparsable or invalid.
     """
-    token = STRICT.set(strict_from_env() if strict is None else strict)
+    # None: the variable, or a caller's outer strict scope (the CLI's --strict).
+    warn_if_level_invalid()
+    token = STRICT.set((strict_from_env() or STRICT.get()) if strict is None else strict)
     try:
         return _load(path)
     finally:
