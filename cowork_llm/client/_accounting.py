@@ -6,7 +6,7 @@ only as its hash, never the key). Shared by ``chat`` and ``stream``.
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..errors import AcquireCancelled, LlmApiError, LlmError
 from ..llm import prompt_hash
@@ -63,13 +63,14 @@ class CallRecord:
         for observation in self.observations:
             observation.attempt_failed(self.attempts, error)
 
-    def ended(self, result: Optional[ChatResult], error: Optional[BaseException] = None) -> None:
-        """Tell the observers how the call ended: ``result``, or ``error``."""
+    def ended(self, result: Any, error: Optional[BaseException] = None) -> None:
+        """Tell the observers how the call ended: ``result`` (a ChatResult or an
+        EmbeddingResult), or ``error``."""
         for observation in self.observations:
             if error is not None:
                 observation.failed(error)
             else:
-                observation.succeeded(result)  # type: ignore[arg-type]
+                observation.succeeded(result)
 
 
 def count_success(tracker: UsageTracker, result: ChatResult, record: CallRecord,

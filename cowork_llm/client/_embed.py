@@ -83,19 +83,26 @@ def embed_in_batches(client: "RateLimitedLlm", texts: Sequence[str], dimensions:
 def _one_batch(client: "RateLimitedLlm", embedder: Llm, model_name: str, texts: List[str],
                dimensions: Optional[int]) -> EmbeddingResult:
     """One batch under the retry policy, counted in the usage totals."""
-    record = CallRecord([{"role": _CACHE_ROLE, "content": text} for text in texts])
+    record = CallRecord([{"role": _CACHE_ROLE, "content": text} for text in texts],
+                        max_attempts=client._max_attempts)
+    record.observations = client.start_observations(
+        "embeddings", getattr(embedder, "config", None), model_name, {"dimensions": dimensions})
     began = time.monotonic()
     try:
         result = client._with_retries(lambda: _attempt(client, embedder, texts, dimensions, record), record)
-    except LlmError as error:
-        client.usage_tracker.record_failure(model_name, retries=record.retries, waited=record.waited_seconds,
-                                            latency=time.monotonic() - began, embeddings=True)
-        log_failure(client.name + " embeddings", error, record)
+    except BaseException as error:
+        if isinstance(error, LlmError):
+            client.usage_tracker.record_failure(model_name, retries=record.retries,
+                                                waited=record.waited_seconds,
+                                                latency=time.monotonic() - began, embeddings=True)
+            log_failure(client.name + " embeddings", error, record)
+        record.ended(None, error)
         raise
     latency = time.monotonic() - began
     client.usage_tracker.record_success(result.model, result.usage, latency=latency,
                                         waited=record.waited_seconds, retries=record.retries,
                                         embeddings=True)
+    record.ended(result)
     logger.info("%s embeddings: %d texts, %s tokens, latency %.3fs, waited %.3fs, attempts %d",
                 result.model, len(texts), result.usage.prompt_tokens if result.usage else "unreported",
                 latency, record.waited_seconds, record.attempts)
@@ -106,6 +113,15 @@ def _attempt(client: "RateLimitedLlm", embedder: Llm, texts: List[str], dimensio
              record: CallRecord) -> EmbeddingResult:
     """One request inside one limiter slot."""
     record.attempts += 1
+    try:
+        return _attempt_in_slot(client, embedder, texts, dimensions, record)
+    except BaseException as error:
+        record.attempt_failed(error)
+        raise
+
+
+def _attempt_in_slot(client: "RateLimitedLlm", embedder: Llm, texts: List[str],
+                     dimensions: Optional[int], record: CallRecord) -> EmbeddingResult:
     tokens = 0 if client.limiter.config.tokens_per_minute is None else estimate_embedding_tokens(texts)
     with client.limiter.slot(tokens=tokens) as slot:
         record.slot_granted(slot.waited_seconds, slot.queue_position)

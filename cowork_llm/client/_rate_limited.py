@@ -175,6 +175,23 @@ class RateLimitedLlm(Llm):
                     stream=stream))
         return record
 
+    def start_observations(self, operation: str, model_config: Any, model_name: str,
+                           options: Dict[str, Any], messages: Sequence[Any] = ()) -> List[Any]:
+        """The observers' views of a call other than chat (``embeddings``, ``execute_tool``)
+        of ``model_config`` (an HTTP provider's ModelConfig, else None) — empty when
+        nobody observes. Never raises."""
+        if not self.observers:
+            return []
+        if not isinstance(model_config, ModelConfig):
+            info = CallInfo(operation, model_name, limiter_key=self.limiter.config.key,
+                            options=options, messages=messages)
+        else:
+            parts = urlsplit(model_config.base_url)
+            info = CallInfo(operation, model_name, model_config.provider, parts.hostname,
+                            parts.port or (443 if parts.scheme == "https" else 80),
+                            self.limiter.config.key, options, False, messages)
+        return start_observations(self.observers, info)
+
     def _call_info(self, operation: str, messages: Sequence[Any], options: Dict[str, Any], *,
                    stream: bool = False) -> CallInfo:
         """What observers are told about a call before it starts; ``options`` as the

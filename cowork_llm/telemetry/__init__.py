@@ -21,8 +21,8 @@ from ._observer import CallInfo, CallObservation, Observer
 if TYPE_CHECKING:
     from ._otel import OpenTelemetryObserver
 
-__all__ = ["CallInfo", "CallObservation", "Observer", "OpenTelemetryObserver",
-           "default_observers", "otel_available"]
+__all__ = ["CallInfo", "CallObservation", "default_observers", "Observer",
+           "OpenTelemetryObserver", "otel_available"]
 
 _lock = threading.Lock()
 _defaults: Optional[Tuple[Observer, ...]] = None

@@ -12,10 +12,10 @@ tuple check per call and nothing else.
 """
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Union
 
 if TYPE_CHECKING:
-    from ..results import ChatResult
+    from ..results import ChatResult, EmbeddingResult
 
 __all__ = ["CallInfo", "CallObservation", "Observer"]
 
@@ -59,8 +59,9 @@ class CallObservation:
     def cache_hit(self) -> None:
         """The response cache answered: no slot, no request."""
 
-    def succeeded(self, result: "ChatResult") -> None:
-        """The call ended with ``result`` (for a stream: when it ended)."""
+    def succeeded(self, result: "Union[ChatResult, EmbeddingResult]") -> None:
+        """The call ended with ``result`` (for a stream: when it ended; for embeddings an
+        EmbeddingResult)."""
 
     def failed(self, error: BaseException) -> None:
         """The call ended with ``error``."""

@@ -127,27 +127,32 @@ class _SpanObservation(CallObservation):
         if self._pending is not None:
             self._pending.setdefault(sc.ATTEMPT_STATUS, "ok")
             self._flush_attempt()
+        # A ChatResult, or another result (EmbeddingResult) with what it has of these.
         span = self._span
         metric_attributes = self._metric_attributes
-        if result.model:
-            metric_attributes[sc.RESPONSE_MODEL] = result.model
+        model = getattr(result, "model", None)
+        usage = getattr(result, "usage", None)
+        if model:
+            metric_attributes[sc.RESPONSE_MODEL] = model
         if span.is_recording():
             attributes: Dict[str, Any] = self._own_attributes()
-            if result.model:
-                attributes[sc.RESPONSE_MODEL] = result.model
+            if model:
+                attributes[sc.RESPONSE_MODEL] = model
             response_id = _response_id(result)
             if response_id:
                 attributes[sc.RESPONSE_ID] = response_id
-            if result.finish_reason:
-                attributes[sc.RESPONSE_FINISH_REASONS] = [result.finish_reason]
-            usage = result.usage
+            finish_reason = getattr(result, "finish_reason", None)
+            if finish_reason:
+                attributes[sc.RESPONSE_FINISH_REASONS] = [finish_reason]
             if usage is not None:
                 attributes[sc.USAGE_INPUT_TOKENS] = usage.prompt_tokens
-                attributes[sc.USAGE_OUTPUT_TOKENS] = usage.completion_tokens
-            if self._observer.capture_content and result.content:
-                attributes[sc.OUTPUT_MESSAGES] = _output_messages(result.content, result.finish_reason)
+                if metric_attributes.get(sc.OPERATION_NAME) != "embeddings":
+                    attributes[sc.USAGE_OUTPUT_TOKENS] = usage.completion_tokens
+            content = getattr(result, "content", None)
+            if self._observer.capture_content and isinstance(content, str) and content:
+                attributes[sc.OUTPUT_MESSAGES] = _output_messages(content, finish_reason)
             span.set_attributes(attributes)
-        self._end(metric_attributes, result.usage)
+        self._end(metric_attributes, usage)
 
     def failed(self, error: BaseException) -> None:
         if self._pending is not None:

@@ -45,7 +45,8 @@ class Instruments:
         self.duration.record(seconds, attributes)
         if usage is not None:
             self.token_usage.record(usage.prompt_tokens, {**attributes, sc.TOKEN_TYPE: "input"})
-            self.token_usage.record(usage.completion_tokens, {**attributes, sc.TOKEN_TYPE: "output"})
+            if attributes.get(sc.OPERATION_NAME) != "embeddings":  # embeddings have no output tokens
+                self.token_usage.record(usage.completion_tokens, {**attributes, sc.TOKEN_TYPE: "output"})
 
 
 def _limiter_gauge(attribute: str) -> Any:

@@ -49,6 +49,7 @@ TOKEN_TYPE = "gen_ai.token.type"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 TOOL_NAME = "gen_ai.tool.name"
+EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
 ERROR_TYPE = "error.type"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
@@ -61,6 +62,7 @@ REQUEST_OPTIONS: Mapping[str, str] = {
     "top_p": REQUEST_TOP_P,
     "seed": REQUEST_SEED,
     "stop": REQUEST_STOP_SEQUENCES,
+    "dimensions": EMBEDDINGS_DIMENSION_COUNT,
 }
 
 # --- GenAI metrics (names, units and the buckets the conventions advise) -----------------

@@ -202,3 +202,27 @@ def test_many_threads_share_one_observer(otel):
     usage = otel.metrics()["gen_ai.client.token.usage"]
     assert sum(p.count for p in usage) == 240
     assert sum(p.count for p in otel.metrics()["gen_ai.client.operation.duration"]) == 120
+
+
+def test_each_embeddings_request_is_a_span(otel):
+    import dataclasses
+
+    from cowork_llm.config import EmbeddingsConfig
+
+    with FakeLlmServer() as server:
+        server.fail_next(503, path="/v1/embeddings")
+        config = dataclasses.replace(server.config(), embeddings=EmbeddingsConfig(
+            model_name="emb-small", batch_size=2))
+        with create_llm_client(config, observers=[otel.observer()]) as llm:
+            result = llm.embed(["one", "two", "three"], dimensions=8)
+    spans = otel.finished()
+    assert [s.name for s in spans] == ["embeddings emb-small"] * 2  # two batches
+    a = spans[0].attributes
+    assert a["gen_ai.operation.name"] == "embeddings" and a["gen_ai.request.model"] == "emb-small"
+    assert a["gen_ai.embeddings.dimension.count"] == 8
+    assert a["cowork_llm.attempts"] == 2 and [e["cowork_llm.attempt.status"] for e in _events(spans[0])] \
+        == ["error", "ok"]
+    assert sum(s.attributes["gen_ai.usage.input_tokens"] for s in spans) == result.usage.prompt_tokens
+    assert "gen_ai.usage.output_tokens" not in a
+    usage = otel.metrics()["gen_ai.client.token.usage"]
+    assert {dict(p.attributes)["gen_ai.token.type"] for p in usage} == {"input"}
