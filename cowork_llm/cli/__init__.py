@@ -15,7 +15,7 @@ from .._version import __version__
 from ._common import add_global_arguments, run_command
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("init", "ask", "embed", "health", "batch")
+_COMMANDS = ("init", "ask", "embed", "health", "batch", "fake_server")
 
 
 def build_parser() -> argparse.ArgumentParser:

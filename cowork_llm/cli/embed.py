@@ -17,7 +17,7 @@ from typing import Any, List
 
 from ..client import create_llm_client
 from ..config import load_config
-from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument
+from ._common import EXIT_CONFIG, EXIT_OK, HelpFormatter, add_config_argument, client_observers
 from .ask import _library_logs_quiet, _show_usage
 
 __all__ = ["add_parser", "run"]
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"cowork-llm embed: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    with create_llm_client(config) as llm, _library_logs_quiet():
+    with create_llm_client(config, observers=client_observers(args, "embed")) as llm, _library_logs_quiet():
         result = llm.embed(texts, dimensions=args.dimensions)
     for index, vector in enumerate(result.vectors):
         sys.stdout.write(json.dumps({"index": index, "model": result.model, "embedding": vector}) + "\n")
