@@ -113,11 +113,20 @@ class _CliFormatter(logging.Formatter):
         return text
 
 
-def use_cli_format(prefix: str) -> None:
-    """Give the package's stderr handler (when installed) the CLI's line format.
-    At DEBUG the timestamped format stays: that is for reading a run afterwards."""
+def use_cli_format(prefix: str) -> Callable[[], None]:
+    """Give the package's stderr handler (when installed) the CLI's line format; returns
+    the function that puts the previous format back. At DEBUG the timestamped format
+    stays: that is for reading a run afterwards."""
     if logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel() <= logging.DEBUG:
-        return
+        return lambda: None
+    changed = []
     for handler in logging.getLogger(PACKAGE_LOGGER).handlers:
         if isinstance(handler, _FallbackStderrHandler):
+            changed.append((handler, handler.formatter))
             handler.setFormatter(_CliFormatter(prefix))
+
+    def restore() -> None:
+        for handler, formatter in changed:
+            handler.setFormatter(formatter)
+
+    return restore

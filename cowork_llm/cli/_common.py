@@ -89,7 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
     command = getattr(args, "command", None) or "cowork-llm"
     configure_logging_from_env(report=lambda message: print(f"cowork-llm: {message}", file=sys.stderr))
     install_stderr_handler()
-    use_cli_format(f"cowork-llm {command}")
+    restore_format = use_cli_format(f"cowork-llm {command}")
     debug = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower() == "debug"
     strict = STRICT.set(True) if getattr(args, "strict", False) else None
     try:
@@ -113,5 +113,6 @@ def run_command(args: argparse.Namespace) -> int:
         print(_one_line(error), file=sys.stderr)
         return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_ERROR
     finally:
+        restore_format()  # main() may run again in this process (tests, embedding)
         if strict is not None:
             STRICT.reset(strict)

@@ -128,10 +128,8 @@ def run(args: argparse.Namespace) -> int:
         _say("cowork-llm batch: -o names the input file; choose another output file")
         return EXIT_CONFIG
     if not os.environ.get(LOG_LEVEL_VARIABLE):
-        # The progress lines are INFO; show them unless the user chose a level. Retries are
-        # told by the progress-line observer (client_observers), not twice by the retry log.
+        # The progress lines are INFO; show them unless the user chose a level.
         logging.getLogger("cowork_llm.batch").setLevel(logging.INFO)
-        logging.getLogger("cowork_llm.retry").setLevel(logging.ERROR)
     config = load_config(args.config)
     limit = config.rate_limit.max_concurrent
     workers = args.workers or limit
@@ -139,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         _say(f"cowork-llm batch: note: at most {limit} request(s) run at once "
              f"(rate_limit.max_concurrent); the other workers wait for a slot")
     client = create_llm_client(config, observers=client_observers(args, "batch"))
+    retry_logger = logging.getLogger("cowork_llm.retry")
+    retry_level = retry_logger.level
+    if not os.environ.get(LOG_LEVEL_VARIABLE):
+        # Retries are told by the progress-line observer (client_observers), not twice.
+        retry_logger.setLevel(logging.ERROR)
     try:
         summary = run_batch(client, items, args.output, workers=workers,
                             progress=args.progress, log_interval_seconds=args.log_every)
@@ -154,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         client.close()
+        retry_logger.setLevel(retry_level)
     _report(summary, args)
     return summary.exit_code
 

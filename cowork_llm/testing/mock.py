@@ -195,7 +195,7 @@ class MockLlm(Llm):
         Raises:
             AssertionError: a script given as a list has run out.
             InvalidResponseError: with ``response_format``, an answer that does not match.
-            Any exception queued for this call.
+            Exception: any exception queued for this call.
         """
         call = self._arrive(messages, options, "chat")
         content = self._answer(messages, call, options)
@@ -224,7 +224,7 @@ class MockLlm(Llm):
 
         Raises:
             ValueError: bad texts or dimensions (nothing is recorded).
-            An exception queued at the head of the script.
+            Exception: an exception queued at the head of the script.
         """
         checked = check_texts(texts)
         dimensions = check_dimensions(dimensions)

@@ -67,8 +67,8 @@ def assert_one_clean_line(err: str) -> str:
     pytest.param(GOOD_MODEL.encode("utf-16"), "UTF-16", id="utf-16"),
     pytest.param(b'[llm]\na = "\xff"\n', "not UTF-8 text (byte 12)", id="invalid-utf-8"),
 ])
-def test_an_unparsable_file_is_a_warning_then_the_environment(tmp_path, monkeypatch, caplog,
-                                                               content, problem):
+def test_an_unparsable_file_is_an_error_when_named_else_a_warning_then_the_environment(
+        tmp_path, monkeypatch, caplog, content, problem):
     # Was: RecursionError / ValueError tracebacks out of load_config for the first two.
     path = tmp_path / "config.toml"
     path.write_bytes(content)
@@ -79,7 +79,10 @@ def test_an_unparsable_file_is_a_warning_then_the_environment(tmp_path, monkeypa
     monkeypatch.setenv("COWORK_LLM_BASE_URL", "https://api.example.com/v1")
     monkeypatch.setenv("COWORK_LLM_API_KEY", "sk-abcdefghijklmnop")
     monkeypatch.setenv("COWORK_LLM_MODEL_NAME", "from-env")
-    assert load_config(path).model.model_name == "from-env"
+    with pytest.raises(ConfigError, match="named by"):  # a file named explicitly must parse
+        load_config(path)
+    monkeypatch.chdir(tmp_path)  # the implicit ./config.toml is skipped for the environment
+    assert load_config().model.model_name == "from-env"
     assert any(problem in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
 
 
