@@ -14,8 +14,8 @@ from typing import List, Optional
 from .._version import __version__
 from ._common import add_global_arguments, run_command
 
-# Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("init", "ask", "embed", "health", "batch", "fake_server")
+# Subcommands, in the order `--help` lists them; each in the module of its name ("-" → "_").
+_COMMANDS = ("init", "ask", "embed", "health", "batch", "fake-server")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Dict, Optional
 
 from ..testing import FakeLlmServer
-from ._common import EXIT_OK, HelpFormatter
+from ._common import EXIT_OK, HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "run", "parse_quota"]
 
@@ -36,6 +36,7 @@ def add_parser(subparsers: Any) -> None:
                '  cowork-llm ask "Name a colour"',
         formatter_class=HelpFormatter,
     )
+    add_config_argument(parser)  # the global options are accepted here too
     parser.add_argument("--port", type=_port, default=0, metavar="N",
                         help="port to listen on (default: a free one)")
     parser.add_argument("--quota", type=parse_quota, default=None, metavar="SPEC",
