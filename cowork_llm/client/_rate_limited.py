@@ -171,7 +171,8 @@ class RateLimitedLlm(Llm):
         if self.observers:
             record.observations = start_observations(
                 self.observers, self._call_info("chat", messages, {
-                    "temperature": options.temperature, "max_tokens": options.max_tokens},
+                    "temperature": options.temperature, "max_tokens": options.max_tokens,
+                    "top_p": options.top_p, "seed": options.seed, "stop": options.stop},
                     stream=stream))
         return record
 
@@ -201,7 +202,7 @@ class RateLimitedLlm(Llm):
             return CallInfo(operation, self._model_name, limiter_key=self.limiter.config.key,
                             options=options, stream=stream, messages=messages)
         sent = dict(options)
-        for name in ("temperature", "max_tokens"):
+        for name in ("temperature", "max_tokens", "top_p", "seed", "stop"):
             if sent.get(name) is None:
                 sent[name] = getattr(model, name, None)
         parts = urlsplit(model.base_url)

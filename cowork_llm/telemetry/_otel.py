@@ -57,8 +57,13 @@ class OpenTelemetryObserver(Observer):
         metric_attributes.pop(sc.SYSTEM, None)
         for option, value in call.options.items():
             name = sc.REQUEST_OPTIONS.get(option)
-            if name is not None and value is not None:
-                attributes[name] = list(value) if isinstance(value, (list, tuple)) else value
+            if name is None or value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                if value:  # no stop sequences: left out, not an empty list
+                    attributes[name] = list(value)
+            else:
+                attributes[name] = value
         if call.stream:
             attributes[sc.REQUEST_STREAM] = True
         if call.limiter_key is not None:

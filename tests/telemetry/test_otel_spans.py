@@ -42,8 +42,20 @@ def test_a_call_is_one_client_span_with_the_genai_attributes(otel):
     assert a["cowork_llm.cache.hit"] is False and a["cowork_llm.attempts"] == 1
     assert a["cowork_llm.limiter.key"] == config.rate_limit.key
     assert "error.type" not in a and span.status.status_code is not StatusCode.ERROR
+    assert "gen_ai.request.stop_sequences" not in a and "gen_ai.request.seed" not in a
     (event,) = _events(span)
     assert event["cowork_llm.attempt.number"] == 1 and event["cowork_llm.attempt.status"] == "ok"
+
+
+def test_the_request_options_are_on_the_span(otel):
+    with FakeLlmServer() as server:
+        with create_llm_client(server.config(), observers=[otel.observer()]) as llm:
+            llm.chat(HI, top_p=0.5, seed=7, stop=["END", "STOP"], temperature=0.1, max_tokens=9)
+    (span,) = otel.finished()
+    a = span.attributes
+    assert (a["gen_ai.request.top_p"], a["gen_ai.request.seed"]) == (0.5, 7)
+    assert tuple(a["gen_ai.request.stop_sequences"]) == ("END", "STOP")
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.max_tokens"]) == (0.1, 9)
 
 
 def test_each_attempt_is_an_event_with_its_status_and_the_wait_before_the_retry(otel):
