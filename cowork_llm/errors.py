@@ -142,7 +142,14 @@ class LlmApiError(LlmError):
         request_id: the provider's request id (``x-request-id``), when it sent one.
         retry_after: seconds the provider asked us to wait, when it said.
         attempts: how many attempts were made before this error was raised.
+        should_retry: the provider's ``x-should-retry`` header (True/False), None when
+            it did not send one; the retry policy obeys it over the status.
+        rate_limits: the response's rate-limit headers (a
+            :class:`~cowork_llm.limits.LimitReport`), None when it sent none.
     """
+
+    should_retry: Optional[bool] = None
+    rate_limits: Optional[Any] = None  # a cowork_llm.limits.LimitReport
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from .streaming import ChatStream, StreamState
 
 if TYPE_CHECKING:
     from .health import HealthStatus
+    from .limits import LimitsSnapshot
     from .usage import UsageSnapshot
 
 __all__ = ["Llm", "Message", "ChatOptions", "validate_messages", "prompt_hash", "build_messages",
@@ -131,6 +132,16 @@ class Llm(ABC):
                 :func:`~cowork_llm.create_llm_client` do).
         """
         raise NotImplementedError(f"{type(self).__name__} keeps no usage totals")
+
+    def limits(self) -> "LimitsSnapshot":
+        """What the rate limiter knows: the configured limits and those learned from the
+        provider's rate-limit headers (a frozen :class:`~cowork_llm.limits.LimitsSnapshot`).
+
+        Raises:
+            NotImplementedError: this Llm has no rate limiter (the clients of
+                :func:`~cowork_llm.create_llm_client` do).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no rate limiter")
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
         """The embedding of each text, in input order (``dimensions`` asks models that

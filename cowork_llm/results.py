@@ -4,6 +4,8 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
+from .limits import LimitReport
+
 __all__ = ["ChatResult", "Usage", "EmbeddingResult", "ToolCall"]
 
 
@@ -46,6 +48,9 @@ class ChatResult:
     request was sent (None for a cache hit, which sent nothing); ``waited_seconds`` the
     time spent waiting for the rate limiter, over all attempts. ``parsed`` holds the
     structured answer of a ``response_format`` request.
+
+    ``rate_limits``: the response's rate-limit headers
+    (a :class:`~cowork_llm.limits.LimitReport`), None when the server sent none.
     """
 
     content: str
@@ -60,6 +65,7 @@ class ChatResult:
     #: With ``response_format``: the answer's JSON (a dataclass instance for a dataclass
     #: format), checked against the schema. None otherwise.
     parsed: Any = field(default=None, compare=False)
+    rate_limits: Optional[LimitReport] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ when to give up. Built on tenacity from a :class:`RetryConfig`.
 | response_format answer not JSON or not  | only if | exponential + jitter                   |
 | matching its schema                     | on_invalid_json = true                           |
 
+``x-should-retry: true`` / ``false`` from the provider overrides the table both ways.
+
 A Retry-After above ``max_retry_after_seconds`` fails at once. Retries stop after
 ``max_attempts`` attempts, or before a wait that would end past ``total_timeout_seconds``.
 """
@@ -56,9 +58,16 @@ _NOT_RETRYABLE = (QuotaExceededError, UntrustedCertificateError, UnknownHostErro
 def is_retryable(exc: BaseException) -> bool:
     """True for the failures another attempt may fix: 5xx, 429 (not an exhausted quota),
     connection failures and timeouts, and a 401 for one key while the rotation still
-    holds another (:class:`~cowork_llm.providers._keys.KeyRejectedError`)."""
+    holds another (:class:`~cowork_llm.providers._keys.KeyRejectedError`).
+
+    A provider's ``x-should-retry`` header overrides all of this, both ways, as the
+    official SDKs obey it (``false``: never retried, whatever the status; ``true``:
+    retried)."""
     if isinstance(exc, KeyRejectedError):
         return True
+    said = getattr(exc, "should_retry", None) if isinstance(exc, LlmApiError) else None
+    if said is not None:
+        return bool(said)
     return isinstance(exc, _RETRYABLE) and not isinstance(exc, _NOT_RETRYABLE)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
+from .limits import LimitReport
 from .results import ChatResult, Usage
 
 __all__ = ["ChatStream", "StreamState", "wait_for_collected_streams"]
@@ -43,6 +44,7 @@ class StreamState:
     request_id: Optional[str] = None
     usage: Optional[Usage] = None
     finish_reason: Optional[str] = None
+    rate_limits: Optional[LimitReport] = None  #: the response's rate-limit headers
 
 
 # --- streams found by the garbage collector ------------------------------------------------
@@ -226,6 +228,11 @@ class ChatStream(Iterator[str]):
     @property
     def finish_reason(self) -> Optional[str]:
         return self._state.finish_reason
+
+    @property
+    def rate_limits(self) -> Optional[LimitReport]:
+        """The response's rate-limit headers (None when the server sent none)."""
+        return self._state.rate_limits
 
     def result(self) -> ChatResult:
         """What has been read, as a :class:`ChatResult` (for caches and usage totals)."""

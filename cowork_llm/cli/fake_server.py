@@ -12,7 +12,8 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from ..testing import FakeLlmServer
+from ..testing import FakeLlmServer, Quota
+from ..testing.fake_quota import HEADER_FAMILIES
 from ._common import EXIT_OK, HelpFormatter, add_config_argument
 
 __all__ = ["add_parser", "run", "parse_quota"]
@@ -41,7 +42,8 @@ def add_parser(subparsers: Any) -> None:
                         help="port to listen on (default: a free one)")
     parser.add_argument("--quota", type=parse_quota, default=None, metavar="SPEC",
                         help="enforce a per-minute quota, e.g. rpm=60,tpm=40000 "
-                             "(also itpm, otpm: input/output tokens)")
+                             "(also itpm, otpm: input/output tokens; headers=anthropic for "
+                             "Anthropic's rate-limit headers instead of OpenAI's)")
     parser.set_defaults(func=run)
 
 
@@ -55,17 +57,25 @@ def _port(text: str) -> int:
     return value
 
 
-def parse_quota(text: str) -> Dict[str, int]:
-    """``rpm=60,tpm=40000`` → ``{"requests_per_minute": 60, "tokens_per_minute": 40000}``.
+def parse_quota(text: str) -> Dict[str, Any]:
+    """``rpm=60,tpm=40000`` → ``{"requests_per_minute": 60, "tokens_per_minute": 40000}``;
+    ``headers=anthropic`` (or ``openai``, ``auto``) picks the rate-limit header family.
 
     Raises argparse.ArgumentTypeError naming the part that is wrong."""
-    limits: Dict[str, int] = {}
+    limits: Dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
+        if name.strip().lower() == "headers":
+            if value.strip() not in HEADER_FAMILIES:
+                raise argparse.ArgumentTypeError(
+                    f"headers must be one of {', '.join(HEADER_FAMILIES)}, got {value.strip()!r}")
+            limits["headers"] = value.strip()
+            continue
         field = _QUOTA_NAMES.get(name.strip().lower())
         if field is None:
             raise argparse.ArgumentTypeError(
-                f"unknown limit {name.strip()!r} in {text!r}: use {', '.join(_QUOTA_NAMES)} (e.g. rpm=60)")
+                f"unknown limit {name.strip()!r} in {text!r}: use {', '.join(_QUOTA_NAMES)} "
+                "or headers (e.g. rpm=60)")
         try:
             limits[field] = int(value)
         except ValueError:
@@ -73,21 +83,15 @@ def parse_quota(text: str) -> Dict[str, int]:
                 f"{name.strip()} must be a whole number, got {value!r}") from None
         if limits[field] < 1:
             raise argparse.ArgumentTypeError(f"{name.strip()} must be at least 1, got {value!r}")
-    if not limits:
+    if not set(limits) - {"headers"}:
         raise argparse.ArgumentTypeError("give at least one limit, e.g. rpm=60")
     return limits
 
 
-def _server(port: int, quota: Optional[Dict[str, int]]) -> FakeLlmServer:
-    """Raises ValueError when a quota is asked of a FakeLlmServer without one."""
-    if quota is None:
-        return FakeLlmServer(api_key=FAKE_KEY, port=port)
-    try:
-        from ..testing import Quota  # type: ignore[attr-defined]
-    except ImportError:
-        raise ValueError("--quota needs a FakeLlmServer with quotas (cowork_llm.testing.Quota), "
-                         "which this version does not have") from None
-    return FakeLlmServer(api_key=FAKE_KEY, port=port, quota=Quota(**quota))  # type: ignore[call-arg]
+def _server(port: int, quota: Optional[Dict[str, Any]]) -> FakeLlmServer:
+    """The server, with the quota when one was asked for."""
+    return FakeLlmServer(api_key=FAKE_KEY, port=port,
+                         quota=Quota(**quota) if quota is not None else None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,14 +3,18 @@ and does it take our key?
 
 One ``GET {base_url}/models`` (no completion quota), one line on stdout: exit 0 when
 healthy, 1 when not (the line says why: DNS, refused, TLS, timeout, 401, 404, 5xx), 2 on a
-configuration error. The key is the one requests would send: ``api_key_command`` is run
-and ``keyring:`` references are read first. The key is never printed.
+configuration error. Then what the rate limiter knows (:meth:`RateLimiter.limits`): the
+configured limits and those learned from the provider's rate-limit headers (with a
+``sqlite`` or ``redis`` backend, what any process of the group learned). The key is
+the one requests would send: ``api_key_command`` is run and ``keyring:`` references are
+read first. The key is never printed.
 """
 
 import argparse
-from typing import Any
+from typing import Any, List
 
-from ..config import load_config
+from ..config import LlmConfig, load_config
+from ..errors import LlmError
 from ..health import HealthStatus, check_health
 from ..secrets import resolve_api_keys
 from ._common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_config_argument
@@ -25,8 +29,9 @@ def add_parser(subparsers: Any) -> None:
         description="Ask the provider for its model list (GET {base_url}/models, which uses "
                     "no completion quota) with the configured key, and print one line: "
                     "healthy, or unhealthy and why (DNS, connection refused, TLS, timeout, "
-                    "401, 404, 5xx). Exit 0 when healthy, 1 when not, 2 for a configuration "
-                    "error. The key is never printed.",
+                    "401, 404, 5xx); then the rate limits, configured and learned from the "
+                    "provider's headers. Exit 0 when healthy, 1 when not, 2 for a "
+                    "configuration error. The key is never printed.",
         formatter_class=HelpFormatter,
     )
     add_config_argument(parser)
@@ -58,4 +63,17 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_api_keys(config.model)
     status = check_health(model, timeout=args.timeout)
     print(describe_status(model.provider, model.model_name, status))
+    for line in limits_lines(config):
+        print(line)
     return EXIT_OK if status.ok else EXIT_ERROR
+
+
+def limits_lines(config: LlmConfig) -> List[str]:
+    """What the limiter of ``config.rate_limit`` knows, as lines; one line saying why
+    when its store cannot be read. Never raises an LlmError."""
+    from ..rate_limiter import init_global_rate_limiter
+
+    try:
+        return list(init_global_rate_limiter(config.rate_limit).limits().lines())
+    except LlmError as error:
+        return [f"rate limit {config.rate_limit.key!r}: cannot read what the limiter knows: {error}"]

@@ -60,6 +60,10 @@ KEY_MEANINGS = {
     "rate_limit.path": "The SQLite file, for backend = \"sqlite\".",
     "rate_limit.redis_url": "The Redis URL, for backend = \"redis\".",
     "rate_limit.key": "Name of the shared limit: clients with the same key share one budget.",
+    "rate_limit.adaptive": "Learn the provider's limits from its rate-limit headers and stay "
+                           "inside them (never above the limits set here).",
+    "rate_limit.pace": "With learned limits: bucket (start whenever the provider's bucket has "
+                       "room) or even (spread starts over the window).",
     "retry.max_attempts": "Most attempts per call, the first one included.",
     "retry.initial_wait_seconds": "Wait before the first retry; it doubles (with jitter) after that.",
     "retry.max_wait_seconds": "Longest wait between two attempts.",

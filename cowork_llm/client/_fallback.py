@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig
 from ..errors import BadRequestError, LlmApiError, LlmError
+from ..limits import LimitsSnapshot
 from ..llm import Llm
 from ..options import ChatOptions
 from ..providers import build_provider
@@ -126,6 +127,10 @@ class FallbackLlm(Llm):
             NotImplementedError: the primary keeps no usage totals.
         """
         return self.primary.usage()
+
+    def limits(self) -> LimitsSnapshot:
+        """The primary model's limiter (see :meth:`Llm.limits`). Raises what it raises."""
+        return self.primary.limits()
 
     def health(self, *, timeout: float = 5.0) -> "HealthStatus":
         """The primary model's health check (see :meth:`Llm.health`)."""

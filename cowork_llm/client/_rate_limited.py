@@ -23,15 +23,18 @@ from ..config._sections import ModelConfig, RetryConfig
 from ..errors import (
     AcquireCancelled,
     ClientClosedError,
+    LlmApiError,
     LlmError,
     QuotaExceededError,
     RateLimitError,
     TokenFieldRejectedError,
 )
+from ..limits import LimitsSnapshot
 from ..llm import Llm
 from ..options import ChatOptions
 from ..rate_limiter._cancel import cancel_on
-from ..rate_limiter._rates import estimate_request_tokens
+from ..rate_limiter._provider_view import demand_for, used_by
+from ..rate_limiter._rates import DEFAULT_COMPLETION_TOKENS, estimate_request_tokens
 from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
 from ..structured import with_parsed
@@ -337,7 +340,8 @@ class RateLimitedLlm(Llm):
 
     def _attempt_in_slot(self, messages: List[Dict[str, Any]], options: ChatOptions,
                          record: CallRecord) -> ChatResult:
-        with self.limiter.slot(tokens=self._estimated_tokens(messages, options)) as slot:
+        with self.limiter.slot(tokens=self._estimated_tokens(messages, options),
+                               demand=self._demand(messages, options)) as slot:
             record.slot_granted(slot.waited_seconds, slot.queue_position)
             record.started_at = time.time()
             if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
@@ -345,18 +349,41 @@ class RateLimitedLlm(Llm):
                              self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
             started = time.monotonic()
             try:
-                return self.inner.send(messages, options)
-            except RateLimitError as error:
-                # Pause while still holding the slot: the next waiter must not start
-                # a request inside the window the provider asked us to leave empty.
-                self._pause_for(error)
+                result = self.inner.send(messages, options)
+            except LlmApiError as error:
+                # Learn what the error's headers say, then (a 429) pause, both while
+                # still holding the slot: the next waiter must not start a request
+                # inside the window the provider asked us to leave empty.
+                self.limiter.observe(slot, error.rate_limits, refused=error.status_code == 429)
+                if isinstance(error, RateLimitError):
+                    self._pause_for(error)
                 raise
+            else:
+                self.limiter.observe(slot, result.rate_limits, used_by(result.usage))
+                return result
             finally:
                 elapsed = time.monotonic() - started
                 record.request_seconds += elapsed
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s: request took %.3fs (prompt=%s)",
                                  self.name, elapsed, record.prompt_hash)
+
+    def _demand(self, messages: List[Dict[str, Any]], options: ChatOptions) -> Optional[Dict[str, float]]:
+        """What a request takes from the provider's learned budgets (None when the
+        limiter is not adaptive): the prompt estimate (as for ``tokens_per_minute``) and
+        the max_tokens it may produce (the call's, the model config's, else the
+        documented default); tokens = both, an upper bound of what it can use."""
+        if not self.limiter.config.adaptive:
+            return None
+        max_tokens = options.max_tokens if options.max_tokens is not None else self._configured_max_tokens
+        return demand_for(estimate_request_tokens(messages, 0),
+                          DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens)
+
+    def limits(self) -> LimitsSnapshot:
+        """A frozen snapshot of what the limiter knows: the configured limits and, per
+        dimension, what was learned from the provider's rate-limit headers and when.
+        Raises LimiterBackendError when a shared limiter store fails."""
+        return self.limiter.limits()
 
     def _estimated_tokens(self, messages: List[Dict[str, Any]], options: ChatOptions) -> int:
         """What a request weighs against ``tokens_per_minute`` (0 when no token limit):

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
-from ..errors import LlmError, RateLimitError
+from ..errors import LlmApiError, LlmError, RateLimitError
 from ..llm import Llm
 from ..options import ChatOptions
+from ..rate_limiter._provider_view import used_by
 from ..results import ChatResult
 from ..streaming import ChatStream, StreamState
 from ._accounting import count_failure, count_success, log_failure
@@ -71,7 +72,8 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
     try:
-        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, options))  # as chat weighs
+        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, options),  # as chat weighs
+                                      demand=client._demand(messages, options))
     except BaseException as error:
         record.attempt_failed(error)
         raise
@@ -84,6 +86,8 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
         first = next(pieces, _NOTHING)
     except BaseException as error:
         _close_quietly(inner)
+        if isinstance(error, LlmApiError):  # as chat does, while still holding the slot
+            client.limiter.observe(slot, error.rate_limits, refused=error.status_code == 429)
         if isinstance(error, RateLimitError):
             client._pause_for(error)  # as chat does: pause while still holding the slot
         slot.release()
@@ -96,7 +100,8 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
     state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None))
     outcome = _Outcome()
     stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
-    stream.on_close.append(_ender(client, slot, started, began, record, state, outcome))
+    stream.on_close.append(_ender(client, slot, started, began, record, state, outcome,
+                                  _Limits(getattr(inner, "rate_limits", None), time.time())))
     return stream
 
 
@@ -131,12 +136,26 @@ class _Closer:
         _close_quietly(self._inner)
 
 
+@dataclass
+class _Limits:
+    """The inner stream's rate-limit report, kept without keeping the stream alive."""
+
+    rate_limits: Any
+    received_at: float  #: time.time() when the stream opened (its headers had arrived)
+
+
 def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
-           record: "CallRecord", state: StreamState, outcome: _Outcome) -> Callable[[], None]:
+           record: "CallRecord", state: StreamState, outcome: _Outcome,
+           inner_limits: _Limits) -> Callable[[], None]:
     """The on_close callback: give the slot back, then log and count the call."""
 
     def end() -> None:
-        slot.release()
+        try:  # what the headers said, and the real usage when the stream finished
+            client.limiter.observe(slot, inner_limits.rate_limits,
+                                   used_by(state.usage) if outcome.finished else None,
+                                   reported_at=inner_limits.received_at)
+        finally:
+            slot.release()
         record.request_seconds += time.monotonic() - started
         if outcome.error is not None:
             if isinstance(outcome.error, LlmError):

@@ -35,6 +35,7 @@ from ._checks import (
 __all__ = ["ModelConfig", "RateLimitConfig", "RetryConfig", "CacheConfig", "EmbeddingsConfig", "ModelPrice",
            "LlmConfig",
            "PROVIDERS", "MAX_TOKENS_FIELDS", "LIMITER_BACKENDS", "CONCURRENCY_SCOPES", "CACHE_BACKENDS",
+           "PACES",
            "mask_secret", "mask_url_password"]  # the masking helpers live in ._checks
 
 PROVIDERS = ("openai", "anthropic")
@@ -45,6 +46,9 @@ MAX_TOKENS_FIELDS = ("auto", "max_completion_tokens", "max_tokens")
 LIMITER_BACKENDS = ("memory", "sqlite", "redis")
 #: ``rate_limit.max_concurrent_scope``: the cap per process, or across the backend's group.
 CONCURRENCY_SCOPES = ("process", "shared")
+# How the learned provider limits admit requests: "bucket" whenever the modelled bucket
+# has room; "even" also spreads starts over the window (600 RPM: one every 100 ms).
+PACES = ("bucket", "even")
 CACHE_BACKENDS = ("none", "memory", "sqlite")
 
 
@@ -173,6 +177,8 @@ class RateLimitConfig(_Section):
     path: Optional[str] = None
     redis_url: Optional[str] = None
     key: str = "default"
+    adaptive: bool = True
+    pace: str = "bucket"
 
     _section: typing.ClassVar[str] = "llm.rate_limit"
 
@@ -207,6 +213,8 @@ class RateLimitConfig(_Section):
         if self.max_concurrent_scope == "shared" and self.backend == "memory":
             self._fail("max_concurrent_scope", "'shared' needs a shared backend: set "
                        "backend = 'sqlite' or 'redis' (memory is one process)")
+        if self.pace not in PACES:
+            self._fail("pace", f"must be one of {', '.join(PACES)}")
 
 
 @dataclass(frozen=True, repr=False)

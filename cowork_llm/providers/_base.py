@@ -12,6 +12,7 @@ import os
 import time
 import zlib
 from abc import abstractmethod
+from dataclasses import replace
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -57,6 +58,7 @@ from ..streaming import ChatStream, StreamState
 from ..structured import with_parsed
 from . import _body, _guard, _http, _sse
 from ._keys import ApiKey, KeyRotation, MaskedHeader
+from ._ratelimit_headers import parse_rate_limit_headers
 
 if TYPE_CHECKING:
     from ..health import HealthStatus
@@ -200,7 +202,10 @@ class HttpProvider(Llm):
         """
         options = options.with_defaults(self.config)
         body = self._body(messages, options, stream=False)
-        return with_parsed(self._parse_response(self._send(body)), options.response_format)
+        response = self._send(body)
+        result = with_parsed(self._parse_response(response), options.response_format)
+        report = parse_rate_limit_headers(response.headers)
+        return result if report is None else replace(result, rate_limits=report)
 
     def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
         """Send the request and return the answer as it arrives.
@@ -216,7 +221,8 @@ class HttpProvider(Llm):
         body = self._body(messages, options.with_defaults(self.config), stream=True)
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name,
-                            request_id=_http.request_id_of(response.headers, self._secrets()))
+                            request_id=_http.request_id_of(response.headers, self._secrets()),
+                            rate_limits=parse_rate_limit_headers(response.headers))
         # From here the stream's own bounds apply: no content piece for
         # stream_idle_timeout_seconds, or the whole stream past stream_timeout_seconds.
         config = self.config

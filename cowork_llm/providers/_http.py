@@ -42,6 +42,7 @@ from ..errors import (
     UntrustedCertificateError,
 )
 from . import _body, _guard
+from ._ratelimit_headers import parse_rate_limit_headers, should_retry_header
 
 logger = logging.getLogger(__name__)
 
@@ -410,16 +411,19 @@ def _error_class(status: int, response: requests.Response) -> Type[LlmApiError]:
 
 def error_for_response(response: requests.Response, *, provider: str, secrets: Iterable[str]) -> LlmApiError:
     """The error for a non-2xx response, carrying the provider's message (secrets
-    redacted), status, request id and Retry-After."""
+    redacted), status, request id, Retry-After, x-should-retry and rate-limit headers."""
     status = response.status_code
     cls = _error_class(status, response)
     message = redact(f"{provider} answered HTTP {status}: {provider_message(response)}", secrets)
-    return cls(
+    error = cls(
         message,
         status_code=status,
         request_id=request_id_of(response.headers, secrets),
         retry_after=parse_retry_after(response.headers),
     )
+    error.should_retry = should_retry_header(response.headers)
+    error.rate_limits = parse_rate_limit_headers(response.headers)
+    return error
 
 
 def _is_read_timeout(exc: BaseException) -> bool:

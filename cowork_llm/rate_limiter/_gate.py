@@ -28,11 +28,13 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import ContextManager, Deque, Optional
+from typing import ContextManager, Deque, Dict, Mapping, Optional
 
 from ..config._sections import RateLimitConfig
-from ..errors import AcquireCancelled, LimiterAcquireError
+from ..errors import AcquireCancelled, LimiterAcquireError, LimiterBackendError
+from ..limits import LimitReport, LimitsSnapshot
 from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
+from ._provider_view import Demand, ProviderView
 from .backends import build_backend
 from .backends.base import LimiterBackend
 from .backends.memory import MemoryBackend
@@ -68,6 +70,11 @@ class Slot:
     _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
     queue_position: int = 0  #: callers already queued (waiting, not in flight) on arrival
     _lease: Optional[str] = field(default=None, repr=False)  # max_concurrent_scope = "shared"
+    #: what the request takes from the provider's learned budgets (None: not adaptive)
+    demand: Optional[Mapping[str, float]] = field(default=None, repr=False)
+    #: the provider view's cumulative charges right after this admission
+    marks: Dict[str, float] = field(default_factory=dict, repr=False)
+    admitted_wall: float = field(default=0.0, repr=False)  #: time.time() at admission
 
     def release(self) -> None:
         """Let the next request in. Idempotent and thread-safe."""
@@ -81,6 +88,8 @@ class Slot:
 @dataclass(eq=False)
 class _Waiter:
     ticket: int
+    demand: Optional[Demand] = None
+    marks: Optional[Dict[str, float]] = None  # set when the provider view admitted it
     # On the limiter's lock; notified when it may move. Made only when the waiter must
     # wait (most are admitted at once): a waiter without one is not blocked, so there
     # is nobody to notify (a notify with no thread waiting is lost anyway).
@@ -91,14 +100,16 @@ class _SlotContext:
     """What :meth:`RateLimiter.slot` returns: acquires on entry, releases on exit (a
     small class: cheaper per request than a generator-based context manager)."""
 
-    __slots__ = ("_limiter", "_weight", "_tokens", "_slot")
+    __slots__ = ("_limiter", "_weight", "_tokens", "_demand", "_slot")
 
-    def __init__(self, limiter: "RateLimiter", weight: int, tokens: int) -> None:
+    def __init__(self, limiter: "RateLimiter", weight: int, tokens: int,
+                 demand: Optional[Demand]) -> None:
         self._limiter, self._weight, self._tokens = limiter, weight, tokens
+        self._demand = demand
         self._slot: Optional[Slot] = None
 
     def __enter__(self) -> Slot:
-        self._slot = self._limiter.acquire(self._weight, self._tokens)
+        self._slot = self._limiter.acquire(self._weight, self._tokens, demand=self._demand)
         return self._slot
 
     def __exit__(self, *exc_info: object) -> None:
@@ -117,6 +128,8 @@ class RateLimiter:
         """Raises ConfigError when the configured backend is not available."""
         self.config = config if config is not None else RateLimitConfig()
         self.backend = backend if backend is not None else build_backend(self.config)
+        #: what was learned from the provider's rate-limit headers (kept in the backend)
+        self.provider_view = ProviderView(self.config, self.backend)
         self._lock = threading.Lock()
         # Only wait_for_queued() listens here, so an arrival wakes no other waiter.
         self._arrived = threading.Condition(self._lock)
@@ -130,19 +143,23 @@ class RateLimiter:
 
     # --- taking and giving back slots ---------------------------------------------------
 
-    def slot(self, weight: int = 1, tokens: int = 0) -> ContextManager[Slot]:
+    def slot(self, weight: int = 1, tokens: int = 0, *,
+             demand: Optional[Demand] = None) -> ContextManager[Slot]:
         """Hold a slot for the ``with`` block; it is released on every way out.
 
         Raises LimiterAcquireError (see :meth:`acquire`), on entering the block.
         """
-        return _SlotContext(self, weight, tokens)
+        return _SlotContext(self, weight, tokens, demand)
 
-    def acquire(self, weight: int = 1, tokens: int = 0) -> Slot:
+    def acquire(self, weight: int = 1, tokens: int = 0, *,
+                demand: Optional[Demand] = None) -> Slot:
         """Wait for a slot, in arrival order, and return it.
 
         ``weight`` is what this request counts for in the request rates (1 for a
         request); ``tokens`` what it counts for in ``tokens_per_minute`` (0: nothing,
-        see :func:`~cowork_llm.rate_limiter._rates.estimate_request_tokens`). The wait
+        see :func:`~cowork_llm.rate_limiter._rates.estimate_request_tokens`); ``demand``
+        what it takes from the provider's learned budgets (see
+        :mod:`~cowork_llm.rate_limiter._provider_view`; ignored unless ``adaptive``). The wait
         (queue, pause and interval together) is bounded by ``acquire_timeout_seconds``
         when set.
 
@@ -159,7 +176,8 @@ class RateLimiter:
         deadline = None if timeout is None else asked_at + timeout
         with self._lock:
             self._check_open()
-            me = _Waiter(next(self._tickets))
+            me = _Waiter(next(self._tickets),
+                         demand if demand is not None and self.config.adaptive else None)
             ahead = len(self._queue)
             self._queue.append(me)
             self._arrived.notify_all()
@@ -181,7 +199,8 @@ class RateLimiter:
             lease = self.backend.take_lease()
         return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
-                    _lease=lease)
+                    _lease=lease, demand=me.demand, marks=me.marks or {},
+                    admitted_wall=time.time())
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
@@ -201,7 +220,7 @@ class RateLimiter:
                 # shared backend may be slow) cannot reorder anyone.
                 self._lock.release()
                 try:
-                    wait = self.backend.try_acquire(weight, tokens)
+                    wait = self._try_start(me, weight, tokens)
                 finally:
                     self._lock.acquire()
                 if wait <= 0:
@@ -230,6 +249,49 @@ class RateLimiter:
             return self.backend.await_turn(_at_most(wait, _BACKEND_WAIT_BOUND))
         finally:
             self._lock.acquire()
+
+    def _try_start(self, me: "_Waiter", weight: int, tokens: int) -> float:
+        """Without the lock, as the head: record a start if the provider's learned
+        budgets (looked at first, so a refusal there spends no configured slot) and the
+        configured rates allow it; else the seconds to wait."""
+        if me.demand is None:
+            return self.backend.try_acquire(weight, tokens)
+        with self.backend.provider_view_guard():
+            wait = self.provider_view.wait(me.demand)
+            if wait > 0:
+                return wait
+            wait = self.backend.try_acquire(weight, tokens)
+            if wait > 0:
+                return wait
+            # Without a guard (redis) another process may have charged the view since
+            # the look above; the configured slot is then lost (never an excess), as
+            # with the token bucket.
+            wait, me.marks = self.provider_view.admit(me.demand)
+            return wait
+
+    def observe(self, slot: Slot, report: Optional[LimitReport],
+                used: Optional[Mapping[str, float]] = None, *, refused: bool = False,
+                reported_at: Optional[float] = None) -> None:
+        """What the answer (or error) to ``slot``'s request said: its rate-limit headers
+        correct the learned view, and ``used`` (the real usage per dimension) settles
+        the estimate charged at admission; ``refused``: the answer was a 429;
+        ``reported_at``: the wall-clock time the headers arrived (default: now). Nothing
+        when the slot carried no demand. Never raises: the answer already arrived, so a
+        shared store that fails now is logged (WARNING), not raised over it; the next
+        admission raises it."""
+        if slot.demand is None or slot._fork_epoch != self._fork_epoch:
+            return
+        try:
+            self.provider_view.observe(report, marks=slot.marks, demand=slot.demand, used=used,
+                                       refused=refused, reported_at=reported_at)
+        except LimiterBackendError as error:
+            logger.warning("rate limiter %r could not record what the provider said: %s",
+                           self.config.key, error)
+
+    def limits(self) -> LimitsSnapshot:
+        """A frozen snapshot of the configured limits and of what was learned from the
+        provider. Raises LimiterBackendError when the shared store fails."""
+        return self.provider_view.snapshot()
 
     def _wake_head(self) -> None:
         """With the lock held: let the head look again. Only the head can move, so only
@@ -286,6 +348,7 @@ class RateLimiter:
         self._fork_epoch += 1
         if isinstance(self.backend, MemoryBackend):
             self.backend = build_backend(self.config)
+            self.provider_view = ProviderView(self.config, self.backend)
 
     # --- introspection ------------------------------------------------------------------
 

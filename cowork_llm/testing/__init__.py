@@ -5,7 +5,8 @@
 - :class:`FakeLlmServer`: a real HTTP server on 127.0.0.1 speaking the OpenAI and
   Anthropic APIs (streaming included), with key checks, a record of every request and
   fault injection (error statuses with Retry-After, delays, dropped connections,
-  malformed JSON, empty choices, quota errors, streams cut short).
+  malformed JSON, empty choices, quota errors, streams cut short), and a provider's
+  rate limits (:class:`Quota`: requests/tokens per minute, rate-limit headers, 429s).
 
 Example, a test of code that calls an LLM through the real client stack::
 
@@ -23,6 +24,7 @@ Example, a test of code that calls an LLM through the real client stack::
 from ._echo import echo_reply, estimate_tokens
 from ._fake_record import RecordedRequest
 from .fake_faults import FAULT_KINDS, Fault
+from .fake_quota import Quota
 from .fake_server import FakeLlmServer
 from .mock import MockCall, MockLlm
 
@@ -34,5 +36,6 @@ __all__ = [
     "FAULT_KINDS",
     "MockCall",
     "MockLlm",
+    "Quota",
     "RecordedRequest",
 ]

@@ -8,6 +8,7 @@ checked like a real server would (key, ``anthropic-version``, body), then answer
 import itertools
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from . import _fake_protocol as wire
 from . import _fake_requests
-from ._echo import echo_reply, prompt_tokens
+from ._echo import echo_reply, estimate_tokens, prompt_tokens
 from ._fake_record import RecordedRequest, headers_of
 from ._schema_sample import sample_for_schema
 from .fake_faults import Fault
@@ -154,25 +155,41 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             raise wire.ApiProblem(500, f"reply callable raised {type(error).__name__}: {error}") from None
         text, stop_sequence = wire.apply_stop(text, parsed.stop)
         text, cut = wire.truncate(text, parsed.max_tokens)
-        n = self.owner._next_id()
         tokens = prompt_tokens(parsed.messages)
         empty = fault is not None and fault.kind == "empty"
+        limits: Dict[str, str] = {}
+        if self.owner.quota is not None:
+            answered = 0 if empty else estimate_tokens(text)
+            family = self.owner.quota.quota.headers
+            family = family if family != "auto" else ("anthropic" if self.anthropic else "openai")
+            admitted, retry_after, limits = self.owner.quota.take(
+                {"requests": 1, "tokens": tokens + answered, "input_tokens": tokens,
+                 "output_tokens": answered}, family)
+            if not admitted:
+                assert retry_after is not None
+                limits["retry-after"] = str(max(1, math.ceil(retry_after)))
+                if family == "openai":
+                    limits["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+                return self._send_error(429, "Rate limit reached: the fake's quota is spent; "
+                                        "retry after the time given", "rate_limit_exceeded"
+                                        if not self.anthropic else "rate_limit_error", limits)
+        n = self.owner._next_id()
         if self.anthropic:
             rid = f"msg_fake{n:08d}"
             stop = "max_tokens" if cut else ("stop_sequence" if stop_sequence else "end_turn")
             stop_sequence = None if cut else stop_sequence
             if parsed.stream and not empty:
                 events = wire.anthropic_stream(rid, parsed.model, text, stop, tokens, stop_sequence)
-                return self._send_stream(events, fault, {"request-id": f"req_fake{n:08d}"})
+                return self._send_stream(events, fault, {"request-id": f"req_fake{n:08d}", **limits})
             body = wire.anthropic_message(rid, parsed.model, None if empty else text, stop, tokens,
                                           stop_sequence)
-            return self._send_json(200, body, {"request-id": f"req_fake{n:08d}"})
+            return self._send_json(200, body, {"request-id": f"req_fake{n:08d}", **limits})
         rid, finish = f"chatcmpl-fake{n:08d}", ("length" if cut else "stop")
         if parsed.stream and not empty:
             events = wire.openai_stream(rid, parsed.model, text, finish, tokens, parsed.include_usage)
-            return self._send_stream(events, fault, {"x-request-id": f"req_fake{n:08d}"})
+            return self._send_stream(events, fault, {"x-request-id": f"req_fake{n:08d}", **limits})
         body = wire.openai_completion(rid, parsed.model, None if empty else text, finish, tokens)
-        self._send_json(200, body, {"x-request-id": f"req_fake{n:08d}"})
+        self._send_json(200, body, {"x-request-id": f"req_fake{n:08d}", **limits})
 
     def _embeddings(self, request: RecordedRequest, fault: Optional[Fault]) -> None:
         parsed = wire.parse_embeddings(request.body)

@@ -38,6 +38,7 @@ from ._fake_config import config_env, fake_config
 from ._fake_handler import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer
 from ._fake_record import RecordedRequest, RequestLog
 from .fake_faults import Fault, FaultQueue
+from .fake_quota import Quota, QuotaBuckets
 
 __all__ = ["FakeLlmServer", "RecordedRequest", "Fault"]
 
@@ -56,6 +57,10 @@ class FakeLlmServer:
         latency_seconds: added before every response.
         stream_delay_seconds: added between streamed events.
         port: the port to bind; 0 (default) picks a free one.
+        quota: a provider's quota (:class:`~cowork_llm.testing.Quota`): requests and
+            tokens per minute as continuously refilling buckets, rate-limit headers on
+            every answer, 429 with ``retry-after`` when over; its running buckets are
+            :attr:`quota` (``server.quota.refused`` counts the 429s).
 
     Thread-safe: faults, the request record and the counters may be used from any thread
     while the server runs. After :meth:`stop`, :meth:`start` binds the same port again.
@@ -75,6 +80,7 @@ class FakeLlmServer:
         latency_seconds: float = 0.0,
         stream_delay_seconds: float = 0.0,
         port: int = 0,
+        quota: Optional[Quota] = None,
     ) -> None:
         if latency_seconds < 0 or stream_delay_seconds < 0:
             raise ValueError("latency_seconds and stream_delay_seconds must be 0 or more")
@@ -85,6 +91,8 @@ class FakeLlmServer:
         self.latency_seconds = latency_seconds
         self.stream_delay_seconds = stream_delay_seconds
         self._port = port
+        #: the running quota buckets (None without a quota)
+        self.quota: Optional[QuotaBuckets] = QuotaBuckets(quota) if quota is not None else None
         self._faults = FaultQueue()
         self._log = RequestLog()
         self._ids = itertools.count(1)

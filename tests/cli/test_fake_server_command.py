@@ -63,3 +63,24 @@ def test_quota_specs_are_checked():
     for bad in ("rpm", "rpm=x", "rpm=0", "rps=5", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_quota(bad)
+
+
+def test_a_quota_spec_makes_a_server_enforcing_it_with_the_family_asked():
+    import argparse
+
+    import requests
+
+    from cowork_llm.cli.fake_server import _server
+
+    spec = parse_quota("rpm=2,itpm=1000,headers=anthropic")
+    assert spec == {"requests_per_minute": 2, "input_tokens_per_minute": 1000, "headers": "anthropic"}
+    with _server(0, spec).start() as server:
+        answers = [requests.post(server.base_url + "/chat/completions", timeout=5,
+                                 headers={"Authorization": "Bearer fake-key"},
+                                 json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]})
+                   for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[1].headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert int(answers[2].headers["retry-after"]) >= 1
+    with pytest.raises(argparse.ArgumentTypeError, match="headers must be one of"):
+        parse_quota("rpm=1,headers=azure")

@@ -34,14 +34,16 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def test_healthy_is_one_line_and_exit_0(server, capsys):
+def test_healthy_is_one_line_then_the_limits_and_exit_0(server, capsys):
     write_config(server.base_url)
     code, out, err = run_cli(capsys)
     assert code == 0
     lines = out.splitlines()
-    assert len(lines) == 1
     assert lines[0].startswith("healthy: openai fake-model at 127.0.0.1: ok (HTTP 200), ")
     assert lines[0].endswith(" ms")
+    # then the rate limits: configured, and nothing learned yet by a fresh process
+    assert lines[1].startswith("rate limit 'default': min_interval_seconds=")
+    assert lines[2:] == ["  learned from the provider: nothing yet"]
     assert [r.path for r in server.requests] == ["/v1/models"]
 
 

@@ -181,7 +181,8 @@ def test_every_field_has_a_variable_the_loader_reads(env, required_env):
                "embeddings.base_url": "https://embeddings.example/v1", "embeddings.provider": "openai",
                "rate_limit.max_concurrent_scope": "shared",
                "model.top_p": "0.5", "model.reasoning_effort": "low", "model.max_tokens_field": "max_tokens",
-               "model.max_response_bytes": "4096"}
+               "model.max_response_bytes": "4096",
+               "rate_limit.pace": "even"}
     for key in CONFIG_KEYS:
         if not key.required:
             kind = next(t for t in samples if t in getattr(key.annotation, "__args__", (key.annotation,)))
@@ -191,6 +192,7 @@ def test_every_field_has_a_variable_the_loader_reads(env, required_env):
         assert config.sources[key.path] == f"env:{key.variable}", key.path
     assert (config.rate_limit.backend, config.rate_limit.path) == ("sqlite", "x")
     assert config.cache.ttl_seconds == 1.5
+    assert (config.rate_limit.adaptive, config.rate_limit.pace) == (True, "even")
 
 
 @pytest.mark.parametrize("variable, value, fragment", [

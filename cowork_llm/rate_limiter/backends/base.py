@@ -27,9 +27,10 @@ the buckets directly and says how long to wait before asking again.
 """
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
-from typing import Any, ContextManager, List, Optional, Tuple, Type
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple, Type, TypeVar
 
 from pyrate_limiter import RateItem, StateBucket
 from pyrate_limiter.abstracts.bucket import AbstractBucket
@@ -37,6 +38,7 @@ from pyrate_limiter.abstracts.bucket import AbstractBucket
 from ...config._sections import RateLimitConfig
 from ...errors import LimiterAcquireError, LimiterBackendError
 from .._rates import CHARS_PER_TOKEN
+from ._provider_store import LocalViewStore
 
 __all__ = ["LimiterBackend", "BucketBackend"]
 
@@ -46,6 +48,10 @@ logger = logging.getLogger(__name__)
 _MIN_RETRY_SECONDS = 0.001
 # Expired request entries are deleted this often (pyrate's own Leaker thread is not used).
 _LEAK_EVERY_MS = 10_000
+# Makes the process-local provider view of a backend the first time it is used.
+_LOCAL_VIEW_LOCK = threading.Lock()
+
+T = TypeVar("T")
 
 
 class LimiterBackend(ABC):
@@ -99,6 +105,32 @@ class LimiterBackend(ABC):
     def release_lease(self, lease: str) -> None:  # noqa: B027 - no leases without a shared cap
         """Give back a lease from :meth:`take_lease` (the slot was released). Never
         raises: a lease that cannot be given back expires by itself."""
+
+    # --- what was learned from the provider (cowork_llm.rate_limiter._provider_view) ------
+
+    #: True when the provider view is shared with other processes (sqlite, redis).
+    shares_provider_view: bool = False
+
+    def provider_view_guard(self) -> ContextManager[Any]:
+        """Held by the head around one admission (the provider view's look, the buckets,
+        the view's charge) so a backend that can make them one atomic step does:
+        sqlite's file lock (reentrant in its thread). Others: nothing."""
+        return nullcontext()
+
+    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+                             read_only: bool = False) -> T:
+        """Run ``update(state)`` on the provider view (a JSON-able dict it may change in
+        place) atomically with respect to every other member sharing this backend, and
+        return what it returns. This default keeps the view in the process (``memory``);
+        shared backends store it next to their buckets
+        (:mod:`~cowork_llm.rate_limiter.backends._provider_store`). ``read_only``:
+        ``update`` changes nothing (a shared store may then skip its transaction).
+        Raises LimiterBackendError when the shared store fails."""
+        store = self.__dict__.get("_local_provider_view")
+        if store is None:
+            with _LOCAL_VIEW_LOCK:
+                store = self.__dict__.setdefault("_local_provider_view", LocalViewStore())
+        return store.update(update)  # type: ignore[no-any-return]
 
     def withdraw(self) -> None:  # noqa: B027 - a backend without a shared queue has nothing to do
         """The calling thread stops asking without having been admitted (a timeout, an

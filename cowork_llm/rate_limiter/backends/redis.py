@@ -27,7 +27,7 @@ on while others are ahead of it).
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
@@ -35,9 +35,12 @@ from ...errors import ConfigError, LimiterBackendError
 from .._rates import admission_rates, lost_state_pause_seconds, token_rates
 from . import _redis_scripts as scripts
 from ._leases import LeaseKeeper
+from ._provider_store import redis_update
 from ._ticket_queue import QueuedBackend
 
 __all__ = ["RedisBackend", "BACKEND", "CLUSTER_SCHEMES"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +267,18 @@ class RedisBackend(QueuedBackend):
 
     def _write_pause(self, seconds: float) -> None:
         self._pause(keys=[self._keys["pause"]], args=[self._now_arg(), repr(seconds * 1000), "0"])
+
+    shares_provider_view = True
+
+    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+                             read_only: bool = False) -> T:
+        """The provider view next to the pause key (same prefix, so the same hash slot
+        whatever the prefix becomes), in an optimistic transaction."""
+        key = self._keys["pause"][: -len("pause")] + "provider_view"
+        try:
+            return redis_update(self._client, key, update, read_only=read_only)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
 
     def _take_turn(self, member: str, alive_ms: int) -> bool:  # pragma: no cover - in ACQUIRE
         raise NotImplementedError

@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
 from pyrate_limiter.abstracts.algorithm import StateAlgorithm
@@ -33,6 +33,7 @@ from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
 from .._rates import admission_rates, lost_state_pause_seconds, token_rates
 from ._leases import LeaseKeeper
+from ._provider_store import SQLITE_CREATE, sqlite_update
 from ._ticket_queue import QueuedBackend
 
 __all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]
@@ -55,6 +56,8 @@ _LEASE_TABLE = "cowork_llm_leases"
 # A member blocked by the shared concurrency cap asks again this often (no wake-ups
 # between processes here: a release in another process is seen at the next ask).
 _LEASE_POLL_SECONDS = 0.02
+
+T = TypeVar("T")
 
 
 def _table_name(key: str) -> str:
@@ -174,6 +177,7 @@ class SQLiteBackend(QueuedBackend):
                          f"ON {_QUEUE_TABLE} (key, ticket)")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {_LEASE_TABLE} (lease TEXT PRIMARY KEY, "
                          "key TEXT NOT NULL, expires_ms REAL NOT NULL)")
+            conn.execute(SQLITE_CREATE)  # what was learned from the provider's headers
             conn.commit()
         # The bucket takes the file lock itself in put() (reentrant in our thread); we
         # never hand it to pyrate's Limiter, whose non-blocking path breaks with filelock 4.
@@ -344,6 +348,22 @@ class SQLiteBackend(QueuedBackend):
         conn = self._connection()
         conn.executemany(f"DELETE FROM {_QUEUE_TABLE} WHERE member = ?", [(m,) for m in members])
         conn.commit()
+
+    shares_provider_view = True
+
+    def provider_view_guard(self) -> ContextManager[Any]:
+        """The file lock: the view's look, the buckets and the view's charge in one
+        hold, atomic across processes (the inner acquisitions are reentrant)."""
+        return self._lock  # type: ignore[no-any-return]
+
+    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+                             read_only: bool = False) -> T:
+        """The provider view in a row of the file, under the file lock."""
+        try:
+            with self._lock:
+                return sqlite_update(self._connection(), self._name, update, read_only=read_only)
+        except self._store_errors as error:
+            raise self._backend_error(error) from error
 
     def _backend_error(self, error: BaseException) -> LimiterBackendError:
         return LimiterBackendError(

@@ -1,0 +1,121 @@
+"""Where each backend keeps the provider view (:mod:`cowork_llm.rate_limiter._provider_view`):
+one JSON document per limiter key, read-modified-written atomically.
+
+- ``memory``: a dict in the process, under a lock.
+- ``sqlite``: a row of ``cowork_llm_provider_view`` in the limiter's file, under the
+  same file lock as the buckets.
+- ``redis``: the key ``<the backend's key prefix>provider_view`` (next to its pause key,
+  so it shares that key's hash tag and slot on a Cluster), updated optimistically: read,
+  compute, write with a compare-and-set script, run again when another member wrote in
+  between. The model stays in Python, one implementation for every backend, instead of
+  a second one in Lua. Its times are the members' clocks (time.time()), not Redis's:
+  a host whose clock is off by d seconds misjudges the refill by d x the refill rate.
+
+Every update is one function of the state, so a member's own accounting (its charge at
+admission, its settlement) and what its response reported are applied together: no
+update is lost between members.
+"""
+
+import json
+import logging
+import sqlite3
+import threading
+from typing import Any, Callable, Dict, TypeVar
+
+from ...errors import LimiterBackendError
+
+__all__ = ["LocalViewStore", "sqlite_update", "redis_update", "SQLITE_CREATE"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TABLE = "cowork_llm_provider_view"
+# A view nobody updated for a day is forgotten by Redis (the model would have refilled
+# to full long before; only the limits would remain, and they are learned again at once).
+_REDIS_TTL_MS = 24 * 3600 * 1000
+# WATCH conflicts happen when members update at the same moment; each retry is one more
+# round trip. Past this many, the store is too contended to be useful: say so.
+_REDIS_ATTEMPTS = 50
+
+
+class LocalViewStore:
+    """The process-local view: a dict behind a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: Dict[str, Any] = {}
+
+    def update(self, fn: Callable[[Dict[str, Any]], T]) -> T:
+        with self._lock:
+            return fn(self._state)
+
+
+def _encode(state: Dict[str, Any]) -> str:
+    return json.dumps(state, separators=(",", ":"), sort_keys=True)
+
+
+def _decode(text: Any) -> Dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        state = json.loads(text)
+    except ValueError:
+        logger.debug("provider view unreadable; starting afresh")
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+#: Run by the sqlite backend with its other CREATE statements.
+SQLITE_CREATE = f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, state TEXT NOT NULL)"
+
+
+def sqlite_update(conn: sqlite3.Connection, key: str, fn: Callable[[Dict[str, Any]], T], *,
+                  read_only: bool = False) -> T:
+    """``fn`` on the stored state, written back when it changed. The caller holds the
+    file lock. Raises sqlite3.Error."""
+    row = conn.execute(f"SELECT state FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
+    before = row[0] if row else ""
+    state = _decode(before)
+    result = fn(state)
+    if read_only:
+        conn.commit()  # ends the read transaction, so other processes' writes are seen next time
+        return result
+    after = _encode(state)
+    if after != before and (state or before):
+        conn.execute(f"INSERT OR REPLACE INTO {_TABLE} (key, state) VALUES (?, ?)", (key, after))
+    conn.commit()
+    return result
+
+
+# Compare-and-set: write ARGV[2] only if the key still holds ARGV[1] ('' = absent). One
+# key per script, so it runs on a Redis Cluster node as on a single Redis (WATCH/MULTI
+# does not work through redis-py's cluster client).
+_REDIS_CAS = """
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any]], T], *,
+                 read_only: bool = False) -> T:
+    """``fn`` on the stored state, written back with a compare-and-set script and run
+    again on the newer state when another member wrote in between (a read-only ``fn``:
+    one GET). Raises redis.RedisError, or LimiterBackendError when every attempt
+    conflicted."""
+    for _ in range(_REDIS_ATTEMPTS):
+        raw = client.get(key)
+        before = raw.decode() if isinstance(raw, bytes) else (raw or "")
+        state = _decode(before)
+        result = fn(state)
+        if read_only:
+            return result
+        after = _encode(state)
+        if after == before or not state:
+            return result
+        if client.eval(_REDIS_CAS, 1, key, before, after, _REDIS_TTL_MS):
+            return result
+    raise LimiterBackendError(f"the provider view at {key!r} was updated by other members "
+                              f"{_REDIS_ATTEMPTS} times in a row; Redis is overloaded")
