@@ -67,12 +67,14 @@ def demand_for(prompt_tokens: int, max_tokens: int) -> Dict[str, float]:
 
 def used_by(usage: Any) -> Optional[Dict[str, float]]:
     """What an answer's :class:`~cowork_llm.results.Usage` really took from each token
-    dimension; None without usage. Cached prompt tokens (``cached_prompt_tokens``, when
-    the provider reported them) do not count toward Anthropic's input-token limit."""
+    dimension; None without usage. Prompt tokens read from the provider's cache
+    (``cached_prompt_tokens``, when reported) do not count toward Anthropic's input-token
+    limit ("cache_read_input_tokens ... do not count towards ITPM",
+    https://docs.anthropic.com/en/api/rate-limits); tokens written to it do."""
     if usage is None:
         return None
     prompt, completion = float(usage.prompt_tokens), float(usage.completion_tokens)
-    cached = getattr(usage, "cached_prompt_tokens", None) or 0
+    cached = usage.cached_prompt_tokens or 0
     return {"tokens": prompt + completion, "input_tokens": max(0.0, prompt - cached),
             "output_tokens": completion}
 

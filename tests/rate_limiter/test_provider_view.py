@@ -133,9 +133,10 @@ def test_settlement_refunds_the_overestimate_and_charges_the_underestimate(clock
 
 
 def test_cached_prompt_tokens_do_not_count_as_input():
-    class Detailed:
-        prompt_tokens, completion_tokens, cached_prompt_tokens = 1000, 10, 800
-    assert used_by(Detailed()) == {"tokens": 1010, "input_tokens": 200, "output_tokens": 10}
+    usage = Usage.of(1000, 10, cached_prompt_tokens=800, cache_creation_tokens=150)
+    # Anthropic counts cache writes toward its input limit, cache reads not
+    assert used_by(usage) == {"tokens": 1010, "input_tokens": 200, "output_tokens": 10}
+    assert used_by(Usage.of(1000, 10))["input_tokens"] == 1000  # no detail: all of it
     assert used_by(None) is None
 
 
