@@ -75,9 +75,9 @@ def test_a_quota_spec_makes_a_server_enforcing_it_with_the_family_asked():
     spec = parse_quota("rpm=2,itpm=1000,headers=anthropic")
     assert spec == {"requests_per_minute": 2, "input_tokens_per_minute": 1000, "headers": "anthropic"}
     with _server(0, spec).start() as server:
-        answers = [requests.post(server.base_url + "/chat/completions", timeout=5,
-                                 headers={"Authorization": "Bearer fake-key"},
-                                 json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]})
+        body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+        answers = [requests.post(server.base_url + "/chat/completions", timeout=5, json=body,
+                                 headers={"Authorization": "Bearer fake-key"})
                    for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[1].headers["anthropic-ratelimit-requests-remaining"] == "0"
