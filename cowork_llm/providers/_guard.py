@@ -43,6 +43,7 @@ class Guard:
         self._deadline = deadline
         self._idle = idle_seconds
         self._idle_deadline = time.monotonic() + idle_seconds if idle_seconds is not None else _INF
+        self._held = False
         self._what, self._idle_what = what, idle_what
         self._connections: List[Any] = []
         self._done = False
@@ -51,22 +52,31 @@ class Guard:
         _watchdog.watch(self)
 
     def due(self) -> float:
-        """The monotonic time at which the guard expires, or inf once it is done."""
-        return _INF if self._done else min(self._deadline, self._idle_deadline)
+        """The monotonic time at which the guard expires, or inf once it is done. While
+        held, the idle bound keeps moving away (the watchdog looks again that much later)."""
+        if self._done:
+            return _INF
+        idle = self._idle_deadline
+        if self._held:
+            idle = time.monotonic() + (self._idle or 0.0)
+        return min(self._deadline, idle)
 
     def remaining(self) -> float:
         """Seconds until the guard expires (at least a millisecond, for socket timeouts)."""
         return max(0.001, self.due() - time.monotonic())
 
     def touch(self) -> None:
-        """A content piece arrived: the idle clock starts again."""
+        """A content piece arrived, or the consumer asks for the next: the idle clock
+        starts again. (It only ever moves later than the watchdog's queued time, so the
+        watchdog needs no wake-up: it looks again when that time comes.)"""
         if self._idle is not None:
             self._idle_deadline = time.monotonic() + self._idle
+            self._held = False
 
     def hold(self) -> None:
         """The consumer has the stream's attention: no idle clock until :meth:`touch`."""
         if self._idle is not None:
-            self._idle_deadline = _INF
+            self._held = True
 
     def attach(self, connection: Any) -> None:
         """``connection`` (a urllib3 connection) carries this exchange: shut it down on expiry."""
@@ -156,6 +166,8 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while True:
+                while self._heap and self._heap[0][2].due() == _INF:
+                    heapq.heappop(self._heap)  # finished: forget it now, not at its deadline
                 if not self._heap:
                     self._cond.wait()
                     continue
