@@ -24,6 +24,7 @@ Exit status: 0 when every target reached ``--fail-under`` (default 0: report onl
 
 import argparse
 import configparser
+import fnmatch
 import json
 import os
 import random
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
@@ -60,6 +61,7 @@ def read_targets() -> Dict[str, Dict[str, List[str]]]:
 
 
 def read_equivalents() -> Dict[str, str]:
+    """Pattern (a mutant name, or an fnmatch pattern) -> why it survives."""
     equivalents = {}
     if EQUIVALENT_FILE.exists():
         for line in EQUIVALENT_FILE.read_text().splitlines():
@@ -70,14 +72,28 @@ def read_equivalents() -> Dict[str, str]:
     return equivalents
 
 
+def listed(mutant: str, equivalents: Dict[str, str]) -> Optional[str]:
+    """Why ``mutant`` is listed, or None."""
+    if mutant in equivalents:
+        return equivalents[mutant]
+    return next((why for pattern, why in equivalents.items()
+                 if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(mutant, pattern)),
+                None)
+
+
 def prepare(name: str, target: Dict[str, List[str]]) -> Path:
     """A fresh work directory: the package, the tests, and a setup.cfg for mutmut."""
     work = WORK / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "cowork_llm", work / "cowork_llm", ignore=ignore)
-    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    # The committed code (git's HEAD), not the checkout: an edit in progress never leaks
+    # into a measurement, and the report can name the commit it measured.
+    archive = subprocess.run(["git", "archive", "HEAD", "cowork_llm", "tests"], cwd=ROOT,
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    (work / "COMMIT").write_text(commit + "\n")
     config = configparser.ConfigParser(interpolation=None)
     config.read(ROOT / "setup.cfg")
     for section in config.sections():
@@ -138,28 +154,33 @@ def results(name: str) -> Dict[str, str]:
 
 
 def report(name: str, seconds: float = 0.0) -> Tuple[float, str]:
+    """Print and return the score of the last run of ``name``: killed / (tried - listed).
+    Listed mutants that survived are counted apart: equivalent ones, and those whose code
+    runs only at import ("import-time:"), before mutmut switches a mutant on."""
     everything = results(name)
     statuses = {m: s for m, s in everything.items() if s != "not checked"}
     equivalents = read_equivalents()
+    why = {m: listed(m, equivalents) for m in statuses}
     killed = [m for m, s in statuses.items() if s in KILLED.values()]
-    equivalent = [m for m, s in statuses.items() if s == "survived" and m in equivalents]
-    survived = [m for m, s in statuses.items() if s != "survived" and s not in KILLED.values()
-                or (s == "survived" and m not in equivalents)]
-    counted = len(statuses) - len(equivalent)
+    apart = [m for m, s in statuses.items() if s not in KILLED.values() and why[m]]
+    at_import = [m for m in apart if (why[m] or "").startswith("import-time:")]
+    survived = [m for m, s in statuses.items() if s not in KILLED.values() and not why[m]]
+    counted = len(statuses) - len(apart)
     score = 100.0 * len(killed) / counted if counted else 0.0
     took = f", {seconds / 60:.1f} min" if seconds else ""
     sampled = (f"; a sample of {len(statuses)} of {len(everything)} mutants"
                if len(statuses) < len(everything) else "")
-    line = (f"{name}: {score:.1f}% of non-equivalent mutants killed ({len(killed)} of {counted}; "
-            f"{len(equivalent)} equivalent, {len(survived)} not killed{sampled}{took})")
+    commit_file = WORK / name / "COMMIT"
+    commit = f" at {commit_file.read_text().strip()}" if commit_file.exists() else ""
+    line = (f"{name}{commit}: {score:.1f}% of non-equivalent mutants killed "
+            f"({len(killed)} of {counted}; {len(apart) - len(at_import)} equivalent, "
+            f"{len(at_import)} run at import, {len(survived)} not killed{sampled}{took})")
     print(line)
     for mutant in sorted(survived):
         print(f"    {statuses[mutant]:<12} {mutant}")
-    stale = [m for m in equivalents if m.startswith(_module_prefix(name, statuses))
-             and statuses.get(m) not in (None, "survived")]
-    for mutant in stale:
-        print(f"    listed as equivalent but {statuses[mutant]}: {mutant}")
-    print(f"    (diff of one: cd {WORK / name} && {sys.executable} -m mutmut show NAME)")
+    for mutant in sorted(m for m in killed if why[m] and m in equivalents):
+        print(f"    listed in {EQUIVALENT_FILE.name} but {statuses[mutant]}: {mutant}")
+    print(f"    (the diffs: python tools/mutation.py --diffs {name})")
     return score, line
 
 
@@ -176,17 +197,12 @@ def diffs(name: str) -> None:
     """Print the change of every mutant of the last run that was not killed."""
     equivalents = read_equivalents()
     names = sorted(m for m, s in results(name).items()
-                   if s not in KILLED.values() and s != "not checked" and m not in equivalents)
+                   if s not in KILLED.values() and s != "not checked" and not listed(m, equivalents))
     if names:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         subprocess.run([sys.executable, "-c", _DIFFS, *names], cwd=WORK / name, env=env,
                        check=False)
-
-
-def _module_prefix(name: str, statuses: Dict[str, str]) -> str:
-    # Every mutant of a run starts with a module path; a stale equivalent is one of them.
-    return os.path.commonprefix(list(statuses)) if statuses else "\0"
 
 
 def main() -> int:
