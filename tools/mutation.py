@@ -46,6 +46,9 @@ SURVIVED = {0: "survived"}
 NOT_RUN = {5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
 
 # Every target: per-test wall-clock bound (a mutant that hangs a test fails it), no cache.
+# Reasons that mark a listed mutant as out of mutmut's reach rather than equivalent.
+OUT_OF_REACH = ("import-time:", "fork-child:")
+
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "--timeout=60", "-m", "not realserver"]
 
 
@@ -155,15 +158,15 @@ def results(name: str) -> Dict[str, str]:
 
 def report(name: str, seconds: float = 0.0) -> Tuple[float, str]:
     """Print and return the score of the last run of ``name``: killed / (tried - listed).
-    Listed mutants that survived are counted apart: equivalent ones, and those whose code
-    runs only at import ("import-time:"), before mutmut switches a mutant on."""
+    Listed mutants that survived are counted apart: equivalent ones, and those out of
+    mutmut's reach (code that runs only at import, or only in a forked child)."""
     everything = results(name)
     statuses = {m: s for m, s in everything.items() if s != "not checked"}
     equivalents = read_equivalents()
     why = {m: listed(m, equivalents) for m in statuses}
     killed = [m for m, s in statuses.items() if s in KILLED.values()]
     apart = [m for m, s in statuses.items() if s not in KILLED.values() and why[m]]
-    at_import = [m for m in apart if (why[m] or "").startswith("import-time:")]
+    at_import = [m for m in apart if (why[m] or "").startswith(OUT_OF_REACH)]
     survived = [m for m, s in statuses.items() if s not in KILLED.values() and not why[m]]
     counted = len(statuses) - len(apart)
     score = 100.0 * len(killed) / counted if counted else 0.0
@@ -174,7 +177,7 @@ def report(name: str, seconds: float = 0.0) -> Tuple[float, str]:
     commit = f" at {commit_file.read_text().strip()}" if commit_file.exists() else ""
     line = (f"{name}{commit}: {score:.1f}% of non-equivalent mutants killed "
             f"({len(killed)} of {counted}; {len(apart) - len(at_import)} equivalent, "
-            f"{len(at_import)} run at import, {len(survived)} not killed{sampled}{took})")
+            f"{len(at_import)} out of reach, {len(survived)} not killed{sampled}{took})")
     print(line)
     for mutant in sorted(survived):
         print(f"    {statuses[mutant]:<12} {mutant}")

@@ -4,6 +4,7 @@ waits, that a slot spends no tokens unless asked to, that a forked child is not 
 on a lock held by a parent thread, and that closing twice closes the backend once."""
 
 import _thread
+import logging
 import os
 import signal
 import threading
@@ -212,3 +213,44 @@ def test_closing_from_many_threads_at_once_closes_the_backend_once():
     for thread in threads:
         thread.join(WAIT)
     assert backend.closes == 1
+
+
+# --- waits with a timeout, and what the gate says ---------------------------------------------
+
+
+def test_with_an_acquire_timeout_a_worker_still_starts_when_the_interval_is_up():
+    """The timeout bounds the wait; it does not replace it: a worker thread (no Ctrl-C
+    slicing) waiting for a 0.3 s interval starts after about 0.3 s, not at the timeout."""
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0.3, acquire_timeout_seconds=20))
+    try:
+        limiter.acquire().release()
+        waited = []
+        worker = start_thread(lambda: waited.append(limiter.acquire().waited_seconds))
+        worker.join(WAIT * 2)
+        assert waited and 0.25 <= waited[0] < 3.0, waited
+    finally:
+        limiter.close()
+
+
+def test_a_timeout_error_says_where_the_caller_was_in_the_queue():
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, max_concurrent=1,
+                                          acquire_timeout_seconds=0.1))
+    held = limiter.acquire()
+    try:
+        with pytest.raises(LimiterAcquireError) as raised:
+            limiter.acquire()
+        assert "1 requests were queued (0 ahead of this one), 1 in flight" in str(raised.value)
+    finally:
+        held.release()
+        limiter.close()
+
+
+def test_a_pause_is_logged_with_the_key_and_its_length(caplog):
+    caplog.set_level(logging.INFO, logger="cowork_llm")
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0, key="paused-key"))
+    try:
+        limiter.pause(0.01)
+    finally:
+        limiter.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("cowork_llm.rate_limiter")] \
+        == ["rate limiter 'paused-key' paused for 0.01 s"]

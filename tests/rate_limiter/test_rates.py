@@ -1,0 +1,51 @@
+"""The rates a limiter is built from: the interval padded by a small margin (so the
+spacing holds at the server, not only at the limiter), requests_per_minute added only
+when it can refuse, and what an embeddings request weighs."""
+
+import logging
+
+import pytest
+
+from cowork_llm.config import RateLimitConfig
+from cowork_llm.rate_limiter._rates import (
+    admission_rates,
+    estimate_embedding_tokens,
+    request_rates,
+)
+
+
+def limits(rates):
+    """(limit, interval_ms) of each pyrate Rate (which has no __eq__)."""
+    return [(rate.limit, rate.interval) for rate in rates]
+
+
+@pytest.mark.parametrize("seconds, padded_ms", [
+    (0.5, 505),  # 1 % of the interval
+    (2.0, 2020),  # 1 % = 20 ms, the cap
+    (10.0, 10020),  # capped at 20 ms
+    (0.01, 10 + 1),  # 0.1 ms rounds up to 1 ms
+])
+def test_the_interval_is_padded_by_one_percent_up_to_20_ms(seconds, padded_ms):
+    config = RateLimitConfig(min_interval_seconds=seconds)
+    assert limits(request_rates(config)) == [(1, round(seconds * 1000))]
+    assert limits(admission_rates(config)) == [(1, padded_ms)]
+
+
+def test_no_interval_means_no_interval_rate():
+    assert limits(admission_rates(RateLimitConfig(min_interval_seconds=0))) == []
+
+
+def test_a_one_millisecond_interval_is_kept():
+    assert limits(request_rates(RateLimitConfig(min_interval_seconds=0.001))) == [(1, 1)]
+
+
+def test_a_requests_per_minute_the_interval_implies_is_left_out(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm")
+    config = RateLimitConfig(min_interval_seconds=2.0, requests_per_minute=40)
+    assert limits(request_rates(config)) == [(1, 2000)]
+    assert "requests_per_minute=40 is implied by min_interval_seconds=2.0" in caplog.text
+
+
+def test_an_embeddings_request_weighs_its_characters_over_four():
+    assert estimate_embedding_tokens(["abcd" * 10, "x"]) == 11
+    assert estimate_embedding_tokens([]) == 0
