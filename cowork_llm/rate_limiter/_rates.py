@@ -25,6 +25,7 @@ __all__ = [
     "ARRIVAL_MARGIN_MAX_MS",
     "ARRIVAL_MARGIN_FRACTION",
     "lost_state_pause_seconds",
+    "padded_window_ms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,13 @@ LOW_DETAIL_IMAGE_TOKENS = 85
 
 
 def _padded_ms(interval_ms: int) -> int:
-    return interval_ms + math.ceil(min(ARRIVAL_MARGIN_MAX_MS, interval_ms * ARRIVAL_MARGIN_FRACTION))
+    return math.ceil(padded_window_ms(interval_ms))
+
+
+def padded_window_ms(interval_ms: float) -> float:
+    """``interval_ms`` plus the arrival margin, min(20 ms, 1 %), unrounded (for a store
+    that counts in fractions of a millisecond)."""
+    return interval_ms + min(ARRIVAL_MARGIN_MAX_MS, interval_ms * ARRIVAL_MARGIN_FRACTION)
 
 
 def _rates_for(interval_ms: int, minute_ms: int, rpm: Optional[int], interval_text: Any) -> List[Rate]:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
-from .._rates import admission_rates, lost_state_pause_seconds, token_rates
+from .._rates import admission_rates, lost_state_pause_seconds, padded_window_ms, request_rates, token_rates
 from . import _redis_scripts as scripts
 from ._leases import LeaseKeeper
 from ._provider_store import redis_update
@@ -105,7 +105,10 @@ class RedisBackend(QueuedBackend):
             "requests", "tokens", "pause", "queue", "tickets", "alive", "generation", "leases")}
         self._wake_prefix = tag + "wake:"
         rates = admission_rates(config)
-        self._rates_arg = ",".join(f"{r.limit}:{r.interval}" for r in rates)
+        # The scripts count in fractional ms: pad the windows exactly, not rounded up to
+        # whole ms as pyrate's integer rates must be (at 10 ms, 10.1 ms instead of 11).
+        self._rates_arg = ",".join(f"{r.limit}:{padded_window_ms(r.interval)!r}"
+                                   for r in request_rates(config))
         tpm = token_rates(config)
         self._tokens_args = [tpm[0].limit, tpm[0].interval] if tpm else [0, 1]
         self._lost_pause_ms = lost_state_pause_seconds(config) * 1000
@@ -194,8 +197,9 @@ class RedisBackend(QueuedBackend):
                            "for one full interval (%.3f s)", self._name, self.description,
                            self._lost_pause_ms / 1000)
         self._generation = generation
-        with self._last_lock:
-            self._last[threading.get_ident()] = int(code)
+        if int(code) in (_BEHIND, _LEASES_OUT):  # what await_turn blocks for
+            with self._last_lock:
+                self._last[threading.get_ident()] = int(code)
         if int(code) == _ADMITTED:
             with self._members_lock:
                 self._members.pop(threading.get_ident(), None)
@@ -218,7 +222,7 @@ class RedisBackend(QueuedBackend):
         False at once when this thread's last answer was a plain wait (the gate sleeps
         for it). Store failures end the wait early, silently: the next ask reports them."""
         with self._last_lock:
-            code = self._last.get(threading.get_ident())
+            code = self._last.pop(threading.get_ident(), None)
         if code not in (_BEHIND, _LEASES_OUT):
             return False
         member = self._my_member()

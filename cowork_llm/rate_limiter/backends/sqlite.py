@@ -23,9 +23,6 @@ import time
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
-from pyrate_limiter.abstracts.algorithm import StateAlgorithm
-from pyrate_limiter.abstracts.rate import Rate
-from pyrate_limiter.abstracts.store import StateStore
 from pyrate_limiter.buckets.sqlite_bucket import Queries
 from pyrate_limiter.clocks import WallClock
 
@@ -34,9 +31,11 @@ from ...errors import ConfigError, LimiterBackendError
 from .._rates import admission_rates, lost_state_pause_seconds, token_rates
 from ._leases import LeaseKeeper
 from ._provider_store import SQLITE_CREATE, sqlite_update
+from ._sqlite_state import TOKEN_TABLE as _TOKEN_TABLE
+from ._sqlite_state import SQLiteStateStore
 from ._ticket_queue import QueuedBackend
 
-__all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]
+__all__ = ["SQLiteBackend", "SQLiteStateStore", "BACKEND"]  # the store lives in ._sqlite_state
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ _LOCK_POLL_SECONDS = 0.001
 BEHIND_WAIT_MAX_SECONDS = 0.5
 
 _PAUSE_TABLE = "cowork_llm_pause"
-_TOKEN_TABLE = "cowork_llm_token_state"
 _QUEUE_TABLE = "cowork_llm_queue"
 _LEASE_TABLE = "cowork_llm_leases"
 # A member blocked by the shared concurrency cap asks again this often (no wake-ups
@@ -64,44 +62,6 @@ def _table_name(key: str) -> str:
     """A table name safe to paste into pyrate's SQL (it quotes, never binds, it)."""
     readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:40]
     return f"cowork_llm_requests_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-
-
-class SQLiteStateStore(StateStore):
-    """A ``StateAlgorithm``'s state (the token bucket's one number) in a row of the
-    limiter's SQLite file, read-modified-written under the file lock."""
-
-    is_async = False
-    default_clock = WallClock()  # shared between processes: not a monotonic clock
-
-    def __init__(self, conn: sqlite3.Connection, lock: Any, key: str) -> None:
-        self._conn = conn
-        self._lock = lock
-        self._key = key
-
-    def _load(self, algorithm: StateAlgorithm, rates: List[Rate]) -> Any:
-        row = self._conn.execute(f"SELECT state FROM {_TOKEN_TABLE} WHERE key = ?", (self._key,)).fetchone()
-        values = row[0].split(",") if row and row[0] else []
-        # Another member with other rates wrote a different shape: start afresh.
-        return algorithm.decode(values) if len(values) == len(rates) else algorithm.initial(rates)
-
-    def check(self, algorithm: StateAlgorithm, rates: List[Rate], now: int, weight: int) -> Any:
-        with self._lock:
-            new_state, decision = algorithm.step(rates, self._load(algorithm, rates), now, weight)
-            if decision.allowed:
-                self._conn.execute(
-                    f"INSERT OR REPLACE INTO {_TOKEN_TABLE} (key, state) VALUES (?, ?)",
-                    (self._key, ",".join(str(int(v)) for v in new_state)))
-                self._conn.commit()
-            return decision
-
-    def read(self, algorithm: StateAlgorithm, rates: List[Rate]) -> Any:
-        with self._lock:
-            return self._load(algorithm, rates)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._conn.execute(f"DELETE FROM {_TOKEN_TABLE} WHERE key = ?", (self._key,))
-            self._conn.commit()
 
 
 class SQLiteBackend(QueuedBackend):
