@@ -30,8 +30,10 @@ the answer arrives (the difference is refunded or charged).
 
 The state is one JSON-able dict, read-modified-written atomically by the backend
 (:meth:`~cowork_llm.rate_limiter.backends.LimiterBackend.update_provider_view`), so
-every process sharing a backend obeys what any of them learned. Times are wall-clock
-seconds (``time.time()``): the members of a sqlite or redis group share that clock.
+every process sharing a backend obeys what any of them learned. Times are seconds on the
+backend's clock (:meth:`~cowork_llm.rate_limiter.backends.LimiterBackend.clock`): the
+machine's wall clock for sqlite, Redis's ``TIME`` for redis, so every member of a group
+shares one timeline.
 """
 
 import logging
@@ -195,13 +197,13 @@ class ProviderView:
         if not self._anything_learned and not self.backend.shares_provider_view:
             return 0.0
         return float(self.backend.update_provider_view(
-            lambda state: _wait(state, demand, time.time(), self._even), read_only=True))
+            lambda state: _wait(state, demand, self.backend.clock(), self._even), read_only=True))
 
     def admit(self, demand: Demand) -> Tuple[float, Marks]:
         """Charge ``demand`` if it fits now: ``(0.0, marks)``; otherwise ``(wait, {})``
         and nothing charged."""
         def update(state: Dict[str, Any]) -> Tuple[float, Marks]:
-            now = time.time()
+            now = self.backend.clock()
             wait = _wait(state, demand, now, self._even)
             return (wait, {}) if wait > 0 else (0.0, _charge(state, demand, now, self._even))
         result: Tuple[float, Marks] = self.backend.update_provider_view(update)
@@ -220,12 +222,15 @@ class ProviderView:
             self._anything_learned = True
 
         def update(state: Dict[str, Any]) -> List[Tuple[str, Optional[float], Optional[float]]]:
-            now = time.time()
+            now = self.backend.clock()
             if used:
                 _settle(state, demand, used, now)
             if report is None:
                 return []
-            return _apply(state, report, now if reported_at is None else reported_at, marks, now, refused)
+            # reported_at is this host's wall clock: carry over its age, not its value, to
+            # the backend's clock (Redis's may differ from this host's by any skew).
+            at = now if reported_at is None else now - max(0.0, time.time() - reported_at)
+            return _apply(state, report, at, marks, now, refused)
         for name, old, new in self.backend.update_provider_view(update):
             if old is None:
                 logger.info("rate limiter %r learned the provider's %s limit: %s", self.config.key,
@@ -237,7 +242,7 @@ class ProviderView:
     def learned(self) -> Dict[str, LearnedLimit]:
         """What is known now, per dimension."""
         def read(state: Dict[str, Any]) -> Dict[str, LearnedLimit]:
-            now = time.time()
+            now = self.backend.clock()
             return {name: LearnedLimit(name, dim["limit"], _level(dim, now), dim["rate"],
                                        dim["learned_at"], dim["limit_at"])
                     for name, dim in state.get("dims", {}).items() if name in DIMENSIONS}

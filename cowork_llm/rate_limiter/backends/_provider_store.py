@@ -8,8 +8,9 @@ one JSON document per limiter key, read-modified-written atomically.
   so it shares that key's hash tag and slot on a Cluster), updated optimistically: read,
   compute, write with a compare-and-set script, run again when another member wrote in
   between. The model stays in Python, one implementation for every backend, instead of
-  a second one in Lua. Its times are the members' clocks (time.time()), not Redis's:
-  a host whose clock is off by d seconds misjudges the refill by d x the refill rate.
+  a second one in Lua. Its times are Redis's clock as each member estimates it
+  (:meth:`~cowork_llm.rate_limiter.backends.redis.RedisBackend.clock`: the offset from
+  the last script answer, good to half a round trip), not the hosts' clocks.
 
 Every update is one function of the state, so a member's own accounting (its charge at
 admission, its settlement) and what its response reported are applied together: no

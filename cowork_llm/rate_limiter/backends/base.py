@@ -28,6 +28,7 @@ the buckets directly and says how long to wait before asking again.
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple, Type, TypeVar
@@ -116,6 +117,12 @@ class LimiterBackend(ABC):
         the view's charge) so a backend that can make them one atomic step does:
         sqlite's file lock (reentrant in its thread). Others: nothing."""
         return nullcontext()
+
+    def clock(self) -> float:
+        """Now, in seconds, on the clock the group compares: the wall clock for memory
+        and sqlite (the processes of one machine share it), Redis's ``TIME`` for redis
+        (estimated from the last answer, so hosts' clocks need not agree)."""
+        return time.time()
 
     def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
                              read_only: bool = False) -> T:

@@ -136,7 +136,11 @@ class RedisBackend(QueuedBackend):
 
     def _check_clock(self) -> None:
         try:
-            self._client.eval(scripts.CLOCK_CHECK, 1, self._keys["generation"] + ":clock-check")
+            sent = time.monotonic()
+            seconds, micros = self._client.eval(scripts.CLOCK_CHECK, 1,
+                                                self._keys["generation"] + ":clock-check")
+            self._offset_ms = (int(seconds) * 1000 + int(micros) / 1000
+                               - (sent + time.monotonic()) / 2 * 1000)
         except self._store_errors as error:
             text = str(error)
             if "TIME" not in text.upper() and "non deterministic" not in text.lower():
@@ -146,6 +150,11 @@ class RedisBackend(QueuedBackend):
                            "each host's wall clock instead; hosts need synchronised clocks "
                            "(NTP), a host running d ms behind can start d ms early",
                            self.description, self._scrub(text))
+
+    def clock(self) -> float:
+        if self._host_clock:
+            return time.time()
+        return self._store_now_ms() / 1000
 
     def _now_arg(self) -> str:
         return repr(time.time() * 1000) if self._host_clock else ""
