@@ -1,24 +1,20 @@
 """Server-sent events (the WHATWG ``text/event-stream`` format) read from a streamed
 :class:`requests.Response`, as both chat APIs send their streams.
 
-Three small steps, each usable on its own: :func:`iter_chunks` (bytes as they arrive),
-:func:`iter_lines` (lines ending in CRLF, LF or CR, even when a chunk boundary falls
-between a CR and its LF) and :func:`iter_events` (``event:``/``data:``/``id:`` fields,
-multi-line data, ``:`` comments ignored).
+Two small steps over the bytes :func:`~cowork_llm.providers._body.iter_decoded` reads
+(bounded, as they arrive): :func:`iter_lines` (lines ending in CRLF, LF or CR, even when a
+chunk boundary falls between a CR and its LF, each at most ``max_line`` bytes) and
+:func:`iter_events` (``event:``/``data:``/``id:`` fields, multi-line data, ``:`` comments
+ignored).
 """
 
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional
 
-import requests
-import urllib3.exceptions
-
-__all__ = ["SseEvent", "LineTooLong", "MAX_LINE_BYTES", "iter_chunks", "iter_lines", "iter_events",
-           "iter_response_events"]
+__all__ = ["SseEvent", "LineTooLong", "MAX_LINE_BYTES", "iter_lines", "iter_events"]
 
 _EOL = re.compile(rb"\r\n|\r|\n")
-_READ_SIZE = 65536
 #: The longest line a stream may send (an event's data line carries one small JSON
 #: object; model.max_response_bytes lowers this further when it is smaller).
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -32,33 +28,6 @@ class SseEvent:
     event: str
     data: str
     id: Optional[str] = None
-
-
-def iter_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body of a ``stream=True`` response, each piece as soon as it has arrived.
-
-    A chunked body goes through ``iter_content``, which yields chunk by chunk. A body
-    without chunked encoding would make ``iter_content(None)`` read to the end before
-    yielding, so it is read with ``read1`` (whatever the socket has) instead.
-
-    Raises:
-        requests.RequestException: the transport failed (urllib3 errors are wrapped
-            the way requests wraps them, so callers map one family).
-    """
-    raw = response.raw
-    if getattr(raw, "chunked", True) or not hasattr(raw, "read1"):
-        yield from response.iter_content(chunk_size=None)
-        return
-    while True:
-        try:
-            data = raw.read1(_READ_SIZE, decode_content=True)
-        except urllib3.exceptions.ProtocolError as exc:
-            raise requests.exceptions.ChunkedEncodingError(exc) from exc
-        except urllib3.exceptions.HTTPError as exc:  # ReadTimeoutError, SSLError, ...
-            raise requests.ConnectionError(exc) from exc
-        if not data:
-            return
-        yield data
 
 
 class LineTooLong(Exception):
@@ -138,8 +107,3 @@ def iter_events(lines: Iterable[str]) -> Iterator[SseEvent]:
         # "retry" and unknown fields are ignored, as the standard says
     if data:
         yield SseEvent(event_type or "message", "\n".join(data), last_id)
-
-
-def iter_response_events(response: requests.Response) -> Iterator[SseEvent]:
-    """:func:`iter_events` over a streamed response. Raises what :func:`iter_chunks` raises."""
-    return iter_events(iter_lines(iter_chunks(response)))
