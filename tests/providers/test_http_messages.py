@@ -3,6 +3,7 @@ three forms RFC 9110 requires, error messages cut at exactly MAX_MESSAGE_CHARS, 
 echoed key (whole or in part) replaced by a visible ``[REDACTED]`` marker."""
 
 import json
+import logging
 import os
 import time
 from email.utils import formatdate
@@ -127,3 +128,38 @@ def test_redaction_also_covers_the_request_id():
     response = _response(500, "{}", headers={"x-request-id": f"req-{KEY[4:20]}-x"})
     error = _http.error_for_response(response, provider="openai", secrets=(KEY,))
     assert error.request_id == "req-[REDACTED]-x"
+
+
+# --- found by mutation testing (TESTING.md) -------------------------------------------------
+
+
+def test_a_message_only_body_gives_that_message():
+    body = json.dumps({"message": "upstream exploded"})
+    assert _message(body, "application/json") == "openai answered HTTP 500: upstream exploded"
+
+
+def test_plain_http_to_the_network_names_the_setting_in_the_error():
+    from cowork_llm.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        _http.check_transport("http://api.example.com/v1", "api.example.com", False,
+                              key="llm.fallback[0]")
+    assert raised.value.key == "llm.fallback[0].base_url"
+
+
+def test_an_exception_chain_that_loops_is_a_connection_error_not_a_hang():
+    first, second = requests.ConnectionError("reset"), OSError("loop")
+    first.__context__, second.__context__ = second, first
+    error = _http.error_for_exception(first, provider="openai", url="https://x/v1",
+                                      timeout=(10, 60), secrets=())
+    assert type(error).__name__ == "ApiConnectionError"
+
+
+def test_a_rate_limited_key_is_logged_masked_with_the_next_one(caplog):
+    from cowork_llm.providers._keys import KeyRotation
+
+    caplog.set_level(logging.INFO, logger="cowork_llm")
+    keys = KeyRotation(["sk-first-key-00001111", "sk-second-key-00002222"])
+    keys.on_rate_limited("sk-first-key-00001111")
+    assert [r.getMessage() for r in caplog.records] == [
+        "llm.model: key 'sk-…1111' was rate limited; next requests use key 'sk-…2222'"]

@@ -411,3 +411,35 @@ def test_fake_server_stream_rejected_key_raises_from_stream(fresh):
     llm = build_provider(fresh.config(api_key="sk-wrong-0000000000000").model)
     with llm, pytest.raises(AuthenticationError):
         llm.stream(MESSAGES)
+
+
+# --- found by mutation testing (TESTING.md) -------------------------------------------------
+
+
+def test_an_error_of_an_unknown_type_mid_stream_is_a_server_error(mock):
+    add_stream(mock, "openai", openai_chunk("Hi") + sse({"error": {"message": "odd",
+                                                                   "type": "weird_error"}}))
+    with build_provider(make_config()) as llm:
+        with pytest.raises(ServerError, match="reported an error mid-stream: weird_error: odd"):
+            list(llm.stream(MESSAGES))
+
+
+def test_a_stream_that_breaks_off_says_how(fresh):
+    fresh.fail_mid_stream_next(after_chunks=3)
+    with fake_client(fresh, "openai") as llm:
+        with pytest.raises(ApiConnectionError) as info:
+            list(llm.stream(MESSAGES))
+    message = str(info.value)
+    assert message.startswith("the openai stream broke off mid-answer: ")
+    detail = message.split("mid-answer: ", 1)[1]
+    assert detail != "None" and "Error" in detail  # the exception's class and text
+
+
+def test_each_request_is_logged_at_debug_with_url_model_status_and_time(mock, caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm")
+    add_stream(mock, "openai", openai_body())
+    with build_provider(make_config()) as llm:
+        list(llm.stream(MESSAGES))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("POST ")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"POST {URLS['openai']} (model m-1, stream): HTTP 200 in ")
