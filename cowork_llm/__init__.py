@@ -11,6 +11,18 @@ The client (an :class:`Llm`) offers ``chat``, ``generate_content``, ``stream``,
 ``usage()``, ``health()`` and ``close()``. Every request, retries
 included, waits for a slot of the process-wide rate limiter for its ``rate_limit.key``.
 
+Tools: plain Python functions are tools (their schema from type hints and docstring);
+``llm.run_tools`` runs the loop — ask, run the tools the model calls, send the results
+back, until it answers — each model step one rate-limited ``chat``:
+
+>>> def get_weather(city: str) -> dict:
+...     "Today's weather."
+...     return {"city": city, "sky": "sunny"}
+>>> run = llm.run_tools([{"role": "user", "content": "Weather in Oslo?"}], [get_weather])
+>>> run.content, run.steps, run.messages   # the answer, each step's calls, the transcript
+
+``chat(messages, tools=[...])`` alone returns ``ChatResult.tool_calls`` for you to run.
+
 Configuration: :func:`load_config` reads ``config.toml`` (or ``--config``/
 ``COWORK_CONFIG``), then ``COWORK_LLM_*`` variables, then defaults; ``cowork-llm init``
 shows the result and ``cowork-llm init --template`` writes a commented file.
@@ -58,19 +70,22 @@ from .errors import (
     LimiterBackendError,
     LlmApiError,
     LlmError,
+    MaxStepsError,
     MissingApiKeyError,
     NotFoundError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
     TokenFieldRejectedError,
+    ToolExecutionError,
+    ToolLoopError,
     UnknownHostError,
     UntrustedCertificateError,
 )
 from .llm import Llm
 from .options import ChatOptions
 from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
-from .results import ChatResult, EmbeddingResult, Usage
+from .results import ChatResult, EmbeddingResult, ToolCall, Usage
 from .streaming import ChatStream
 from .usage import UsageSnapshot
 
@@ -132,6 +147,7 @@ __all__ = [
     "LlmConfig",
     "LlmError",
     "load_config",
+    "MaxStepsError",
     "MissingApiKeyError",
     "ModelConfig",
     "ModelPrice",
@@ -144,6 +160,9 @@ __all__ = [
     "RetryConfig",
     "ServerError",
     "TokenFieldRejectedError",
+    "ToolCall",
+    "ToolExecutionError",
+    "ToolLoopError",
     "UnknownHostError",
     "UntrustedCertificateError",
     "Usage",

@@ -28,6 +28,9 @@ of a structured answer also ``raw_text`` and ``schema_error``::
     │   │   └── UnknownHostError
     │   ├── ApiTimeoutError
     │   └── InvalidResponseError
+    ├── ToolLoopError
+    │   ├── MaxStepsError
+    │   └── ToolExecutionError
     └── BatchInputError, BatchOutputError (also ValueError)
                          └── OutputLockedError
 """
@@ -58,6 +61,9 @@ __all__ = [
     "InvalidResponseError",
     "KeyRejectedError",
     "TokenFieldRejectedError",
+    "ToolLoopError",
+    "MaxStepsError",
+    "ToolExecutionError",
     "BatchInputError",
     "BatchOutputError",
     "OutputLockedError",
@@ -281,6 +287,32 @@ class TokenFieldRejectedError(BadRequestError):
 
 #: How many invalid input lines a BatchInputError message lists.
 _SHOWN_BATCH_PROBLEMS = 20
+
+
+class ToolLoopError(LlmError):
+    """``run_tools`` stopped before the model's final answer. ``messages`` is the
+    transcript so far (ready to inspect, or to continue with); ``steps`` the
+    :class:`~cowork_llm.tools.ToolStep` of each model call made. Not retried."""
+
+    def __init__(self, message: str, *, messages: Sequence[Any] = (), steps: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.messages = list(messages)
+        self.steps = list(steps)
+
+
+class MaxStepsError(ToolLoopError):
+    """The model still asked for tools after ``max_steps`` calls. Raise ``max_steps``,
+    or continue from ``messages`` with another ``run_tools``."""
+
+
+class ToolExecutionError(ToolLoopError):
+    """A tool raised with ``on_tool_error="raise"``; the tool's exception is
+    ``__cause__``, its name ``tool_name``."""
+
+    def __init__(self, message: str, *, tool_name: str = "", messages: Sequence[Any] = (),
+                 steps: Sequence[Any] = ()) -> None:
+        super().__init__(message, messages=messages, steps=steps)
+        self.tool_name = tool_name
 
 
 class BatchInputError(LlmError, ValueError):

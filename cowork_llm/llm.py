@@ -18,6 +18,7 @@ from .streaming import ChatStream, StreamState
 if TYPE_CHECKING:
     from .health import HealthStatus
     from .limits import LimitsSnapshot
+    from .tools import ToolRun
     from .usage import UsageSnapshot
 
 __all__ = ["Llm", "Message", "ChatOptions", "validate_messages", "prompt_hash", "build_messages",
@@ -42,6 +43,9 @@ class Llm(ABC):
         reasoning_effort: Optional[str] = None,
         extra_body: Optional[Dict[str, Any]] = None,
         cache: bool = True,
+        tools: Optional[Sequence[Any]] = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: Optional[bool] = None,
     ) -> ChatResult:
         """Send ``messages`` and return the answer.
 
@@ -58,7 +62,12 @@ class Llm(ABC):
           other values of :data:`cowork_llm.options.REASONING_EFFORTS`);
         - ``extra_body``: a dict merged into the provider's request body last, for
           anything not modelled here;
-        - ``cache=False``: the response cache neither answers nor stores this call.
+        - ``cache=False``: the response cache neither answers nor stores this call;
+        - ``tools``: OpenAI-format tool dicts or plain Python functions (their schema
+          from type hints and docstring, :mod:`cowork_llm.tools`); ``tool_choice``
+          ``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "function":
+          {"name": ...}}``; ``parallel_tool_calls``. The calls the model asks for are
+          ``ChatResult.tool_calls`` (run them yourself, or let :meth:`run_tools` do it).
 
         Raises:
             TypeError: an unknown option.
@@ -71,7 +80,7 @@ class Llm(ABC):
         options = ChatOptions.of(
             temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
             response_format=response_format, reasoning_effort=reasoning_effort, extra_body=extra_body,
-            cache=cache)
+            cache=cache, tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
         return self.send(validate_messages(messages), options)
 
     @abstractmethod
@@ -99,6 +108,9 @@ class Llm(ABC):
         reasoning_effort: Optional[str] = None,
         extra_body: Optional[Dict[str, Any]] = None,
         cache: bool = True,
+        tools: Optional[Sequence[Any]] = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: Optional[bool] = None,
     ) -> ChatStream:
         """Return the answer as a :class:`~cowork_llm.streaming.ChatStream`: an iterator
         of text pieces and a context manager. Takes :meth:`chat`'s options (streams are
@@ -109,7 +121,7 @@ class Llm(ABC):
         options = ChatOptions.of(
             temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
             response_format=response_format, reasoning_effort=reasoning_effort, extra_body=extra_body,
-            cache=cache)
+            cache=cache, tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
         return self.send_stream(validate_messages(messages), options)
 
     def send_stream(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatStream:
@@ -124,6 +136,25 @@ class Llm(ABC):
         """:meth:`stream` for one prompt. Raises what :meth:`stream` raises."""
         return self.stream(build_messages(prompt, system_prompt), **options)
 
+
+    def run_tools(self, messages: Sequence[Message], tools: Sequence[Any], *, max_steps: int = 8,
+                  on_tool_error: str = "return", **options: Any) -> "ToolRun":
+        """Chat until the model answers without calling a tool, running the Python
+        functions in ``tools`` it calls (in order, in this thread) and sending their
+        results back. Each model step is one :meth:`chat` (``options`` go to each; a
+        forced ``tool_choice`` applies to the first step only). See
+        :func:`cowork_llm.tools.run_tools`.
+
+        Raises:
+            ValueError: bad messages, tools or options (before any request).
+            MaxStepsError: still calling tools after ``max_steps`` steps (carries the
+                transcript so far).
+            ToolExecutionError: a tool raised and ``on_tool_error="raise"``.
+            LlmApiError: a model step failed (after its retries).
+        """
+        from .tools import run_tools
+
+        return run_tools(self, messages, tools, max_steps=max_steps, on_tool_error=on_tool_error, **options)
     def usage(self) -> "UsageSnapshot":
         """The usage totals (calls, tokens, cost) of this client so far.
 

@@ -8,7 +8,10 @@ A message is a dict with a ``role`` and a ``content``:
   ``{"type": "text", "text": "..."}`` anywhere, and
   ``{"type": "image_url", "image_url": {"url": "https://..." | "data:image/png;base64,...",
   "detail": "auto" | "low" | "high"}}`` in user messages only (as OpenAI allows);
-- ``name`` (optional, a non-empty string) is kept and sent where the provider has it.
+- ``name`` (optional, a non-empty string) is kept and sent where the provider has it;
+- tool calling: an assistant message may carry ``tool_calls`` (its content then may be
+  None), a ``tool`` message answers one by ``tool_call_id`` (``is_error: True`` marks a
+  failed tool; Anthropic keeps the mark) and must follow the call it answers.
 
 :func:`validate_messages` returns fresh plain dicts (the caller's objects are never
 kept or changed) and raises ``ValueError`` naming the message index and the field.
@@ -23,6 +26,8 @@ import hashlib
 import json
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from .tools._messages import check_tool_calls, check_tool_results
+
 __all__ = ["Message", "ROLES", "ROLE_KEYS", "IMAGE_DETAILS", "IMAGE_MEDIA_TYPES", "validate_messages",
            "build_messages", "prompt_hash", "message_text", "image_parts", "decode_data_url"]
 
@@ -36,8 +41,8 @@ ROLE_KEYS: Dict[str, frozenset] = {
     "system": frozenset({"role", "content", "name"}),
     "developer": frozenset({"role", "content", "name"}),
     "user": frozenset({"role", "content", "name"}),
-    "assistant": frozenset({"role", "content", "name"}),
-    "tool": frozenset({"role", "content", "tool_call_id"}),
+    "assistant": frozenset({"role", "content", "name", "tool_calls"}),
+    "tool": frozenset({"role", "content", "tool_call_id", "is_error"}),
 }
 #: The roles whose content may hold images.
 _IMAGE_ROLES = frozenset({"user"})
@@ -60,7 +65,9 @@ def validate_messages(messages: Any) -> List[Dict[str, Any]]:
         raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
     if not messages:
         raise ValueError("messages must not be empty")
-    return [_checked_message(i, message) for i, message in enumerate(messages)]
+    checked = [_checked_message(i, message) for i, message in enumerate(messages)]
+    check_tool_results(checked)
+    return checked
 
 
 def _checked_message(i: int, message: Any) -> Dict[str, Any]:
@@ -75,7 +82,18 @@ def _checked_message(i: int, message: Any) -> Dict[str, Any]:
         allowed = ", ".join(sorted(ROLE_KEYS[role]))
         raise ValueError(f"{where} has {', '.join(repr(k) for k in unknown)}, which a {role!r} message "
                          f"cannot carry (allowed: {allowed})")
-    checked: Dict[str, Any] = {"role": role, "content": _checked_content(where, role, message.get("content"))}
+    content = message.get("content")
+    if role == "assistant" and "tool_calls" in message and (content is None or content == ""):
+        checked: Dict[str, Any] = {"role": role, "content": None}  # only tool calls: no text
+    else:
+        checked = {"role": role, "content": _checked_content(where, role, content)}
+    if "tool_calls" in message:
+        checked["tool_calls"] = check_tool_calls(where, message["tool_calls"])
+    if "is_error" in message:
+        if not isinstance(message["is_error"], bool):
+            raise ValueError(f"{where}['is_error'] must be True or False, got {message['is_error']!r:.40}")
+        if message["is_error"]:
+            checked["is_error"] = True
     for key in ("name", "tool_call_id"):
         if key in message:
             value = message[key]

@@ -1,10 +1,11 @@
 """The per-call options of a chat request, checked once, carried as one value.
 
 :class:`ChatOptions` holds what a caller passes to ``chat()``/``stream()`` besides the
-messages: the sampling options, the token limit, structured output, reasoning effort
-and ``extra_body``. Every layer (rate limiter, retries, fallbacks, cache, mock,
-providers) passes the same frozen object down; a provider fills in the configured
-defaults (:meth:`ChatOptions.with_defaults`) and translates it to its wire format.
+messages: the sampling options, the token limit, structured output, reasoning effort,
+``extra_body`` and the tools (``tools``, ``tool_choice``, ``parallel_tool_calls``).
+Every layer (rate limiter, retries, fallbacks, cache, mock, providers) passes the same
+frozen object down; a provider fills in the configured defaults
+(:meth:`ChatOptions.with_defaults`) and translates it to its wire format.
 
 The checks here are the provider-independent ones; a provider narrows them where its
 API does (Anthropic has no ``seed``, for instance) and says so with a ValueError.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .structured import ResponseFormat, check_response_format
+from .tools._normalize import check_parallel_tool_calls, check_tool_choice, normalize_tools
 
 if TYPE_CHECKING:
     from .config._sections import ModelConfig
@@ -105,6 +107,10 @@ class ChatOptions:
     reasoning_effort: Optional[str] = None
     extra_body: Optional[Dict[str, Any]] = None
     cache: bool = True
+    #: OpenAI-format tool dicts (functions already turned into them; see cowork_llm.tools)
+    tools: Optional[Tuple[Dict[str, Any], ...]] = None
+    tool_choice: Any = None  #: "auto" | "none" | "required" | {"type": "function", ...}
+    parallel_tool_calls: Optional[bool] = None
 
     @classmethod
     def of(cls, **options: Any) -> "ChatOptions":
@@ -125,6 +131,14 @@ class ChatOptions:
                   "response_format": check_response_format, "extra_body": _check_extra_body}
         checked = {name: checks[name](value) if name in checks and value is not None else value
                    for name, value in options.items()}
+        tools = checked.get("tools")
+        names = None
+        if tools is not None:
+            checked["tools"] = normalize_tools(tools)[0]
+            names = [tool["function"]["name"] for tool in checked["tools"]]
+        checked["tool_choice"] = check_tool_choice(checked.get("tool_choice"), names)
+        checked["parallel_tool_calls"] = check_parallel_tool_calls(checked.get("parallel_tool_calls"),
+                                                                   tools is not None)
         if not isinstance(checked.get("cache", True), bool):
             raise ValueError(f"cache must be True or False, got {checked['cache']!r}")
         return cls(**checked)
@@ -150,6 +164,8 @@ class ChatOptions:
                 value = value.cache_material()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif f.name == "tool_choice" and isinstance(value, dict):
+                value = dict(value)
             material[f.name] = value
         return material
 

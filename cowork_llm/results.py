@@ -2,7 +2,7 @@
 :class:`EmbeddingResult` for ``embed()``."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .limits import LimitReport
 
@@ -66,6 +66,8 @@ class ChatResult:
     #: format), checked against the schema. None otherwise.
     parsed: Any = field(default=None, compare=False)
     rate_limits: Optional[LimitReport] = field(default=None, repr=False, compare=False)
+    #: the function calls the model asked for, in order; () when it asked for none
+    tool_calls: "Tuple[ToolCall, ...]" = ()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 from .limits import LimitReport
-from .results import ChatResult, Usage
+from .results import ChatResult, ToolCall, Usage
 
 __all__ = ["ChatStream", "StreamState", "wait_for_collected_streams"]
 
@@ -45,6 +45,8 @@ class StreamState:
     usage: Optional[Usage] = None
     finish_reason: Optional[str] = None
     rate_limits: Optional[LimitReport] = None  #: the response's rate-limit headers
+    #: the tool calls, assembled from the stream's pieces once it has ended
+    tool_calls: Tuple[ToolCall, ...] = ()
 
 
 # --- streams found by the garbage collector ------------------------------------------------
@@ -226,6 +228,12 @@ class ChatStream(Iterator[str]):
         return self._state.usage
 
     @property
+    def tool_calls(self) -> Tuple[ToolCall, ...]:
+        """The tool calls the model asked for, assembled once the stream has ended
+        (() before that, and when it asked for none)."""
+        return self._state.tool_calls
+
+    @property
     def finish_reason(self) -> Optional[str]:
         return self._state.finish_reason
 
@@ -238,7 +246,7 @@ class ChatStream(Iterator[str]):
         """What has been read, as a :class:`ChatResult` (for caches and usage totals)."""
         state = self._state
         return ChatResult(content=self.content, model=state.model, finish_reason=state.finish_reason,
-                          usage=state.usage, request_id=state.request_id)
+                          usage=state.usage, request_id=state.request_id, tool_calls=state.tool_calls)
 
     def __repr__(self) -> str:
         status = "closed" if self.closed else "open"

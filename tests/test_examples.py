@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cowork_llm.testing import FakeLlmServer
+from cowork_llm.testing import FakeLlmServer, tool_call
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NO_CONFIG_LINE = ("no LLM configured — demo against the built-in fake server; "
@@ -19,7 +19,7 @@ NO_CONFIG_LINE = ("no LLM configured — demo against the built-in fake server; 
 RUN_ELSEWHERE = {"local_model.py": "tests/realserver/test_local_model_example.py",
                  "shared_quota.py": "tests/rate_limiter/backends/test_shared_quota_processes.py",
                  "telemetry.py": "tests/telemetry/test_example.py"}
-RUN_HERE = {"quickstart.py", "threaded_pipeline.py", "testing_with_mock.py"}
+RUN_HERE = {"quickstart.py", "threaded_pipeline.py", "testing_with_mock.py", "tool_agent.py"}
 
 QUICKSTART_PROMPTS = 4
 CALL_LINE = re.compile(r"^call (\d)  (started|answered) \+(\d+\.\d) s  '([^']+)' -> '([^']*)'"
@@ -206,3 +206,39 @@ def test_quickstart_with_nothing_configured_demos_the_limiter_on_the_fake_server
     assert all(later - earlier >= 1.85 for earlier, later in itertools.pairwise(starts)), starts
     assert lines[-1].startswith(f"{QUICKSTART_PROMPTS} calls, starts ")
     assert "the shared limiter spaced them 2 s apart" in lines[-1]
+
+
+# --- tool_agent --------------------------------------------------------------------------------
+
+
+def test_tool_agent_runs_offline_to_its_answer_in_three_steps(tmp_path):
+    done = run_example("tool_agent.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == NO_CONFIG_LINE
+    assert lines[1].startswith('step 1: get_weather({"city": "Oslo"}) -> ok: {"city": "Oslo", '
+                               '"temperature": 12')
+    assert lines[2].startswith("step 2: save_note(")
+    assert lines[2].endswith("-> ok: saved note 'Walk in Oslo'")
+    assert lines[3] == ("answer after 3 model steps: It is 12 degrees with light rain in Oslo; "
+                        "I saved a note to take a raincoat.")
+    assert lines[4] == 'notes: {"Walk in Oslo": "12 degrees and light rain: take a raincoat."}'
+    assert lines[5].startswith("usage: 3 requests (0 cached, 0 failed, 0 retries)")
+
+
+def test_tool_agent_sends_the_tools_and_results_to_the_configured_llm(tmp_path):
+    def model(messages):
+        if any(m.get("role") == "tool" for m in messages):
+            return "Done."
+        return tool_call("get_weather", city="Bergen", unit="fahrenheit")
+
+    with FakeLlmServer(reply=model) as server:
+        done = run_example("tool_agent.py", "Weather in Bergen?", cwd=tmp_path, env=server.env())
+        requests = server.chat_requests
+    assert done.returncode == 0, done.stderr
+    assert [t["function"]["name"] for t in requests[0].body["tools"]] == ["get_weather", "save_note"]
+    unit = requests[0].body["tools"][0]["function"]["parameters"]["properties"]["unit"]
+    assert unit["enum"] == ["celsius", "fahrenheit"]
+    assert requests[1].messages[-1]["role"] == "tool"
+    assert '"unit": "fahrenheit"' in requests[1].messages[-1]["content"]
+    assert "answer after 2 model steps: Done." in done.stdout

@@ -18,7 +18,8 @@ def test_every_role_and_content_form_is_accepted_and_copied():
         {"role": "system", "content": "Be brief"},
         {"role": "developer", "content": [{"type": "text", "text": "Answer in English"}]},
         {"role": "user", "content": parts, "name": "alice"},
-        {"role": "assistant", "content": "A cat.", "name": "bot"},
+        {"role": "assistant", "content": "A cat.", "name": "bot", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "count", "arguments": "{}"}}]},
         {"role": "tool", "content": "42", "tool_call_id": "call_1"},
     ]
     checked = validate_messages(messages)

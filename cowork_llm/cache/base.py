@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..llm import Message
-from ..results import ChatResult, Usage
+from ..results import ChatResult, ToolCall, Usage
 
 __all__ = ["ResponseCache", "cache_key", "result_to_json", "result_from_json", "Clock"]
 
@@ -68,6 +68,7 @@ def result_to_json(result: ChatResult) -> str:
                                              usage.total_tokens, usage.cached_prompt_tokens,
                                              usage.cache_creation_tokens, usage.reasoning_tokens],
         "request_id": result.request_id,
+        "tool_calls": [[c.id, c.name, c.raw_arguments or json.dumps(c.arguments)] for c in result.tool_calls],
     }, ensure_ascii=False)
 
 
@@ -90,9 +91,19 @@ def result_from_json(text: str) -> ChatResult:
             usage=None if usage is None else _usage_of(usage),
             request_id=data["request_id"],
             cached=True,
+            tool_calls=tuple(_tool_call_of(entry) for entry in data.get("tool_calls", ())),
         )
     except (TypeError, KeyError, ValueError) as error:
         raise ValueError(f"not a stored result: {error}") from None
+
+
+def _tool_call_of(stored: Any) -> ToolCall:
+    """A ToolCall from its stored ``[id, name, raw_arguments]``. Raises ValueError."""
+    call_id, name, raw = stored
+    arguments = json.loads(raw) if raw else {}
+    if not all(isinstance(v, str) for v in (call_id, name, raw)) or not isinstance(arguments, dict):
+        raise ValueError("a stored tool call must be [id, name, JSON object text]")
+    return ToolCall(call_id, name, arguments, raw)
 
 
 def _usage_of(stored: Any) -> Usage:

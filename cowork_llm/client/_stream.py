@@ -118,7 +118,7 @@ def _relay(first: object, pieces: Iterator[str], inner: Any, state: StreamState,
     except BaseException as error:
         outcome.error = error
         raise
-    for name in ("usage", "finish_reason", "model", "request_id"):
+    for name in ("usage", "finish_reason", "model", "request_id", "tool_calls"):
         value = getattr(inner, name, None)
         if value is not None:
             setattr(state, name, value)

@@ -17,6 +17,8 @@ What the official ``anthropic`` SDK's ``MessageCreateParams`` accepts decides wh
   (``"none"`` disables thinking); thinking tokens count toward ``max_tokens``, so a
   ``max_tokens`` that leaves less than :data:`DEFAULT_MAX_TOKENS` after the budget is
   raised to budget + DEFAULT_MAX_TOKENS;
+- tools, ``tool_choice``, ``parallel_tool_calls``, assistant ``tool_calls`` and ``tool``
+  messages are translated by :mod:`._anthropic_tools`;
 - ``temperature``, ``top_p`` and ``seed`` are not in the current API: a ValueError
   (``extra_body`` can still send them to a server that takes them).
 """
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from ..messages import decode_data_url, message_text
 from ..options import ChatOptions
+from ._anthropic_tools import anthropic_tool_choice, anthropic_tools, anthropic_turns
 
 __all__ = ["anthropic_body", "unsupported_option", "DEFAULT_MAX_TOKENS", "THINKING_BUDGETS"]
 
@@ -66,7 +69,7 @@ def anthropic_body(model_name: str, messages: List[Dict[str, Any]], options: Cha
         raise ValueError(f"{problem}; leave {name} unset for provider 'anthropic' (extra_body="
                          f"{{'{name}': ...}} sends it anyway, to a server that takes it)")
     system = [message_text(m) for m in messages if m["role"] in _SYSTEM_ROLES]
-    conversation = [_message(i, m) for i, m in enumerate(messages) if m["role"] not in _SYSTEM_ROLES]
+    conversation = anthropic_turns(messages, _message)
     if not conversation:
         raise ValueError("messages must hold at least one user or assistant message "
                          "(Anthropic takes system prompts separately)")
@@ -76,6 +79,11 @@ def anthropic_body(model_name: str, messages: List[Dict[str, Any]], options: Cha
         body["system"] = "\n\n".join(system)
     if options.stop is not None:
         body["stop_sequences"] = list(options.stop)
+    if options.tools is not None:
+        body["tools"] = anthropic_tools(options.tools)
+    tool_choice = anthropic_tool_choice(options.tool_choice, options.parallel_tool_calls)
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
     fmt = options.response_format
     if fmt is not None and fmt.type == "json_object":
         raise ValueError("response_format {'type': 'json_object'} has no Anthropic equivalent (its "
@@ -102,9 +110,6 @@ def _message(i: int, message: Dict[str, Any]) -> Dict[str, Any]:
     if "name" in message:
         raise ValueError(f"messages[{i}]['name']: Anthropic messages have no name; leave it out "
                          "(or say who speaks in the content)")
-    if role == "tool":
-        raise ValueError(f"messages[{i}]: role 'tool' needs tool calling, which provider "
-                         "'anthropic' does not support yet")
     content = message["content"]
     if isinstance(content, list):
         content = [_block(part) for part in content]

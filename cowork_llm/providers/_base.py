@@ -411,6 +411,14 @@ class HttpProvider(Llm):
     def _secrets(self) -> Tuple[str, ...]:
         return self._keys.secrets
 
+    def _stream_invalid(self, state: StreamState) -> Callable[[str], InvalidResponseError]:
+        """Makes the InvalidResponseError for an unusable part of a stream (tool-call
+        arguments that are not JSON), the key redacted."""
+        def invalid(what: str) -> InvalidResponseError:
+            shown = _http.redact(f"{self.PROVIDER} sent an unusable stream: {what}", self._secrets())
+            return InvalidResponseError(shown, request_id=state.request_id)
+        return invalid
+
     def _stream_ended_early(self, what: str, state: StreamState) -> ApiConnectionError:
         return ApiConnectionError(f"{self.PROVIDER} stream ended before {what}: the connection "
                                   f"was closed mid-answer", request_id=state.request_id)

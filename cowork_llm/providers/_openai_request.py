@@ -36,7 +36,9 @@ def openai_body(model_name: str, messages: List[Dict[str, Any]], options: ChatOp
                 token_field: str = "max_tokens", stream: bool = False) -> Dict[str, Any]:
     """The JSON body. ``options`` already carry the configured defaults; ``extra_body``
     is merged last, so it can set anything not modelled here."""
-    body: Dict[str, Any] = {"model": model_name, "messages": messages}
+    # is_error is ours (Anthropic's mark of a failed tool); OpenAI's tool messages have none
+    body: Dict[str, Any] = {"model": model_name,
+                            "messages": [_without_is_error(m) for m in messages]}
     if options.temperature is not None:
         body["temperature"] = options.temperature
     if options.top_p is not None:
@@ -51,12 +53,24 @@ def openai_body(model_name: str, messages: List[Dict[str, Any]], options: ChatOp
         body["response_format"] = options.response_format.to_openai()
     if options.reasoning_effort is not None:
         body["reasoning_effort"] = options.reasoning_effort
+    if options.tools is not None:
+        body["tools"] = [dict(tool) for tool in options.tools]
+    if options.tool_choice is not None:
+        body["tool_choice"] = options.tool_choice
+    if options.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = options.parallel_tool_calls
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # usage arrives in a last chunk
     if options.extra_body:
         body.update(options.extra_body)
     return body
+
+
+def _without_is_error(message: Dict[str, Any]) -> Dict[str, Any]:
+    if "is_error" not in message:
+        return message
+    return {key: value for key, value in message.items() if key != "is_error"}
 
 
 def is_token_field_error(status: int, error: Mapping[str, Any], sent: Optional[Mapping[str, Any]]) -> bool:

@@ -31,6 +31,7 @@ from ..streaming import StreamState
 from . import _http, _sse
 from ._anthropic_request import DEFAULT_MAX_TOKENS, anthropic_body, unsupported_option
 from ._base import HttpProvider, event_json, stream_error
+from ._tool_calls import ToolCallAssembler, anthropic_tool_calls
 
 __all__ = ["AnthropicClient", "parse_messages_response", "auth_headers", "DEFAULT_MAX_TOKENS",
            "ANTHROPIC_VERSION"]
@@ -86,6 +87,7 @@ class AnthropicClient(HttpProvider):
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         secrets = self._secrets()
         counts: Dict[str, Any] = {}
+        calls = ToolCallAssembler()
         for event in events:
             data = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
             kind = data.get("type") or event.event
@@ -96,12 +98,19 @@ class AnthropicClient(HttpProvider):
                 if isinstance(model, str) and model:
                     state.model = model
                 _counts(message.get("usage"), counts)
+            elif kind == "content_block_start":
+                block = data.get("content_block")
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    calls.add(_index(data), call_id=block.get("id"), name=block.get("name"))
             elif kind == "content_block_delta":
                 delta = data.get("delta")
                 if isinstance(delta, dict) and delta.get("type") == "text_delta":
                     text = delta.get("text")
                     if isinstance(text, str) and text:
                         yield text
+                elif isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+                    piece = delta.get("partial_json")
+                    calls.add(_index(data), arguments=piece if isinstance(piece, str) else None)
             elif kind == "message_delta":
                 delta = data.get("delta")
                 stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
@@ -111,6 +120,8 @@ class AnthropicClient(HttpProvider):
                 _counts(data.get("usage"), counts)
             elif kind == "message_stop":
                 state.usage = _usage(counts)
+                if calls:  # the input arrived in pieces: whole only now
+                    state.tool_calls = calls.calls(self._stream_invalid(state))
                 return
             elif kind == "error":
                 raise stream_error(data.get("error"), provider=PROVIDER, request_id=state.request_id,
@@ -144,7 +155,8 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
     texts: List[str] = [block["text"] for block in body["content"]
                         if isinstance(block, dict) and block.get("type") == "text"
                         and isinstance(block.get("text"), str)]
-    if not texts:
+    tool_calls = anthropic_tool_calls(body["content"], invalid)
+    if not texts and not tool_calls:
         if stop_reason == "refusal":
             raise invalid("the model refused to answer (stop_reason 'refusal')")
         if stop_reason not in _EXPLAINED_EMPTY:
@@ -159,6 +171,7 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
         usage=_usage(counts),
         request_id=request_id or _http.body_request_id(body, secrets),
         raw=body,
+        tool_calls=tool_calls,
     )
 
 
@@ -187,6 +200,11 @@ def _usage(counts: Dict[str, Any]) -> Optional[Usage]:
     prompt = counts["input_tokens"] + (cached or 0) + (created or 0)
     return Usage.of(prompt, counts["output_tokens"], cached_prompt_tokens=cached,
                     cache_creation_tokens=created, reasoning_tokens=counts.get("thinking_tokens"))
+
+
+def _index(data: Dict[str, Any]) -> int:
+    index = data.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
 
 
 def auth_headers(api_key: str) -> Dict[str, str]:

@@ -6,7 +6,11 @@ here; :mod:`cowork_llm.rate_limiter` and :mod:`cowork_llm.retry` wrap it.
 
 A ``content: null`` answer is accepted only when ``finish_reason`` explains it
 (``length``, ``content_filter``, ``tool_calls``, ``function_call``): the result then has
-``content == ""`` and the reason in ``finish_reason``. A null content with a ``refusal``
+``content == ""`` and the reason in ``finish_reason``. A message with ``tool_calls`` may
+have no content whatever the finish_reason (llama.cpp says ``length`` for a call cut
+short); the calls are ``ChatResult.tool_calls``, their arguments decoded (not a JSON
+object: InvalidResponseError). Streamed calls arrive in ``delta.tool_calls`` pieces and
+are assembled when the stream ends. A null content with a ``refusal``
 or with no explaining reason is an :class:`InvalidResponseError`.
 
 :meth:`OpenAIClient.stream` asks for ``"stream": true`` with
@@ -41,6 +45,7 @@ from . import _http, _sse
 from ._base import HttpProvider, event_json, stream_error
 from ._embeddings import EMBEDDINGS_PATH, embeddings_body, parse_embeddings_response
 from ._openai_request import configured_token_field, is_token_field_error, openai_body
+from ._tool_calls import ToolCallAssembler, openai_tool_calls
 
 __all__ = ["OpenAIClient", "parse_chat_response", "auth_headers"]
 
@@ -122,8 +127,11 @@ class OpenAIClient(HttpProvider):
 
     def _read_stream(self, events: Iterator[_sse.SseEvent], state: StreamState) -> Iterator[str]:
         secrets = self._secrets()
+        calls = ToolCallAssembler()
         for event in events:
             if event.data.strip() == "[DONE]":
+                if calls:  # the arguments arrived in pieces: whole only now
+                    state.tool_calls = calls.calls(self._stream_invalid(state))
                 return
             chunk = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
             if state.request_id is None:  # no request-id header (llama.cpp): the chunks' id
@@ -145,6 +153,8 @@ class OpenAIClient(HttpProvider):
                 state.finish_reason = finish_reason
             delta = choices[0].get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(delta, dict) and "tool_calls" in delta:
+                calls.add_openai_deltas(delta["tool_calls"])
             if isinstance(content, str) and content:
                 yield content
         raise self._stream_ended_early("data: [DONE]", state)
@@ -179,6 +189,9 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
     finish_reason = choice.get("finish_reason")
     finish_reason = finish_reason if isinstance(finish_reason, str) else None
     content = _content_text(message.get("content"))
+    tool_calls = openai_tool_calls(message.get("tool_calls"), invalid)
+    if content is None and tool_calls:
+        content = ""  # only tool calls: whatever finish_reason says (some servers say "stop")
     if content is None:
         refusal = message.get("refusal")
         if isinstance(refusal, str) and refusal:
@@ -194,6 +207,7 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
         usage=_usage(body.get("usage")),
         request_id=request_id or _http.body_request_id(body, secrets),
         raw=body,
+        tool_calls=tool_calls,
     )
 
 

@@ -2,6 +2,8 @@
 
 - :class:`MockLlm`: an in-process :class:`~cowork_llm.llm.Llm` answering from a script,
   a callable, or an echo; records every call. No network.
+- :func:`tool_call`: a scripted tool call, for either of them (``MockLlm([tool_call(
+  "get_weather", city="Oslo"), "sunny"])``, or returned by a FakeLlmServer ``reply``).
 - :class:`FakeLlmServer`: a real HTTP server on 127.0.0.1 speaking the OpenAI and
   Anthropic APIs (streaming included), with key checks, a record of every request and
   fault injection (error statuses with Retry-After, delays, dropped connections,
@@ -23,6 +25,7 @@ Example, a test of code that calls an LLM through the real client stack::
 
 from ._echo import echo_reply, estimate_tokens
 from ._fake_record import RecordedRequest
+from ._fake_tools import tool_call
 from .fake_faults import FAULT_KINDS, Fault
 from .fake_quota import Quota
 from .fake_server import FakeLlmServer
@@ -38,4 +41,5 @@ __all__ = [
     "MockLlm",
     "Quota",
     "RecordedRequest",
+    "tool_call",
 ]

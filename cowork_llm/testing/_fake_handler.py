@@ -16,10 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
+from ..results import ToolCall
 from . import _fake_protocol as wire
 from . import _fake_requests
 from ._echo import echo_reply, estimate_tokens, prompt_tokens
 from ._fake_record import RecordedRequest, headers_of
+from ._fake_tools import (
+    anthropic_tool_message,
+    anthropic_tool_stream,
+    as_tool_calls,
+    openai_tool_completion,
+    openai_tool_stream,
+)
 from ._schema_sample import sample_for_schema
 from .fake_faults import Fault
 
@@ -153,6 +161,12 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
         except Exception as error:  # a test's reply callable failed: answer 500, say why
             logger.warning("FakeLlmServer reply callable raised %r", error)
             raise wire.ApiProblem(500, f"reply callable raised {type(error).__name__}: {error}") from None
+        calls = as_tool_calls(text, "toolu_fake" if self.anthropic else "call_fake", self.owner._next_id())
+        if calls:
+            return self._tool_answer(parsed, calls, fault)
+        if not isinstance(text, str):
+            raise wire.ApiProblem(500, f"reply callable returned {type(text).__name__}, not a str or "
+                                  "ToolCall(s)")
         text, stop_sequence = wire.apply_stop(text, parsed.stop)
         text, cut = wire.truncate(text, parsed.max_tokens)
         tokens = prompt_tokens(parsed.messages)
@@ -190,6 +204,26 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             return self._send_stream(events, fault, {"x-request-id": f"req_fake{n:08d}", **limits})
         body = wire.openai_completion(rid, parsed.model, None if empty else text, finish, tokens)
         self._send_json(200, body, {"x-request-id": f"req_fake{n:08d}", **limits})
+
+    def _tool_answer(self, parsed: Any, calls: List[ToolCall], fault: Optional[Fault]) -> None:
+        """Answer with tool calls (the reply callable returned ToolCall(s)), whole or streamed."""
+        unknown = [c.name for c in calls if c.name not in parsed.tools]
+        if unknown:  # a real model can only call what it was offered
+            raise wire.ApiProblem(500, f"reply callable called {unknown[0]!r}, which the request's tools "
+                                  f"({', '.join(parsed.tools) or 'none'}) do not offer")
+        n = self.owner._next_id()
+        tokens = prompt_tokens(parsed.messages)
+        if self.anthropic:
+            rid, headers = f"msg_fake{n:08d}", {"request-id": f"req_fake{n:08d}"}
+            if parsed.stream:
+                return self._send_stream(anthropic_tool_stream(rid, parsed.model, calls, tokens, wire.sse),
+                                         fault, headers)
+            return self._send_json(200, anthropic_tool_message(rid, parsed.model, calls, tokens), headers)
+        rid, headers = f"chatcmpl-fake{n:08d}", {"x-request-id": f"req_fake{n:08d}"}
+        if parsed.stream:
+            events = openai_tool_stream(rid, parsed.model, calls, tokens, parsed.include_usage, wire.sse)
+            return self._send_stream(events, fault, headers)
+        self._send_json(200, openai_tool_completion(rid, parsed.model, calls, tokens), headers)
 
     def _embeddings(self, request: RecordedRequest, fault: Optional[Fault]) -> None:
         parsed = wire.parse_embeddings(request.body)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ._fake_protocol import ApiProblem, _check_model
+from ._fake_tools import check_anthropic_tools, check_openai_tools
 
 __all__ = ["ChatRequest", "parse_openai", "parse_anthropic", "is_reasoning_model",
            "MAX_TOKENS_UNSUPPORTED", "TEMPERATURE_UNSUPPORTED"]
@@ -39,6 +40,7 @@ class ChatRequest:
     max_tokens: Optional[int]
     stop: Tuple[str, ...] = ()
     schema: Optional[Dict[str, Any]] = None
+    tools: Tuple[str, ...] = ()  #: the names of the tools offered
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -52,6 +54,9 @@ def _check_messages(messages: Any, roles: tuple) -> List[Dict[str, Any]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in roles:
             raise ApiProblem(400, f"messages.{i}.role: Input should be one of {', '.join(roles)}.")
+        if message.get("content") is None and message.get("role") == "assistant" \
+                and message.get("tool_calls"):
+            continue  # an assistant message of tool calls only
         if not isinstance(message.get("content"), (str, list)):
             raise ApiProblem(400, f"messages.{i}.content: Input should be a string or an array.")
     return messages
@@ -92,9 +97,11 @@ def parse_openai(body: Any) -> ChatRequest:
     if limit is None:
         limit = _check_token_limit(body, "max_tokens")
     options = body.get("stream_options") or {}
+    tools = check_openai_tools(body, messages, lambda text: ApiProblem(400, text))
     return ChatRequest(model, messages, body.get("stream") is True,
                        isinstance(options, dict) and options.get("include_usage") is True,
-                       limit, _stops(body.get("stop"), "stop"), _openai_schema(body.get("response_format")))
+                       limit, _stops(body.get("stop"), "stop"), _openai_schema(body.get("response_format")),
+                       tools)
 
 
 def _openai_schema(response_format: Any) -> Optional[Dict[str, Any]]:
@@ -121,6 +128,7 @@ def parse_anthropic(body: Any) -> ChatRequest:
         raise ApiProblem(400, "There was an issue with the JSON body of your request.")
     model = _check_model(body)
     messages = _check_messages(body.get("messages"), ("user", "assistant"))
+    tools = check_anthropic_tools(body, messages, lambda text: ApiProblem(400, text))
     max_tokens = _check_token_limit(body, "max_tokens", required=True)
     system = body.get("system")
     if system is not None and not isinstance(system, (str, list)):
@@ -143,4 +151,4 @@ def parse_anthropic(body: Any) -> ChatRequest:
                              "{'type': 'json_schema', 'schema': {...}}.")
         schema = fmt["schema"]
     return ChatRequest(model, messages, body.get("stream") is True, True, max_tokens,
-                       _stops(body.get("stop_sequences"), "stop_sequences"), schema)
+                       _stops(body.get("stop_sequences"), "stop_sequences"), schema, tools)

@@ -22,9 +22,13 @@ key, records every request with its arrival time, and misbehaves on demand::
         env = server.env()                                  # COWORK_LLM_* for a subprocess
 
 By default the answer is ``"echo: <last user message>"`` with usage estimated at four
-characters a token; pass ``reply=`` to compute answers. Faults are served in the order
-they were queued (see :class:`~cowork_llm.testing.fake_faults.Fault`). Non-streaming
-responses always carry Content-Length; streams use chunked encoding, as the real APIs do.
+characters a token; pass ``reply=`` to compute answers. A ``reply`` that returns a
+:class:`~cowork_llm.results.ToolCall` or a list of them
+(:func:`~cowork_llm.testing.tool_call`) answers with tool calls in the API's format,
+whole or streamed in pieces; requests with tools are checked as the real APIs check them
+(each tool result answers an earlier call). Faults are served in the order they were
+queued (see :class:`~cowork_llm.testing.fake_faults.Fault`). Non-streaming responses
+always carry Content-Length; streams use chunked encoding, as the real APIs do.
 """
 
 import itertools
@@ -75,7 +79,7 @@ class FakeLlmServer:
         self,
         *,
         api_key: Union[str, Iterable[str], None] = None,
-        reply: Optional[Callable[[List[Dict[str, Any]]], str]] = None,
+        reply: Optional[Callable[[List[Dict[str, Any]]], Any]] = None,
         models: Optional[Iterable[str]] = None,
         latency_seconds: float = 0.0,
         stream_delay_seconds: float = 0.0,
@@ -86,7 +90,7 @@ class FakeLlmServer:
             raise ValueError("latency_seconds and stream_delay_seconds must be 0 or more")
         self.api_keys: Optional[Tuple[str, ...]] = (
             None if api_key is None else (api_key,) if isinstance(api_key, str) else tuple(api_key))
-        self.reply: Callable[[List[Dict[str, Any]]], str] = reply or echo_reply
+        self.reply: Callable[[List[Dict[str, Any]]], Any] = reply or echo_reply
         self.models: Optional[Tuple[str, ...]] = tuple(models) if models is not None else None
         self.latency_seconds = latency_seconds
         self.stream_delay_seconds = stream_delay_seconds

@@ -116,7 +116,9 @@ class LlamaCppServer:
             llm = create_llm_client(server.config())
 
     ``model_name`` is also the server's model alias, so answers report it. With
-    ``embeddings=True`` it also serves ``POST /v1/embeddings`` (640 numbers per text). Requests
+    ``embeddings=True`` it also serves ``POST /v1/embeddings`` (640 numbers per text); with
+    ``tools=True`` it renders tools and parses the model's tool calls (``--jinja`` and a
+    Hermes-style template). Requests
     without ``max_tokens`` are capped at ``default_max_tokens`` (the server would
     otherwise generate until the context is full). The server has one slot: it answers
     one request at a time and queues the rest.
@@ -141,6 +143,7 @@ class LlamaCppServer:
         startup_timeout_seconds: float = 60.0,
         verbosity: int = 0,
         embeddings: bool = False,
+        tools: bool = False,
     ) -> None:
         self._model_dir = model_dir
         self.api_key = api_key if api_key is not None else "sk-local-" + secrets.token_hex(16)
@@ -153,6 +156,9 @@ class LlamaCppServer:
         # Serve /v1/embeddings too (llama.cpp's --embeddings, with mean pooling: Gemma's
         # own pooling type is "none", which the OpenAI-style endpoint refuses).
         self.embeddings = embeddings
+        # Tool calling: llama.cpp's --jinja with a template that has a place for tools
+        # (the model file has none; see _tool_template).
+        self.tools = tools
         self.model_path: Optional[Path] = None
         self.startup_seconds: Optional[float] = None  #: Server() plus the health check
         self._server: Any = None
@@ -178,6 +184,11 @@ class LlamaCppServer:
         params.cpuparams_batch.n_threads = self.threads
         params.api_keys = [self.api_key]
         params.verbosity = self.verbosity
+        if self.tools:
+            from ._tool_template import TOOL_CHAT_TEMPLATE
+
+            params.use_jinja = True
+            params.chat_template = TOOL_CHAT_TEMPLATE
         if self.embeddings:
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN

@@ -27,6 +27,9 @@ end of a script is a bug in the test).
 ``embed(texts)`` answers with deterministic unit vectors (a hash of each text, 16 numbers
 unless ``dimensions`` says otherwise) and is recorded as a call of kind ``"embed"``; a
 queued *exception* is raised by the next call of either kind, queued texts only answer chat.
+A reply that is a :class:`~cowork_llm.results.ToolCall` (or a list of them:
+``MockLlm([tool_call("get_weather", city="Oslo"), "It is sunny."])``) answers with tool
+calls (``finish_reason="tool_calls"``), so an agent and ``run_tools`` can be tested offline.
 With ``response_format``, the answer is parsed as a real client parses it
 (``ChatResult.parsed``; InvalidResponseError when it does not match), and the echo
 answers with a deterministic JSON value that matches the schema instead of echoing.
@@ -39,12 +42,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .._embed_input import check_dimensions, check_texts
 from ..llm import Llm
 from ..options import ChatOptions
-from ..results import ChatResult, EmbeddingResult, Usage
+from ..results import ChatResult, EmbeddingResult, ToolCall, Usage
 from ..streaming import ChatStream, StreamState
 from ..structured import with_parsed
 from ._echo import echo_reply, estimate_tokens, hash_vector, prompt_tokens, split_pieces
@@ -54,7 +57,7 @@ __all__ = ["MockLlm", "MockCall", "Reply", "Responder"]
 
 #: One scripted answer: text, a whole ChatResult, a dict or list (answered as its JSON
 #: text), or an exception (instance or class) to raise.
-Reply = Union[str, ChatResult, Dict[str, Any], List[Any], BaseException, type]
+Reply = Union[str, ChatResult, ToolCall, Dict[str, Any], List[Any], BaseException, type]
 #: Computes the answer text from the messages.
 Responder = Callable[[List[Dict[str, str]]], str]
 
@@ -217,7 +220,8 @@ class MockLlm(Llm):
         :class:`~cowork_llm.streaming.ChatStream`; a queued exception is raised when
         iteration starts."""
         call = self._arrive(messages, options, "stream")
-        return ChatStream(self._pieces(messages, call, options), StreamState(model=self.model))
+        state = StreamState(model=self.model)
+        return ChatStream(self._pieces(messages, call, options, state), state)
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:
         """Deterministic vectors, one per text (see the module docstring).
@@ -289,6 +293,13 @@ class MockLlm(Llm):
                 reply = sample_for_schema(fmt.schema or {"type": "object"})
             else:
                 reply = self._responder(messages)
+        calls = _tool_calls(reply, call.index)
+        if calls:
+            return ChatResult(content="", model=self.model, finish_reason="tool_calls",
+                              usage=Usage.of(prompt_tokens(messages), sum(estimate_tokens(c.raw_arguments)
+                                                                          for c in calls)),
+                              request_id=f"mock-{call.index}", raw={"mock": True, "call": call.index},
+                              tool_calls=calls)
         if isinstance(reply, (dict, list)):
             reply = json.dumps(reply)
         if isinstance(reply, type) and issubclass(reply, BaseException):
@@ -300,10 +311,24 @@ class MockLlm(Llm):
                             f"got {reply!r:.60}")
         return reply
 
-    def _pieces(self, messages: List[Dict[str, Any]], call: MockCall, options: ChatOptions) -> Iterator[str]:
+    def _pieces(self, messages: List[Dict[str, Any]], call: MockCall, options: ChatOptions,
+                state: StreamState) -> Iterator[str]:
         answer = self._answer(messages, call, options)
         text = answer.content if isinstance(answer, ChatResult) else answer
-        yield from split_pieces(text)
+        if text:
+            yield from split_pieces(text)
+        if isinstance(answer, ChatResult):
+            state.tool_calls, state.finish_reason = answer.tool_calls, answer.finish_reason
+
+
+def _tool_calls(reply: Any, index: int) -> Tuple[ToolCall, ...]:
+    """A reply that is a ToolCall or a list of them, each with an id; () otherwise."""
+    calls = [reply] if isinstance(reply, ToolCall) else reply
+    if not isinstance(calls, list) or not calls or not all(isinstance(c, ToolCall) for c in calls):
+        return ()
+    return tuple(c if c.id else ToolCall(f"mock-call-{index}-{i}", c.name, c.arguments,
+                                         c.raw_arguments or json.dumps(c.arguments))
+                 for i, c in enumerate(calls))
 
 
 def _fresh(error: BaseException) -> BaseException:

@@ -95,7 +95,8 @@ def test_record_holds_messages_options_thread_and_time():
     assert call.messages == USER and call.prompt == "hello"
     assert call.options == {"temperature": 0.5, "max_tokens": None, "top_p": None, "stop": ("END",),
                             "seed": 3, "response_format": None, "reasoning_effort": None,
-                            "extra_body": {"x": 1}, "cache": False}
+                            "extra_body": {"x": 1}, "cache": False, "tools": None, "tool_choice": None,
+                            "parallel_tool_calls": None}
     assert call.thread == threading.current_thread().name
     assert call.monotonic > 0 and call.wall > 0 and call.kind == "chat"
     llm.reset()

@@ -1,0 +1,143 @@
+"""llm.run_tools(): the synchronous tool loop — steps, transcript, errors fed back to the
+model, on_tool_error="raise", max_steps, unknown tools, forced tool_choice only on the
+first step — with MockLlm (offline) and through the limiter against FakeLlmServer."""
+
+import logging
+
+import pytest
+
+from cowork_llm import create_llm_client
+from cowork_llm.client import RateLimitedLlm
+from cowork_llm.errors import MaxStepsError, ToolExecutionError
+from cowork_llm.testing import FakeLlmServer, MockLlm, tool_call
+
+ASK = [{"role": "user", "content": "Weather in Oslo, then save a note."}]
+SAVED = []
+
+
+def get_weather(city: str) -> dict:
+    """The weather for a city.
+
+    Args:
+        city: the city name
+    """
+    if city == "Atlantis":
+        raise LookupError("no station in Atlantis")
+    return {"city": city, "sky": "sunny", "celsius": 14}
+
+
+def save_doc(title: str, body: str) -> str:
+    """Save a document."""
+    SAVED.append((title, body))
+    return f"saved {title}"
+
+
+def test_a_two_tool_agent_runs_to_its_final_answer_with_mock_llm():
+    SAVED.clear()
+    llm = MockLlm([tool_call("get_weather", city="Oslo"),
+                   tool_call("save_doc", title="Oslo", body="sunny, 14 C"),
+                   "Saved the forecast for Oslo."])
+    run = llm.run_tools(ASK, [get_weather, save_doc])
+    assert run.content == "Saved the forecast for Oslo." and run.result.tool_calls == ()
+    assert SAVED == [("Oslo", "sunny, 14 C")]
+    roles = [m["role"] for m in run.messages]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert run.messages[2]["content"] == '{"city": "Oslo", "sky": "sunny", "celsius": 14}'  # JSON-encoded
+    assert run.messages[4]["content"] == "saved Oslo"  # a string goes as it is
+    assert run.messages[2]["tool_call_id"] == run.messages[1]["tool_calls"][0]["id"]
+    assert [len(s.outcomes) for s in run.steps] == [1, 1, 0]
+    assert run.steps[0].outcomes[0].error is None and run.steps[0].calls[0].name == "get_weather"
+    assert run.usage is not None and run.usage.prompt_tokens > 0
+    # The transcript is valid input: the conversation can go on.
+    llm.enqueue("You're welcome.")
+    assert llm.chat(run.messages + [{"role": "user", "content": "Thanks"}]).content == "You're welcome."
+    # Every step saw the whole transcript so far, and the tools.
+    assert [len(c.messages) for c in llm.calls[:3]] == [1, 3, 5]
+    assert all(len(c.options["tools"]) == 2 for c in llm.calls[:3])
+
+
+def test_a_tool_that_raises_is_answered_with_its_error_and_logged(caplog):
+    llm = MockLlm([tool_call("get_weather", city="Atlantis"), "Atlantis has no station."])
+    with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+        run = llm.run_tools(ASK, [get_weather])
+    tool_message = run.messages[2]
+    assert tool_message["is_error"] is True
+    assert tool_message["content"] == "Error: LookupError: no station in Atlantis"
+    assert run.steps[0].outcomes[0].error == "LookupError: no station in Atlantis"
+    assert any("tool get_weather raised LookupError" in r.getMessage() for r in caplog.records)
+    assert run.content == "Atlantis has no station."
+
+
+def test_on_tool_error_raise_stops_with_the_tools_exception_as_cause():
+    llm = MockLlm([tool_call("get_weather", city="Atlantis")])
+    with pytest.raises(ToolExecutionError, match="tool get_weather raised LookupError") as caught:
+        llm.run_tools(ASK, [get_weather], on_tool_error="raise")
+    assert isinstance(caught.value.__cause__, LookupError)
+    assert caught.value.tool_name == "get_weather"
+    assert [m["role"] for m in caught.value.messages] == ["user", "assistant"]
+
+
+def test_an_unknown_tool_or_bad_arguments_get_an_error_result_not_a_crash():
+    llm = MockLlm([[tool_call("get_forecast", city="Oslo"), tool_call("get_weather", town="Oslo")],
+                   "Sorry."])
+    run = llm.run_tools(ASK, [get_weather])
+    first, second = run.steps[0].outcomes
+    assert "there is no tool named 'get_forecast'; the tools are: get_weather" in first.output
+    assert "missing a required argument: 'city'" in second.output
+    assert run.messages[2]["is_error"] and run.messages[3]["is_error"]
+    assert run.content == "Sorry."
+
+
+def test_max_steps_raises_with_the_transcript_so_far():
+    llm = MockLlm([tool_call("get_weather", city="Oslo")] * 3)
+    with pytest.raises(MaxStepsError, match="after max_steps=2 steps \\(last: get_weather\\)") as caught:
+        llm.run_tools(ASK, [get_weather], max_steps=2)
+    assert len(caught.value.steps) == 2
+    assert [m["role"] for m in caught.value.messages] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert llm.call_count == 2
+
+
+def test_a_forced_tool_choice_applies_to_the_first_step_only():
+    llm = MockLlm([tool_call("get_weather", city="Oslo"), "Done."])
+    llm.run_tools(ASK, [get_weather], tool_choice="required", parallel_tool_calls=False, max_tokens=50)
+    assert [c.options["tool_choice"] for c in llm.calls] == ["required", "auto"]
+    assert all(c.options["parallel_tool_calls"] is False and c.options["max_tokens"] == 50 for c in llm.calls)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]},
+     "each must be a Python function; f is a dict"),
+    ({"tools": [get_weather], "max_steps": 0}, "max_steps must be an integer of at least 1"),
+    ({"tools": [get_weather], "on_tool_error": "ignore"}, "on_tool_error must be one of return, raise"),
+])
+def test_bad_arguments_are_value_errors_before_any_call(kwargs, words):
+    llm = MockLlm(["never"])
+    tools = kwargs.pop("tools")
+    with pytest.raises(ValueError, match=words):
+        llm.run_tools(ASK, tools, **kwargs)
+    assert llm.call_count == 0
+
+
+def test_each_step_goes_through_the_limiter_and_is_counted():
+    def script(messages):
+        if any(m.get("role") == "tool" for m in messages):
+            return "Saved."
+        return tool_call("save_doc", title="t", body="b")
+
+    with FakeLlmServer(reply=script) as server:
+        with create_llm_client(server.config(min_interval_seconds=0.2)) as llm:
+            run = llm.run_tools(ASK, [save_doc])
+            usage = llm.usage()
+        arrived = len(server.chat_requests)
+    assert run.content == "Saved." and len(run.steps) == 2 and arrived == 2
+    # Each step took its own slot: the second was granted an interval after the first
+    # (measured at admission; arrival at the server adds the machine's scheduling noise).
+    first, second = (step.result.started_at for step in run.steps)
+    assert second - first >= 0.2 - 0.005
+    assert usage.total.requests == 2
+
+
+def test_run_tools_with_a_mock_behind_the_rate_limited_client():
+    llm = RateLimitedLlm(MockLlm([tool_call("get_weather", city="Oslo"), "Sunny."]))
+    assert llm.run_tools(ASK, [get_weather]).content == "Sunny."
+    assert llm.usage().total.requests == 2
