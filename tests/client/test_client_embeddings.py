@@ -5,6 +5,7 @@ many threads at once, and the official openai SDK reading the same server."""
 
 import dataclasses
 import threading
+import time
 
 import pytest
 
@@ -45,14 +46,23 @@ def test_vectors_come_back_in_input_order_from_batches_of_batch_size(server):
         len(t) // 4 + (len(t) % 4 > 0) for t in TEXTS)
 
 
-def test_each_batch_takes_its_own_limiter_slot_measured_at_the_server(server):
+def test_each_batch_takes_its_own_limiter_slot(server, monkeypatch):
+    granted = []
+    original = RateLimiter.acquire
+
+    def recording(self, weight=1, tokens=0, **options):
+        slot = original(self, weight, tokens, **options)
+        granted.append(time.monotonic())
+        return slot
+
+    monkeypatch.setattr(RateLimiter, "acquire", recording)
     with client_for(server, batch_size=2, min_interval_seconds=0.25) as llm:
         llm.embed(TEXTS[:6])
-    gaps = server.arrival_gaps(path=server.EMBEDDINGS_PATH)
-    assert len(gaps) == 2
-    # The limiter spaces admissions; at the server a gap may come out a few ms short
-    # (admission-to-arrival jitter on a loaded machine), never a whole interval.
-    assert min(gaps) >= 0.25 - 0.015, gaps
+    assert len(server.embedding_requests) == 3 and len(granted) == 3
+    # Measured at admission: arrival at the server adds the (loaded) machine's scheduling
+    # noise, which is the limiter's business only up to its 1 % margin.
+    gaps = [b - a for a, b in zip(granted[:-1], granted[1:], strict=True)]
+    assert min(gaps) >= 0.25 - 0.005, gaps
 
 
 def test_each_batch_weighs_its_own_token_estimate(server, monkeypatch):
@@ -60,9 +70,9 @@ def test_each_batch_weighs_its_own_token_estimate(server, monkeypatch):
     with client_for(server, batch_size=4, tokens_per_minute=1_000_000) as llm:
         original = RateLimiter.slot
 
-        def spy(self, weight=1, tokens=0):
+        def spy(self, weight=1, tokens=0, **options):
             weights.append(tokens)
-            return original(self, weight, tokens)
+            return original(self, weight, tokens, **options)
 
         monkeypatch.setattr(RateLimiter, "slot", spy)
         llm.embed(TEXTS)
