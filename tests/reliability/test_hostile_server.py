@@ -176,3 +176,25 @@ def test_a_redirect_loop_is_not_retried_and_says_so(hostile):
 def test_invalid_utf8_in_an_answer_is_an_error(hostile):
     out = run_call(hostile, "invalid-utf8")
     assert_bounded(out, "InvalidResponseError", "not valid UTF-8 (byte 0xff", 5)
+
+
+# --- the health check meets the same server -------------------------------------------------
+
+
+@pytest.mark.parametrize("mode, fragment", [
+    ("slowloris-body", "no answer within 2 s"),
+    ("endless-body", "larger than model.max_response_bytes = 1048576 bytes"),
+    ("gzip-bomb", "larger than model.max_response_bytes = 1048576 bytes"),
+])
+def test_the_health_check_is_bounded_too(hostile, mode, fragment):
+    import time
+
+    from cowork_llm.config import ModelConfig
+    from cowork_llm.health import check_health
+
+    model = ModelConfig(base_url=hostile.url(mode), api_key="sk-hostile-0123456789abcdef", model_name="m",
+                        max_response_bytes=1024 * 1024)
+    started = time.monotonic()
+    status = check_health(model, timeout=2.0)
+    assert not status.ok and fragment in status.detail, status
+    assert time.monotonic() - started < 2.0 + SLACK_SECONDS
