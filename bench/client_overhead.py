@@ -109,17 +109,25 @@ def measure(call: Callable[[], str], calls: int) -> Tuple[float, float]:
 
 
 def wrapper_microseconds(observers: Sequence[Any], calls: int = 20000, repeats: int = 5) -> float:
-    """RateLimitedLlm.chat over an instant MockLlm: the wrapper's own cost, best of
-    ``repeats`` runs (no network, so the difference between observer sets shows)."""
+    """RateLimitedLlm.chat over an inner Llm that answers at once: the wrapper's own cost,
+    best of ``repeats`` runs (no network, so the difference between observer sets shows)."""
     from cowork_llm.client import RateLimitedLlm
     from cowork_llm.config import RateLimitConfig, RetryConfig
+    from cowork_llm.llm import Llm
     from cowork_llm.rate_limiter import RateLimiter
+    from cowork_llm.results import ChatResult, Usage
     from cowork_llm.retry import RetryPolicy
-    from cowork_llm.testing import MockLlm
+
+    answer = ChatResult(content="ok", model=MODEL, finish_reason="stop", usage=Usage.of(5, 1))
+
+    class Instant(Llm):
+        name = "instant"
+
+        def send(self, messages: Any, options: Any) -> ChatResult:
+            return answer
 
     limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0.0, key="wrapper"))
-    llm = RateLimitedLlm(MockLlm(lambda messages: "ok"), limiter, RetryPolicy(RetryConfig()),
-                         observers=observers)
+    llm = RateLimitedLlm(Instant(), limiter, RetryPolicy(RetryConfig()), observers=observers)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -130,6 +138,15 @@ def wrapper_microseconds(observers: Sequence[Any], calls: int = 20000, repeats: 
     return best
 
 
+def print_wrapper_costs() -> None:
+    from cowork_llm.telemetry import OpenTelemetryObserver
+
+    for name, observers in (("no observers", ()), ("OTel API, no SDK", [OpenTelemetryObserver()]),
+                            ("OTel SDK configured", [otel_sdk_observer()])):
+        print(f"wrapper alone over an instant Llm, {name}: "
+              f"{wrapper_microseconds(observers):.1f} us/call")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per client per round")
@@ -137,7 +154,14 @@ def main() -> None:
     parser.add_argument("--telemetry", action="store_true",
                         help="cowork_llm without observers, with the OpenTelemetry API only, "
                              "and with the SDK configured")
+    parser.add_argument("--wrapper-only", action="store_true",
+                        help="only the wrapper's cost per call over an instant Llm, with and "
+                             "without OpenTelemetry (no server, no network)")
     args = parser.parse_args()
+    if args.wrapper_only:
+        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of 5 runs x 20000 calls")
+        print_wrapper_costs()
+        return
     server, base_url = start_server()
     try:
         clients: Dict[str, Callable[[], str]] = {
@@ -178,12 +202,7 @@ def main() -> None:
         ratios = f"{wall / base_wall:15.2f}x | {cpu / base_cpu:14.2f}x"
         print(f"| {name:<24} | {wall:12.3f} | {cpu:11.3f} | {ratios} |")
     if args.telemetry:
-        from cowork_llm.telemetry import OpenTelemetryObserver
-
-        for name, observers in (("no observers", ()), ("OTel API, no SDK", [OpenTelemetryObserver()]),
-                                ("OTel SDK configured", [otel_sdk_observer()])):
-            print(f"wrapper alone over an instant MockLlm, {name}: "
-                  f"{wrapper_microseconds(observers):.1f} us/call")
+        print_wrapper_costs()
     base = results["requests (bare Session)"]
     for name, samples in results.items():  # the spread: each round against the same round's requests
         if samples is base:

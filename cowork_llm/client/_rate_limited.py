@@ -201,8 +201,10 @@ class RateLimitedLlm(Llm):
         """What observers are told about a call before it starts; ``options`` as the
         caller gave them (None: the configured default, filled in here)."""
         model = self._model_config
-        if model is None:
-            return CallInfo(operation, self._model_name, limiter_key=self.limiter.config.key,
+        if model is None:  # not an HTTP provider (a MockLlm, a custom Llm): its model if it says
+            inner_model = getattr(self.inner, "model", None)
+            name = inner_model if isinstance(inner_model, str) and inner_model else self._model_name
+            return CallInfo(operation, name, limiter_key=self.limiter.config.key,
                             options=options, stream=stream, messages=messages)
         sent = dict(options)
         for name in ("temperature", "max_tokens", "top_p", "seed", "stop"):

@@ -74,7 +74,9 @@ class OpenTelemetryObserver(Observer):
                                        attributes=attributes)
         # A plain call runs in this thread from start to end: make the span current so
         # HTTP instrumentation nests under it. A stream ends wherever it is closed.
-        token = None if call.stream else otel_context.attach(trace.set_span_in_context(span))
+        # (Nothing to make current without an SDK: the API's no-op span has no context.)
+        token = None if call.stream or not span.get_span_context().is_valid \
+            else otel_context.attach(trace.set_span_in_context(span))
         return _SpanObservation(self, span, token, metric_attributes, call.limiter_key)
 
 

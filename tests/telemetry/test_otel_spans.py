@@ -238,3 +238,23 @@ def test_each_embeddings_request_is_a_span(otel):
     assert "gen_ai.usage.output_tokens" not in a
     usage = otel.metrics()["gen_ai.client.token.usage"]
     assert {dict(p.attributes)["gen_ai.token.type"] for p in usage} == {"input"}
+
+
+def test_spans_made_during_the_call_nest_under_it(otel):
+    from cowork_llm.client import RateLimitedLlm
+    from cowork_llm.rate_limiter import RateLimiter
+    from cowork_llm.testing import MockLlm
+
+    tracer = otel.tracer_provider.get_tracer("inner")
+
+    def reply(messages):
+        with tracer.start_as_current_span("HTTP POST"):  # as requests' instrumentation would
+            return "ok"
+
+    limiter = RateLimiter()
+    llm = RateLimitedLlm(MockLlm(reply), limiter, observers=[otel.observer()])
+    llm.chat(HI)
+    limiter.close()
+    inner, outer = otel.finished()
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    assert outer.name == "chat mock-model"
