@@ -3,7 +3,7 @@
 Runs :class:`~cowork_llm.testing.FakeLlmServer` in the foreground and prints the
 ``export`` lines that point the CLI (or any program using this library) at it; Ctrl-C
 stops it. ``--quota rpm=60,tpm=40000`` makes it enforce a provider-style quota (429s with
-rate-limit headers) when this version's FakeLlmServer supports one.
+rate-limit headers), so the limiter's learned limits show in ``cowork-llm health``.
 """
 
 import argparse
@@ -88,18 +88,15 @@ def parse_quota(text: str) -> Dict[str, Any]:
     return limits
 
 
-def _server(port: int, quota: Optional[Dict[str, Any]]) -> FakeLlmServer:
-    """The server, with the quota when one was asked for."""
-    return FakeLlmServer(api_key=FAKE_KEY, port=port,
-                         quota=Quota(**quota) if quota is not None else None)
+def _server(port: int, quota: Optional[Dict[str, int]]) -> FakeLlmServer:
+    """The server, enforcing ``quota`` (Quota's field names) when given."""
+    return FakeLlmServer(api_key=FAKE_KEY, port=port, quota=Quota(**quota) if quota else None)
 
 
 def run(args: argparse.Namespace) -> int:
+    args.quota_text = ", ".join(f"{k}={v}" for k, v in (args.quota or {}).items())
     try:
         server = _server(args.port, args.quota).start()
-    except ValueError as error:
-        print(f"cowork-llm fake-server: {error}", file=sys.stderr)
-        return 2
     except OSError as error:  # the port is taken, or not ours to bind
         print(f"cowork-llm fake-server: cannot listen on 127.0.0.1:{args.port}: "
               f"{error.strerror or error}", file=sys.stderr)
@@ -107,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         exports = {"COWORK_LLM_BASE_URL": server.base_url, "COWORK_LLM_API_KEY": FAKE_KEY,
                    "COWORK_LLM_MODEL_NAME": "fake-model"}
-        print(f"fake LLM server on {server.base_url} (Ctrl-C stops it). In another shell:")
+        quota = f", quota {args.quota_text}" if args.quota else ""
+        print(f"fake LLM server on {server.base_url}{quota} (Ctrl-C stops it). In another shell:")
         for name, value in exports.items():
             print(f"export {name}={shlex.quote(value)}")
         print('then: cowork-llm ask "Name a colour"; cowork-llm health; cowork-llm init')

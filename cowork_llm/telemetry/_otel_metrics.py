@@ -37,6 +37,13 @@ class Instruments:
         meter.create_observable_gauge(
             sc.IN_FLIGHT_METRIC, callbacks=[_limiter_gauge("in_flight")], unit="{request}",
             description="Rate-limiter slots held by requests in flight")
+        meter.create_observable_gauge(
+            sc.REMAINING_METRIC, callbacks=[_learned_gauge("level")], unit="1",
+            description="What the provider has left, as the limiter models it from the "
+                        "rate-limit headers (requests or tokens, per dimension)")
+        meter.create_observable_gauge(
+            sc.LEARNED_LIMIT_METRIC, callbacks=[_learned_gauge("limit")], unit="1",
+            description="The provider's limit per dimension, learned from its rate-limit headers")
 
     def record_call(self, attributes: Dict[str, Any], seconds: float,
                     usage: "Optional[Usage]") -> None:
@@ -47,6 +54,30 @@ class Instruments:
             self.token_usage.record(usage.prompt_tokens, {**attributes, sc.TOKEN_TYPE: "input"})
             if attributes.get(sc.OPERATION_NAME) != "embeddings":  # embeddings have no output tokens
                 self.token_usage.record(usage.completion_tokens, {**attributes, sc.TOKEN_TYPE: "output"})
+
+
+def _learned_gauge(attribute: str) -> Any:
+    """Each live limiter's learned ``level`` or ``limit`` per dimension (requests, tokens,
+    ...). A limiter whose shared store fails is skipped for this collection."""
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        from ..rate_limiter._gate import _live_limiters
+
+        observed = []
+        for limiter in list(_live_limiters):
+            if limiter.closed or not hasattr(limiter, "limits"):
+                continue
+            try:
+                learned = limiter.limits().learned
+            except Exception:  # noqa: BLE001 - a collection must not fail for one store
+                continue
+            for name, value in learned.items():
+                number = getattr(value, attribute, None)
+                if number is not None:
+                    observed.append(Observation(number, {sc.LIMITER_KEY: limiter.config.key,
+                                                         sc.LIMITER_DIMENSION: name}))
+        return observed
+
+    return observe
 
 
 def _limiter_gauge(attribute: str) -> Any:

@@ -87,6 +87,10 @@ RETRY_WAIT = "cowork_llm.retry.wait"  #: seconds before the next attempt
 LIMITER_WAIT_METRIC = "cowork_llm.limiter.wait"
 QUEUE_DEPTH_METRIC = "cowork_llm.limiter.queue_depth"
 IN_FLIGHT_METRIC = "cowork_llm.limiter.in_flight"
+#: learned from the provider's rate-limit headers (adaptive limits), per dimension
+REMAINING_METRIC = "cowork_llm.limiter.remaining"
+LEARNED_LIMIT_METRIC = "cowork_llm.limiter.learned_limit"
+LIMITER_DIMENSION = "cowork_llm.limiter.dimension"  #: requests, tokens, input_tokens, output_tokens
 # Limiter waits are short when all is well and long when not: finer at the low end.
 LIMITER_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                         60.0, 120.0)

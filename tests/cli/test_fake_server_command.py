@@ -84,3 +84,28 @@ def test_a_quota_spec_makes_a_server_enforcing_it_with_the_family_asked():
     assert int(answers[2].headers["retry-after"]) >= 1
     with pytest.raises(argparse.ArgumentTypeError, match="headers must be one of"):
         parse_quota("rpm=1,headers=azure")
+
+
+def test_a_quota_is_announced_and_the_server_answers_under_it():
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("COWORK_")}
+    server = subprocess.Popen([sys.executable, "-m", "cowork_llm", "fake-server", "--quota", "rpm=120"],
+                              env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert "quota requests_per_minute=120" in server.stdout.readline()
+        env = dict(base_env)
+        for _ in range(3):
+            name, _, value = server.stdout.readline().strip().removeprefix("export ").partition("=")
+            env[name] = value
+        import requests
+
+        answer = requests.post(env["COWORK_LLM_BASE_URL"] + "/chat/completions", timeout=30,
+                               headers={"Authorization": f"Bearer {env['COWORK_LLM_API_KEY']}"},
+                               json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200
+        assert answer.headers["x-ratelimit-limit-requests"] == "120"  # the quota's headers
+        assert cli("ask", "hi", env=env).returncode == 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode == 0

@@ -74,3 +74,27 @@ def test_the_schema_url_is_one_the_package_knows():
 def test_environment_switches(environ, latest, capture):
     assert sc.latest_only(environ) is latest
     assert sc.capture_content_from_env(environ) is capture
+
+
+def test_the_learned_limits_are_gauges(otel):
+    from cowork_llm.testing import Quota
+
+    with FakeLlmServer(quota=Quota(requests_per_minute=600, tokens_per_minute=100_000)) as server:
+        config = server.config()
+        with create_llm_client(config, observers=[otel.observer()]) as llm:
+            for _ in range(3):
+                llm.chat([{"role": "user", "content": "hi"}])
+            found = otel.metrics()
+            learned = llm.limits().learned
+    key = config.rate_limit.key
+
+    def by_dimension(metric):
+        return {dict(p.attributes)["cowork_llm.limiter.dimension"]: p.value for p in found[metric]
+                if dict(p.attributes)["cowork_llm.limiter.key"] == key}
+
+    limits = by_dimension("cowork_llm.limiter.learned_limit")
+    assert limits == {"requests": 600, "tokens": 100_000}
+    remaining = by_dimension("cowork_llm.limiter.remaining")
+    assert set(remaining) == {"requests", "tokens"}
+    assert 590 <= remaining["requests"] <= 600 and remaining["requests"] == pytest.approx(
+        learned["requests"].level, abs=2)
