@@ -90,7 +90,8 @@ def parse_quota(text: str) -> Dict[str, Any]:
 
 def _server(port: int, quota: Optional[Dict[str, int]]) -> FakeLlmServer:
     """The server, enforcing ``quota`` (Quota's field names) when given."""
-    return FakeLlmServer(api_key=FAKE_KEY, port=port, quota=Quota(**quota) if quota else None)
+    limits: Dict[str, Any] = dict(quota or {})
+    return FakeLlmServer(api_key=FAKE_KEY, port=port, quota=Quota(**limits) if limits else None)
 
 
 def run(args: argparse.Namespace) -> int:
