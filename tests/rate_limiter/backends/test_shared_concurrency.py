@@ -79,8 +79,9 @@ time.sleep(60)
 
 
 def _config(store, key, **more):
-    return RateLimitConfig(min_interval_seconds=0, max_concurrent=1, max_concurrent_scope="shared",
-                           key=key, **store, **more)
+    settings = {"min_interval_seconds": 0, "max_concurrent": 1, "max_concurrent_scope": "shared",
+                "key": key, **store, **more}
+    return RateLimitConfig(**settings)
 
 
 def test_a_sigkilled_holders_slot_returns_after_its_lease(store, request):
@@ -140,3 +141,41 @@ def test_the_process_scope_is_the_default_and_shared_needs_a_shared_backend(stor
         assert backend.try_acquire() == 0.0 and backend.take_lease() is None
     finally:
         backend.close()
+
+
+def test_sixteen_threads_on_two_members_hammering_the_shared_cap(store, request):
+    import threading
+
+    limiters = [RateLimiter(_config(store, request.node.name, max_concurrent=3)) for _ in range(2)]
+    inside, most, lock, errors = [0], [0], threading.Lock(), []
+
+    def worker(limiter):
+        try:
+            for _ in range(8):
+                with limiter.slot():
+                    with lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    threading.Event().wait(0.002)
+                    with lock:
+                        inside[0] -= 1
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(limiters[n % 2],)) for n in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors and not any(t.is_alive() for t in threads)
+        assert 1 < most[0] <= 3, most[0]  # the cap is shared by both members, and used
+        backend = limiters[0].backend
+        assert backend.leases.held() == [] and limiters[1].backend.leases.held() == []
+        if hasattr(backend, "_keys"):  # every lease given back in the store too
+            assert backend._client.zcard(backend._keys["leases"]) == 0
+        else:
+            assert backend._connection().execute("SELECT COUNT(*) FROM cowork_llm_leases").fetchone()[0] == 0
+    finally:
+        for limiter in limiters:
+            limiter.close()
