@@ -198,3 +198,43 @@ def test_the_health_check_is_bounded_too(hostile, mode, fragment):
     status = check_health(model, timeout=2.0)
     assert not status.ok and fragment in status.detail, status
     assert time.monotonic() - started < 2.0 + SLACK_SECONDS
+
+
+def test_a_slowloris_holds_a_shared_limiter_slot_no_longer_than_its_deadline(hostile):
+    # Before: a dripping server kept the slot for 70 s+, and a healthy call queued behind it
+    # in the same limiter waited 25 s+. Now the slot comes back at the attempt's deadline.
+    import threading
+    import time
+
+    from cowork_llm import create_llm_client
+    from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
+
+    def client(mode):
+        return create_llm_client(LlmConfig(
+            model=ModelConfig(base_url=hostile.url(mode), api_key="sk-hostile-0123456789abcdef",
+                              model_name="m", timeout_seconds=2),
+            rate_limit=RateLimitConfig(min_interval_seconds=0.0, max_concurrent=1, key="hostile-shared"),
+            retry=RetryConfig(max_attempts=1)))
+
+    slow, healthy = client("slowloris-body"), client("ok")
+    before = hostile.requests.get("slowloris-body", 0)
+    errors = []
+    stuck = threading.Thread(target=lambda: errors.append(_failure(slow)))
+    stuck.start()
+    deadline = time.monotonic() + 30
+    while hostile.requests.get("slowloris-body", 0) == before and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling a recorded fact: the slow request holds the slot
+    started = time.monotonic()
+    assert healthy.chat([{"role": "user", "content": "hi"}]).content == "fine"
+    waited = time.monotonic() - started
+    stuck.join(30)
+    assert errors == ["ApiTimeoutError"]
+    assert 1.0 < waited < 2.0 + SLACK_SECONDS  # it did queue behind the slow one, and not for long
+
+
+def _failure(llm):
+    try:
+        llm.chat([{"role": "user", "content": "hi"}])
+    except Exception as error:
+        return type(error).__name__
+    return None
