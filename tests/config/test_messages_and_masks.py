@@ -193,3 +193,72 @@ def test_a_file_without_a_literal_key_is_not_warned_about(key_line, caplog):
     finally:
         del os.environ["COWORK_LLM_API_KEY"]
     assert chmod_warnings(caplog) == []
+
+
+# --- request defaults, the stop variable, sources, logs (found by mutation testing) ---------
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"reasoning_effort": "extreme"}, "llm.model.reasoning_effort must be one of none, minimal, "
+                                      "low, medium, high, xhigh, max, got 'extreme'"),
+    ({"stop": ["a"] * 5}, "llm.model.stop takes at most 4 sequences (OpenAI's limit), got 5"),
+])
+def test_each_request_default_is_checked_even_when_the_first_is_unset(values, message):
+    with pytest.raises(ConfigError) as raised:  # top_p, checked first, is not set
+        ModelConfig(base_url="https://a.example/v1", api_key=KEY, model_name="m", **values)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("raw, stop", [('["\\n\\n", "END"]', ("\n\n", "END")), ("END", ("END",)),
+                                       ("[not json", None)])
+def test_the_stop_variable_is_one_sequence_or_a_json_list(raw, stop, required_env, monkeypatch):
+    monkeypatch.setenv("COWORK_LLM_STOP", raw)
+    if stop is None:
+        with pytest.raises(ConfigError) as raised:
+            load_config()
+        assert str(raised.value).startswith(
+            "COWORK_LLM_STOP must be one stop sequence or a JSON list of them")
+    else:
+        assert load_config().model.stop == stop
+
+
+def test_extra_keys_from_a_variable_say_where_they_came_from(required_env, monkeypatch):
+    monkeypatch.setenv("COWORK_LLM_API_KEY", f"{KEY},sk-second-000000000000")
+    config = load_config()
+    assert config.sources["model.extra_api_keys"] == "env:COWORK_LLM_API_KEY"
+
+
+def test_the_resolved_configuration_is_logged_at_debug_with_keys_masked(required_env, caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm")
+    load_config()
+    (line,) = [r.getMessage() for r in caplog.records
+               if r.getMessage().startswith("resolved configuration ")]
+    assert line.startswith("resolved configuration LlmConfig(") and KEY not in line
+    assert "(sources {" in line
+
+
+def test_a_file_without_an_llm_table_is_named_in_the_log(required_env, caplog):
+    caplog.set_level(logging.INFO, logger="cowork_llm")
+    path = write("[other]\nx = 1\n")
+    load_config()
+    assert f"config file {path} has no [llm] table; ignoring it" in caplog.text
+
+
+def test_a_pricing_entry_that_is_not_a_table_names_the_file():
+    path = write(MINIMAL + "pricing = 3\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config()
+    assert path in str(raised.value) and "pricing" in str(raised.value)
+
+
+@posix_only
+def test_a_config_fifo_nobody_writes_to_fails_within_the_pipe_wait(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr("cowork_llm.config._file.PIPE_WAIT_SECONDS", 0.3)
+    path = tmp_path / "config.toml"
+    os.mkfifo(path)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="did not deliver a whole file within 0.3 s"):
+        load_config(path)
+    assert time.monotonic() - started < 3.0
