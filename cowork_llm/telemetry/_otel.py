@@ -45,8 +45,12 @@ class OpenTelemetryObserver(Observer):
             attributes[sc.PROVIDER_NAME] = call.provider
             if not self.latest_only:
                 attributes[sc.SYSTEM] = call.provider
-        if call.operation == "execute_tool":
+        tool = call.operation == "execute_tool"
+        if tool:  # a tool run by run_tools: no model, no limiter, no GenAI client metrics
             attributes[sc.TOOL_NAME] = call.model
+            attributes[sc.TOOL_TYPE] = "function"
+            if call.options.get("tool_call_id"):
+                attributes[sc.TOOL_CALL_ID] = call.options["tool_call_id"]
         else:
             attributes[sc.REQUEST_MODEL] = call.model
         if call.server_address:
@@ -66,7 +70,7 @@ class OpenTelemetryObserver(Observer):
                 attributes[name] = value
         if call.stream:
             attributes[sc.REQUEST_STREAM] = True
-        if call.limiter_key is not None:
+        if call.limiter_key is not None and not tool:
             attributes[sc.LIMITER_KEY] = call.limiter_key
         if self.capture_content and call.messages:
             attributes[sc.INPUT_MESSAGES] = _input_messages(call.messages)
@@ -77,7 +81,8 @@ class OpenTelemetryObserver(Observer):
         # (Nothing to make current without an SDK: the API's no-op span has no context.)
         token = None if call.stream or not span.get_span_context().is_valid \
             else otel_context.attach(trace.set_span_in_context(span))
-        return _SpanObservation(self, span, token, metric_attributes, call.limiter_key)
+        return _SpanObservation(self, span, token, None if tool else metric_attributes,
+                                call.limiter_key)
 
 
 class _SpanObservation(CallObservation):
@@ -85,12 +90,12 @@ class _SpanObservation(CallObservation):
                  "_queue_position", "_pending", "_attempts", "_cache_hit")
 
     def __init__(self, observer: OpenTelemetryObserver, span: Any, token: Any,
-                 metric_attributes: Dict[str, Any], limiter_key: Optional[str]) -> None:
+                 metric_attributes: Optional[Dict[str, Any]], limiter_key: Optional[str]) -> None:
         self._observer = observer
         self._limiter = {sc.LIMITER_KEY: limiter_key} if limiter_key is not None else {}
         self._span = span
         self._token = token
-        self._metric_attributes = metric_attributes
+        self._metric_attributes = metric_attributes  # None: record no GenAI client metrics
         self._began = time.monotonic()
         self._waited = 0.0
         self._queue_position: Optional[int] = None
@@ -139,7 +144,7 @@ class _SpanObservation(CallObservation):
         metric_attributes = self._metric_attributes
         model = getattr(result, "model", None)
         usage = getattr(result, "usage", None)
-        if model:
+        if model and metric_attributes is not None:
             metric_attributes[sc.RESPONSE_MODEL] = model
         if span.is_recording():
             attributes: Dict[str, Any] = self._own_attributes()
@@ -153,7 +158,7 @@ class _SpanObservation(CallObservation):
                 attributes[sc.RESPONSE_FINISH_REASONS] = [finish_reason]
             if usage is not None:
                 attributes[sc.USAGE_INPUT_TOKENS] = usage.prompt_tokens
-                if metric_attributes.get(sc.OPERATION_NAME) != "embeddings":
+                if (metric_attributes or {}).get(sc.OPERATION_NAME) != "embeddings":
                     attributes[sc.USAGE_OUTPUT_TOKENS] = usage.completion_tokens
             content = getattr(result, "content", None)
             if self._observer.capture_content and isinstance(content, str) and content:
@@ -174,7 +179,8 @@ class _SpanObservation(CallObservation):
             span.set_attributes(attributes)
             # The class name only: an error's text may quote a server's body.
             span.set_status(Status(StatusCode.ERROR, error_type))
-        self._end({**self._metric_attributes, sc.ERROR_TYPE: error_type}, None)
+        self._end(None if self._metric_attributes is None
+                  else {**self._metric_attributes, sc.ERROR_TYPE: error_type}, None)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -190,9 +196,10 @@ class _SpanObservation(CallObservation):
             self._span.add_event(sc.ATTEMPT_EVENT, self._pending)
         self._pending = None
 
-    def _end(self, metric_attributes: Mapping[str, Any], usage: Any) -> None:
-        self._observer._instruments.record_call(dict(metric_attributes),
-                                                time.monotonic() - self._began, usage)
+    def _end(self, metric_attributes: Optional[Mapping[str, Any]], usage: Any) -> None:
+        if metric_attributes is not None:
+            self._observer._instruments.record_call(dict(metric_attributes),
+                                                    time.monotonic() - self._began, usage)
         if self._token is not None:
             otel_context.detach(self._token)
             self._token = None

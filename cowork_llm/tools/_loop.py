@@ -8,6 +8,7 @@ exception's text (marked as an error) and logged at WARNING, unless
 not fit the function, is answered with an error result too: the model can correct itself.
 """
 
+import functools
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from ..errors import MaxStepsError, ToolExecutionError
 from ..results import ChatResult, ToolCall, Usage
 from ._call import ToolArgumentError, call_with_arguments
 from ._normalize import normalize_tools
+from ._observe import observed_tool_call
 
 __all__ = ["run_tools", "ToolRun", "ToolStep", "ToolOutcome", "ON_TOOL_ERROR"]
 
@@ -121,7 +123,8 @@ def run_tools(llm: Any, messages: Sequence[Any], tools: Sequence[Any], *, max_st
             return ToolRun(result, transcript, tuple(steps))
         outcomes = []
         for call in result.tool_calls:
-            outcome = _run_one(call, functions, on_tool_error, transcript, steps)
+            outcome = observed_tool_call(  # an execute_tool span when the client has observers
+                llm, call, functools.partial(_run_one, call, functions, on_tool_error, transcript, steps))
             outcomes.append(outcome)
             transcript.append(tool_message(outcome))
         steps.append(ToolStep(index, result, tuple(outcomes), time.monotonic() - started))

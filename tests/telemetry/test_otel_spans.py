@@ -258,3 +258,34 @@ def test_spans_made_during_the_call_nest_under_it(otel):
     inner, outer = otel.finished()
     assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
     assert outer.name == "chat mock-model"
+
+
+def test_each_tool_run_by_run_tools_is_an_execute_tool_span(otel):
+    from cowork_llm.client import RateLimitedLlm
+    from cowork_llm.rate_limiter import RateLimiter
+    from cowork_llm.testing import MockLlm, tool_call
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"Sunny in {city}"
+
+    def broken(city: str) -> str:
+        """Always fails."""
+        raise OSError("disk full")
+
+    limiter = RateLimiter()
+    script = [tool_call("get_weather", city="Oslo"), tool_call("broken", city="Oslo"), "Done."]
+    llm = RateLimitedLlm(MockLlm(script), limiter, observers=[otel.observer()])
+    assert llm.run_tools(HI, [get_weather, broken]).content == "Done."
+    limiter.close()
+    spans = otel.finished()
+    tools = [s for s in spans if s.attributes["gen_ai.operation.name"] == "execute_tool"]
+    assert [s.name for s in tools] == ["execute_tool get_weather", "execute_tool broken"]
+    ok, failed = tools
+    assert ok.attributes["gen_ai.tool.name"] == "get_weather" and ok.attributes["gen_ai.tool.call.id"]
+    assert "error.type" not in ok.attributes
+    assert failed.attributes["error.type"] == "ToolCallFailed"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert len([s for s in spans if s.name == "chat mock-model"]) == 3
+    durations = otel.metrics()["gen_ai.client.operation.duration"]  # model calls only
+    assert sum(p.count for p in durations) == 3
