@@ -11,6 +11,10 @@ What the counters mean:
   adds no tokens and no cost.
 - ``retries``: extra HTTP attempts beyond the first, over all calls.
 - ``prompt_tokens`` / ``completion_tokens``: as the provider counted them.
+- ``cached_prompt_tokens`` (of the prompt tokens, read from the provider's prompt cache),
+  ``cache_creation_tokens`` (written to it, Anthropic) and ``reasoning_tokens`` (of the
+  completion tokens, spent thinking): the sums of what providers reported; a call whose
+  provider did not say adds nothing (its ``Usage`` field is None, never a guessed 0).
 - ``unreported_usage``: successful, uncached calls whose provider sent no token counts;
   their tokens (and cost) are missing from the totals.
 - ``waited_seconds``: time spent waiting for the rate limiter; ``latency_seconds``: time
@@ -47,8 +51,14 @@ _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 
 
 def call_cost(price: ModelPrice, usage: Usage) -> float:
-    """The cost of one call's tokens at ``price`` (per million tokens)."""
-    return (usage.prompt_tokens * price.input_per_million
+    """The cost of one call's tokens at ``price`` (per million tokens). Prompt tokens
+    read from the provider's cache cost ``cached_input_per_million`` when it is set (else
+    the input price); tokens written to the cache are priced as input (Anthropic charges
+    more for them: put the difference in input_per_million if it matters)."""
+    cached = min(usage.cached_prompt_tokens or 0, usage.prompt_tokens)
+    cached_price = price.input_per_million if price.cached_input_per_million is None \
+        else price.cached_input_per_million
+    return ((usage.prompt_tokens - cached) * price.input_per_million + cached * cached_price
             + usage.completion_tokens * price.output_per_million) / 1_000_000
 
 
@@ -66,6 +76,9 @@ class ModelUsage:
     waited_seconds: float = 0.0
     latency_seconds: float = 0.0
     cost: Optional[float] = None
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -130,6 +143,9 @@ class _Counters:
     waited_seconds: float = 0.0
     latency_seconds: float = 0.0
     cost: float = 0.0
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class UsageTracker:
@@ -189,6 +205,9 @@ class UsageTracker:
             else:
                 counters.prompt_tokens += usage.prompt_tokens
                 counters.completion_tokens += usage.completion_tokens
+                counters.cached_prompt_tokens += usage.cached_prompt_tokens or 0
+                counters.cache_creation_tokens += usage.cache_creation_tokens or 0
+                counters.reasoning_tokens += usage.reasoning_tokens or 0
                 counters.cost += cost or 0.0
         return cost
 
@@ -247,6 +266,12 @@ def _sum(entries: Any) -> ModelUsage:
     return ModelUsage(**sums, cost=sum(costs) if costs else None)
 
 
+def _details(**counts: int) -> str:
+    """`` (1,000 cached, 20 written)`` for the counts that are not 0; "" when all are."""
+    shown = [f"{count:,} {name}" for name, count in counts.items() if count]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def format_usage(snapshot: UsageSnapshot) -> str:
     """One human line for the totals, e.g. ``usage: 3 requests (1 cached, 0 failed,
     2 retries), 1,200 prompt + 340 completion tokens, waited 4.0 s, cost 0.006400``;
@@ -257,7 +282,9 @@ def format_usage(snapshot: UsageSnapshot) -> str:
         f"usage: {total.requests} request{'s' if total.requests != 1 else ''} "
         f"({total.cached_hits} cached, {total.failures} failed, {total.retries} "
         f"retr{'y' if total.retries == 1 else 'ies'}), "
-        f"{total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion tokens"
+        f"{total.prompt_tokens:,} prompt"
+        f"{_details(cached=total.cached_prompt_tokens, written=total.cache_creation_tokens)}"
+        f" + {total.completion_tokens:,} completion{_details(reasoning=total.reasoning_tokens)} tokens"
     )
     if total.unreported_usage:
         line += f" ({total.unreported_usage} without a token count)"

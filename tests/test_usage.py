@@ -206,3 +206,65 @@ def test_totals_under_many_threads_equal_the_sum_of_the_parts():
     for s in snapshots:
         assert s.total.requests == sum(m.requests for m in s.models.values())
         assert s.total.failures <= s.total.requests
+
+
+# --- usage details: cached, cache-written and reasoning tokens ----------------------------------
+
+
+def test_cached_prompt_tokens_cost_the_cached_price_and_the_input_price_without_one():
+    priced = ModelPrice(input_per_million=2.0, output_per_million=8.0, cached_input_per_million=0.5)
+    usage = Usage.of(1_000_000, 100_000, cached_prompt_tokens=800_000, reasoning_tokens=60_000)
+    # 200k uncached at 2.0 + 800k cached at 0.5 + 100k completion (reasoning included) at 8.0
+    assert call_cost(priced, usage) == pytest.approx(0.4 + 0.4 + 0.8)
+    assert call_cost(PRICES["gpt-4o"], usage) == call_cost(PRICES["gpt-4o"], Usage.of(1_000_000, 100_000))
+    with pytest.raises(ValueError, match="cached_input_per_million must be 0 or more"):
+        ModelPrice(input_per_million=1, output_per_million=1, cached_input_per_million=-1)
+
+
+def test_details_are_summed_as_reported_and_unknown_adds_nothing():
+    tracker = UsageTracker()
+    tracker.record_success("m", Usage.of(100, 10, cached_prompt_tokens=60, reasoning_tokens=4),
+                           latency=0.1)
+    tracker.record_success("m", Usage.of(100, 10, cache_creation_tokens=30), latency=0.1)
+    tracker.record_success("m", Usage.of(100, 10), latency=0.1)  # the provider said nothing
+    total = tracker.snapshot().total
+    assert (total.cached_prompt_tokens, total.cache_creation_tokens, total.reasoning_tokens) == (60, 30, 4)
+    assert json.loads(json.dumps(tracker.snapshot().to_dict()))["total"]["reasoning_tokens"] == 4
+    line = format_usage(tracker.snapshot())
+    assert "300 prompt (60 cached, 30 written) + 30 completion (4 reasoning) tokens" in line
+    assert "0 prompt + 0 completion tokens" in format_usage(UsageTracker().snapshot())  # none: not shown
+
+
+def test_details_from_many_threads_add_up_exactly():
+    tracker = UsageTracker(PRICES)
+
+    def worker():
+        for _ in range(200):
+            tracker.record_success("gpt-4o", Usage.of(10, 5, cached_prompt_tokens=3, cache_creation_tokens=1,
+                                                      reasoning_tokens=2), latency=0.0)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    total = tracker.snapshot().total
+    assert (total.requests, total.cached_prompt_tokens, total.cache_creation_tokens, total.reasoning_tokens) == \
+        (3200, 9600, 3200, 6400)
+
+
+def test_the_info_line_shows_the_details(caplog):
+    import logging
+
+    from cowork_llm.client import RateLimitedLlm
+    from cowork_llm.config import RateLimitConfig
+    from cowork_llm.rate_limiter import RateLimiter
+    from cowork_llm.results import ChatResult
+    from cowork_llm.testing import MockLlm
+
+    reply = ChatResult("ok", "m", usage=Usage.of(900, 150, cached_prompt_tokens=800, reasoning_tokens=120))
+    limiter = RateLimiter(RateLimitConfig(min_interval_seconds=0))
+    with RateLimitedLlm(MockLlm([reply]), limiter) as llm, caplog.at_level(logging.INFO, logger="cowork_llm"):
+        llm.generate_content("hi")
+    limiter.close()
+    assert "900+150 tokens (cached 800, reasoning 120)" in caplog.text

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..errors import AcquireCancelled, LlmApiError, LlmError
 from ..llm import prompt_hash
-from ..results import ChatResult
+from ..results import ChatResult, Usage
 from ..usage import UsageTracker
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ def count_success(tracker: UsageTracker, result: ChatResult, record: CallRecord,
     if not logger.isEnabledFor(logging.INFO):
         return  # the line below costs more than the accounting: build it only when shown
     usage = result.usage
-    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage else "tokens unreported"
+    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens{_details(usage)}" if usage \
+        else "tokens unreported"
     if cost is not None:
         priced = f"cost {cost:.6f}"
     elif tracker.price_for(result.model) is None:
@@ -92,6 +93,14 @@ def count_success(tracker: UsageTracker, result: ChatResult, record: CallRecord,
     logger.info("%s%s: %s, latency %.3fs, waited %.3fs, %s, attempts %d, prompt=%s",
                 result.model, " (cached)" if result.cached else "", tokens, latency,
                 record.waited_seconds, priced, record.attempts, record.prompt_hash)
+
+
+def _details(usage: Usage) -> str:
+    """`` (cached 800, reasoning 120)``: the details the provider reported, for the INFO line."""
+    shown = [f"{name} {value}" for name, value in (("cached", usage.cached_prompt_tokens),
+                                                   ("cache write", usage.cache_creation_tokens),
+                                                   ("reasoning", usage.reasoning_tokens)) if value]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def count_failure(tracker: UsageTracker, model: str, record: CallRecord, latency: float,

@@ -134,7 +134,8 @@ def test_anthropic_sdk_sees_anthropics_error_types_and_request_ids(server, claud
     server.fail_next(status=529)
     with pytest.raises(anthropic.APIStatusError) as overloaded:
         claude.messages.create(model="claude-fake", max_tokens=10, messages=HI)
-    assert overloaded.value.status_code == 529 and overloaded.value.body["error"]["type"] == "overloaded_error"
+    assert overloaded.value.status_code == 529
+    assert overloaded.value.body["error"]["type"] == "overloaded_error"
     server.fail_next(status=429)
     with pytest.raises(anthropic.RateLimitError):
         claude.messages.create(model="claude-fake", max_tokens=10, messages=HI)
