@@ -249,7 +249,8 @@ def test_details_from_many_threads_add_up_exactly():
     for thread in threads:
         thread.join(30)
     total = tracker.snapshot().total
-    counted = (total.requests, total.cached_prompt_tokens, total.cache_creation_tokens, total.reasoning_tokens)
+    counted = (total.requests, total.cached_prompt_tokens, total.cache_creation_tokens,
+               total.reasoning_tokens)
     assert counted == (3200, 9600, 3200, 6400)
 
 
