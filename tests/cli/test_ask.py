@@ -1,6 +1,8 @@
 """`cowork-llm ask`: the answer on stdout; one line on stderr and exit 2 / 1 on failure."""
 
+import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -172,3 +174,74 @@ def test_python_m_cowork_llm_ask_failure_is_one_line_on_stderr(server):
     assert done.returncode == 1 and done.stdout == ""
     assert one_line(done.stderr).startswith("cowork-llm: AuthenticationError: ")
     assert KEY not in done.stderr and KEY[-8:] not in done.stderr
+
+
+# --- request options: --model, --temperature, --max-tokens, --json, --schema, --image ---------
+
+
+def test_model_temperature_and_max_tokens_go_into_the_request(server, capsys):
+    code, out, _ = ask(capsys, "--model", "other-model", "--temperature", "0.3", "--max-tokens", "50", "hi")
+    assert (code, out) == (0, "echo: hi\n")
+    body = server.last_request.body
+    assert (body["model"], body["temperature"], body["max_tokens"]) == ("other-model", 0.3, 50)
+
+
+def test_json_prints_the_parsed_object(server, capsys):
+    code, out, _ = ask(capsys, "--json", "Describe Oslo")
+    assert code == 0 and json.loads(out) == {}
+    assert server.last_request.body["response_format"] == {"type": "json_object"}
+
+
+def test_schema_prints_json_matching_it(server, capsys, tmp_path):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "people": {"type": "integer"}},
+              "required": ["city", "people"], "additionalProperties": False}
+    path = tmp_path / "city.schema.json"
+    path.write_text(json.dumps(schema))
+    code, out, _ = ask(capsys, "--schema", str(path), "Describe Oslo")
+    assert code == 0 and json.loads(out) == {"city": "text", "people": 1}
+    sent = server.last_request.body["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {"name": "city_schema", "schema": schema}}
+
+
+def test_images_become_parts_of_the_user_message(server, capsys, tmp_path):
+    png = tmp_path / "chart.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    code, _, _ = ask(capsys, "--image", str(png), "--image", "https://example.com/b.jpg", "What is this?")
+    assert code == 0
+    content = server.last_request.messages[-1]["content"]
+    assert content[0] == {"type": "text", "text": "What is this?"}
+    encoded = base64.b64encode(png.read_bytes()).decode()
+    assert content[1]["image_url"]["url"] == "data:image/png;base64," + encoded
+    assert content[2] == {"type": "image_url", "image_url": {"url": "https://example.com/b.jpg"}}
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--image", "missing.png", "hi"], "--image missing.png: cannot read it"),
+    (["--image", "notes.txt", "hi"], "--image notes.txt: not an image file"),
+    (["--schema", "nope.json", "hi"], "--schema nope.json: cannot read it"),
+    (["--temperature", "3", "hi"], "temperature must be a number from 0 to 2"),
+    (["--max-tokens", "0", "hi"], "max_tokens must be an integer of at least 1"),
+    (["--model", " ", "hi"], "--model is empty"),
+    (["--stream", "--json", "hi"], "--stream prints text as it arrives"),
+])
+def test_a_bad_request_option_is_exit_2_in_one_line_and_sends_nothing(server, capsys, argv, says):
+    code, out, err = ask(capsys, *argv)
+    assert code == 2 and out == "" and says in one_line(err)
+    assert server.request_count == 0
+
+
+def test_a_schema_file_that_is_not_json_is_named(server, capsys, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    code, _, err = ask(capsys, "--schema", str(path), "hi")
+    assert code == 2 and f"--schema {path}: not JSON" in one_line(err)
+
+
+def test_an_answer_that_does_not_match_the_schema_is_exit_1(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"type": "object", "required": ["x"]}))
+    with FakeLlmServer(api_key=KEY, reply=lambda messages: '{"y": 1}') as srv:
+        for name, value in srv.env().items():
+            monkeypatch.setenv(name, value)
+        code, out, err = ask(capsys, "--schema", str(path), "hi")
+    assert code == 1 and out == "" and "'x' is a required property" in one_line(err)
