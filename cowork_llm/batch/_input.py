@@ -1,7 +1,10 @@
 """Batch input: read and check every item before a single request is sent.
 
 An item is ``{"id": ..., "prompt": ..., "system_prompt"?: ...}`` or
-``{"id": ..., "messages": [...]}``, optionally with ``temperature`` and ``max_tokens``.
+``{"id": ..., "messages": [...]}``, optionally with the chat options ``temperature``,
+``max_tokens``, ``top_p``, ``stop``, ``seed``, ``response_format`` (a JSON object: a
+dataclass cannot be written in JSON), ``reasoning_effort`` and ``extra_body``, checked as
+``chat()`` checks them.
 
 Ids are strings or integers and are compared **as text**: ``1`` and ``"1"`` are the same
 id (a duplicate in the input, and the same item on resume), because spreadsheets and
@@ -17,11 +20,14 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ..errors import BatchInputError
 from ..llm import build_messages, check_temperature, validate_messages
+from ..options import ChatOptions
 
 __all__ = ["BatchItem", "InputProblem", "id_key", "read_batch_file", "check_items"]
 
 ItemId = Union[str, int]
-ALLOWED_KEYS = ("id", "prompt", "system_prompt", "messages", "temperature", "max_tokens")
+#: The chat options an item may carry besides temperature and max_tokens.
+OPTION_KEYS = ("top_p", "stop", "seed", "response_format", "reasoning_effort", "extra_body")
+ALLOWED_KEYS = ("id", "prompt", "system_prompt", "messages", "temperature", "max_tokens") + OPTION_KEYS
 
 
 def id_key(value: Any) -> str:
@@ -35,13 +41,15 @@ def id_key(value: Any) -> str:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One checked item: its id as the input wrote it and the messages to send."""
+    """One checked item: its id as the input wrote it, the messages to send, and its
+    options (``options`` holds those of :data:`OPTION_KEYS` it set)."""
 
     id: ItemId
-    messages: List[Dict[str, str]] = field(repr=False)
+    messages: List[Dict[str, Any]] = field(repr=False)
     temperature: Optional[float] = None
     max_tokens: Optional[int] = None
     line: Optional[int] = None
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -88,7 +96,12 @@ def parse_item(obj: Any, line: int) -> BatchItem:
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                    or max_tokens < 1):
         raise ValueError(f"'max_tokens' must be a positive integer, got {json.dumps(max_tokens)[:40]}")
-    return BatchItem(obj["id"], messages, temperature, max_tokens, line)
+    options = {name: obj[name] for name in OPTION_KEYS if obj.get(name) is not None}
+    if isinstance(options.get("response_format"), type):  # not from JSON, but from Python
+        raise ValueError("'response_format' must be a JSON object here (a dataclass cannot be written to "
+                         "the journal); pass its schema as {'type': 'json_schema', ...}")
+    ChatOptions.of(**options)  # each checked as chat() checks it, before anything is sent
+    return BatchItem(obj["id"], messages, temperature, max_tokens, line, options)
 
 
 def check_items(
@@ -174,6 +187,7 @@ def prepare_items(items: Iterable[Union[BatchItem, Mapping[str, Any]]]) -> List[
                 obj["temperature"] = item.temperature
             if item.max_tokens is not None:
                 obj["max_tokens"] = item.max_tokens
+            obj.update(item.options)
         else:
             obj = dict(item) if isinstance(item, Mapping) else item
         numbered.append((position, obj))

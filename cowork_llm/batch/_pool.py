@@ -44,13 +44,18 @@ _TICK_SECONDS = 0.2  # how often the waiting thread updates the progress display
 
 
 def _success_record(item: BatchItem, result: ChatResult) -> Dict[str, Any]:
-    return {
+    usage = None if result.usage is None else {  # the details only where the provider said
+        name: value for name, value in dataclasses.asdict(result.usage).items() if value is not None}
+    record = {
         "id": item.id,
         "output": result.content,
         "model": result.model,
-        "usage": None if result.usage is None else dataclasses.asdict(result.usage),
+        "usage": usage,
         "finish_reason": result.finish_reason,
     }
+    if "response_format" in item.options:
+        record["parsed"] = result.parsed
+    return record
 
 
 def _error_record(item: BatchItem, exc: BaseException) -> Dict[str, Any]:
@@ -187,7 +192,7 @@ class WorkerPool:
                 if self.stop_event is not None:
                     scope.enter_context(cancel_on(self.stop_event))
                 return self.client.chat(item.messages, temperature=item.temperature,
-                                        max_tokens=item.max_tokens)
+                                        max_tokens=item.max_tokens, **item.options)
         except AcquireCancelled as exc:
             return None if self.stopping() else exc  # else not our stop: record it
         except FATAL_ERRORS as exc:

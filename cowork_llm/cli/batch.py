@@ -64,7 +64,8 @@ def add_parser(subparsers: Any) -> None:
                     "input or an unusable (or busy) output file, 130 when interrupted.",
         epilog='Input lines: {"id": 1, "prompt": "...", "system_prompt": "..."} or '
                '{"id": "a", "messages": [{"role": "user", "content": "..."}]}, each optionally '
-               'with "temperature" and "max_tokens". Ids are strings or integers, compared as '
+               'with the chat options "temperature", "max_tokens", "top_p", "stop", "seed", '
+               '"response_format", "reasoning_effort" and "extra_body". Ids are strings or integers, compared as '
                'text (1 and "1" are the same id).',
         formatter_class=HelpFormatter,
     )

@@ -108,6 +108,45 @@ def test_invalid_items_stop_the_batch_before_any_request(tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_items_take_every_chat_option_checked_with_line_numbers(tmp_path):
+    source = tmp_path / "in.jsonl"
+    schema = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+    source.write_text("\n".join(json.dumps(obj) for obj in [
+        {"id": 1, "prompt": "a", "seed": 3, "stop": ["END"], "top_p": 0.5, "reasoning_effort": "low",
+         "extra_body": {"user": "u"}},
+        {"id": 2, "prompt": "b", "seed": "three"},                               # 2
+        {"id": 3, "prompt": "c", "stop": ["a", "b", "c", "d", "e"]},              # 3
+        {"id": 4, "prompt": "d", "response_format": {"type": "yaml"}},           # 4
+        {"id": 5, "prompt": "e", "response_format": schema},
+        {"id": 6, "prompt": "f", "extra_body": {"messages": []}},                 # 6
+    ]), encoding="utf-8")
+    valid, problems = read_batch_file(source)
+    assert [item.id for item in valid] == [1, 5]
+    assert valid[0].options == {"seed": 3, "stop": ["END"], "top_p": 0.5, "reasoning_effort": "low",
+                                "extra_body": {"user": "u"}}
+    by_line = {p.line: p.message for p in problems}
+    assert sorted(by_line) == [2, 3, 4, 6]
+    assert "seed must be an integer" in by_line[2]
+    assert "stop takes at most 4" in by_line[3]
+    assert "response_format['type'] must be" in by_line[4]
+    assert "extra_body cannot set 'messages'" in by_line[6]
+
+
+def test_item_options_reach_the_model_and_parsed_json_the_output(tmp_path):
+    llm = MockLlm(lambda messages: '{"n": 7}', model="json-1")
+    schema = {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+    out = tmp_path / "out.jsonl"
+    run_batch(llm, [{"id": "a", "prompt": "x", "seed": 9, "response_format": schema},
+                    {"id": "b", "prompt": "y"}], out, progress="none")
+    by_id = {r["id"]: r for r in read_lines(out)}
+    assert by_id["a"]["parsed"] == {"n": 7} and "parsed" not in by_id["b"]
+    assert by_id["b"]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    sent = {call.prompt: call.options for call in llm.calls}
+    assert sent["x"]["seed"] == 9 and sent["y"]["seed"] is None
+
+
 # --- running -------------------------------------------------------------------------
 
 
