@@ -65,8 +65,8 @@ def add_parser(subparsers: Any) -> None:
         epilog='Input lines: {"id": 1, "prompt": "...", "system_prompt": "..."} or '
                '{"id": "a", "messages": [{"role": "user", "content": "..."}]}, each optionally '
                'with the chat options "temperature", "max_tokens", "top_p", "stop", "seed", '
-               '"response_format", "reasoning_effort" and "extra_body". Ids are strings or integers, compared as '
-               'text (1 and "1" are the same id).',
+               '"response_format", "reasoning_effort" and "extra_body". Ids are strings or '
+               'integers, compared as text (1 and "1" are the same id).',
         formatter_class=HelpFormatter,
     )
     parser.add_argument("input", metavar="INPUT.jsonl", help="one JSON item per line")
