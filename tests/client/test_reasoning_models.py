@@ -41,11 +41,13 @@ def test_a_refused_max_tokens_is_resent_once_and_remembered(server, max_attempts
 
 
 def test_the_resend_takes_its_own_limiter_slot(server):
-    config = server.config(model_name="gpt-5-mini", max_tokens=20, min_interval_seconds=0.3, key="gpt5-gap")
+    config = server.config(model_name="gpt-5-mini", max_tokens=20, min_interval_seconds=0.5, key="gpt5-gap")
     with create_llm_client(config) as llm:
         llm.chat(HELLO)
     gaps = server.arrival_gaps()
-    assert len(gaps) == 1 and gaps[0] >= 0.29  # the limiter spaced the resend like any request
+    # The limiter spaced the resend like any request (sent at once, it would arrive within
+    # milliseconds); the margin is for arrival jitter on a loaded machine.
+    assert len(gaps) == 1 and gaps[0] >= 0.4
 
 
 def test_a_stream_is_resent_too(server):
