@@ -163,9 +163,10 @@ end
 if queued then
     redis.call('ZREM', KEYS[4], member)
     redis.call('ZREM', KEYS[6], member)
-    -- The next member learns when its turn can come: it sleeps until then, no polling.
+    -- The next member learns when its turn can come (an instant on this clock, so the
+    -- time the wake-up takes to reach it is not added): it sleeps until then.
     local next_wait = rates_wait(1)
-    wake_front(KEYS[4], wake_prefix, tostring(next_wait), alive_ms)
+    wake_front(KEYS[4], wake_prefix, tostring(now + next_wait), alive_ms)
 end
 return answer(0, 0)
 """

@@ -199,6 +199,7 @@ class RedisBackend(QueuedBackend):
                   ",".join(ghosts), 1])
         received = time.monotonic()
         self._offset_ms = float(now_ms) - (sent + received) / 2 * 1000
+        self._one_way = (received - sent) / 2
         generation = generation.decode() if isinstance(generation, bytes) else generation
         if lost and self._generation:
             logger.warning("the shared state of rate limiter %r in %s was lost (Redis flushed "
@@ -218,7 +219,17 @@ class RedisBackend(QueuedBackend):
             return 0.0
         if int(code) == _EXPIRED:  # cannot happen to an ask we are still waiting for
             return self.await_fallback_seconds
-        return max(float(wait_ms) / 1000, 0.0005) if int(code) == _WAIT else self.await_fallback_seconds
+        if int(code) != _WAIT:
+            return self.await_fallback_seconds
+        # Counted from when the script ran, not from when its answer arrived, and asking
+        # one one-way trip early, so the next ask reaches Redis as the wait ends.
+        return max(self._until(float(now_ms) + float(wait_ms)), 0.0005)
+
+    _one_way = 0.0  # half the last round trip, in seconds
+
+    def _until(self, store_ms: float) -> float:
+        """Seconds from now until ``store_ms`` (the group's clock), less one one-way trip."""
+        return (store_ms - self._offset_ms) / 1000 - time.monotonic() - self._one_way
 
     _offset_ms = 0.0  # Redis's clock minus time.monotonic(), in ms (0 until the first answer)
 
@@ -243,9 +254,11 @@ class RedisBackend(QueuedBackend):
             return True
         if woken is not None:
             # The member admitted before us says when our turn can come: sleep until then.
-            next_ms = float(woken[1])
-            if next_ms > 0:
-                threading.Event().wait(min(next_ms / 1000, timeout))
+            next_at = float(woken[1])  # when our turn can come, on the group's clock; 0: now
+            if next_at > 0:
+                wait = self._until(next_at)
+                if wait > 0:
+                    threading.Event().wait(min(wait, timeout))
         return True
 
     # --- leases ------------------------------------------------------------------------
