@@ -337,3 +337,39 @@ def test_refusing_a_long_retry_after_says_why_in_the_log(caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "cowork_llm.retry"]
     assert messages == ["ServerError 503 asked to wait 100.0s, more than "
                         "max_retry_after_seconds=60: not retrying"]
+
+
+def _told(error, should_retry):
+    error.should_retry = should_retry  # what the provider's x-should-retry header said
+    return error
+
+
+def test_the_providers_x_should_retry_overrides_the_status_both_ways():
+    assert is_retryable(_told(BadRequestError("bad", status_code=400), True))
+    assert not is_retryable(_told(ServerError("busy", status_code=503), False))
+    assert is_retryable(ServerError("busy", status_code=503))  # nothing said: the status decides
+    retry_policy, sleeps = policy()
+    fn = Script(_told(ServerError("busy", status_code=503), False))
+    with pytest.raises(ServerError):
+        call(retry_policy, fn)
+    assert fn.calls == 1 and sleeps == []
+    assert call(retry_policy, Script(_told(BadRequestError("b", status_code=409), True))) == "ok"
+
+
+def test_an_answer_that_is_not_the_asked_json_is_retried_only_when_configured():
+    def not_json():
+        return InvalidResponseError("the answer is not JSON", raw_text="Sure! Here it is")
+
+    retry_policy, _ = policy()
+    fn = Script(not_json())
+    with pytest.raises(InvalidResponseError):
+        call(retry_policy, fn)
+    assert fn.calls == 1
+    retry_policy, _ = policy(on_invalid_json=True)
+    assert call(retry_policy, Script(not_json())) == "ok"
+    assert call(retry_policy, Script(ServerError("x", status_code=500, retry_after=0.0))) == "ok"
+    # A broken response that is not an answer (no raw_text) is never retried for it.
+    fn = Script(InvalidResponseError("no choices in the body"))
+    with pytest.raises(InvalidResponseError):
+        call(retry_policy, fn)
+    assert fn.calls == 1
