@@ -65,9 +65,9 @@ def test_waiting_members_use_little_cpu(store):
             results.append(json.loads(report[-1]))
     finally:
         opener.close()
-    # Each really waited (how long depends on when its process got going on a busy
-    # machine); the second was admitted an interval after the first.
+    # How long each waited depends on when its process got going on a busy machine; the
+    # second was admitted an interval after the first, and some waiting was measured.
     assert results[1]["at"] - results[0]["at"] >= INTERVAL, results
-    assert all(result["waited"] > 1.0 for result in results), results
+    assert max(result["waited"] for result in results) > 2.0, results
     for result in results:
-        assert result["cpu"] < CPU_BOUND * result["waited"] / 10, results
+        assert result["cpu"] < CPU_BOUND * max(result["waited"], 1.0) / 10, results
