@@ -394,7 +394,7 @@ class RateLimitedLlm(Llm):
         if self.limiter.config.tokens_per_minute is None:
             return 0
         max_tokens = options.max_tokens if options.max_tokens is not None else self._configured_max_tokens
-        return estimate_request_tokens(messages, max_tokens)
+        return estimate_request_tokens(messages, max_tokens, options.tools)
 
     def _pause_for(self, error: RateLimitError) -> None:
         retry_after = error.retry_after

@@ -4,6 +4,7 @@ against ``tokens_per_minute``. The same numbers for every backend
 (:mod:`.backends`).
 """
 
+import json
 import logging
 import math
 from typing import Any, List, Mapping, Optional, Sequence
@@ -110,7 +111,8 @@ def token_rates(config: RateLimitConfig) -> List[Rate]:
     return [] if tpm is None else [Rate(tpm, _padded_ms(_MINUTE_MS))]
 
 
-def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: Optional[int]) -> int:
+def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: Optional[int],
+                            tools: Optional[Sequence[Mapping[str, Any]]] = None) -> int:
     """What a request weighs against ``tokens_per_minute``: the larger of the prompt
     estimate and ``max_tokens`` (:data:`DEFAULT_COMPLETION_TOKENS` when None).
 
@@ -123,7 +125,8 @@ def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: O
     The prompt estimate is the characters of every text (string content and text
     parts) / :data:`CHARS_PER_TOKEN`, rounded up, plus :data:`IMAGE_TOKENS` per image
     (:data:`LOW_DETAIL_IMAGE_TOKENS` for ``detail: "low"``): an image's base64 data is
-    not text and is not counted by its length.
+    not text and is not counted by its length. Tool calls' arguments and the tools'
+    definitions (their JSON) are text of the request too.
     """
     chars = 0
     images = 0
@@ -141,6 +144,11 @@ def estimate_request_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: O
                     images += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
                 elif isinstance(part.get("text"), str):
                     chars += len(part["text"])
+        for call in message.get("tool_calls") or ():
+            arguments = call.get("function", {}).get("arguments") if isinstance(call, Mapping) else None
+            chars += len(arguments) if isinstance(arguments, str) else 0
+    if tools:
+        chars += len(json.dumps(list(tools), default=str))
     prompt = math.ceil(chars / CHARS_PER_TOKEN) + images
     completion = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
     return max(prompt, completion)

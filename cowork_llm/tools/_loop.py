@@ -115,7 +115,8 @@ def run_tools(llm: Any, messages: Sequence[Any], tools: Sequence[Any], *, max_st
     choice = tool_choice
     for index in range(1, max_steps + 1):
         started = time.monotonic()
-        result: ChatResult = llm.chat(transcript, tools=list(tools), tool_choice=choice,
+        # The schemas, not the functions: built once, not again at every step.
+        result: ChatResult = llm.chat(transcript, tools=list(specs), tool_choice=choice,
                                       parallel_tool_calls=parallel_tool_calls, **options)
         transcript.append(assistant_message(result))
         if not result.tool_calls:

@@ -188,3 +188,14 @@ def test_an_assistant_message_with_only_tool_calls_has_only_tool_use_blocks():
     assert turns[1]["content"] == [{"type": "tool_use", "id": "t1", "name": "ping", "input": {}}]
     assert turns[2]["content"] == [{"type": "tool_result", "tool_use_id": "t1",
                                     "content": [{"type": "text", "text": "pong"}]}]
+
+
+def test_the_token_estimate_counts_tool_call_arguments_and_tool_definitions():
+    from cowork_llm.rate_limiter._rates import estimate_request_tokens
+
+    ask = [{"role": "user", "content": "hi"}]
+    with_call = ask + [{"role": "assistant", "content": None,
+                        "tool_calls": [call("c", "get_weather", '{"city": "' + "x" * 400 + '"}')]}]
+    specs, _ = normalize_tools([get_weather])
+    assert estimate_request_tokens(with_call, 1) >= estimate_request_tokens(ask, 1) + 100
+    assert estimate_request_tokens(ask, 1, specs) > estimate_request_tokens(ask, 1)
