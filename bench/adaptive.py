@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from cowork_llm import create_llm_client  # noqa: E402
+from cowork_llm.config import RetryConfig  # noqa: E402
 from cowork_llm.rate_limiter._registry import _reset_global_rate_limiters  # noqa: E402
 from cowork_llm.testing import FakeLlmServer, Quota  # noqa: E402
 
@@ -87,7 +88,8 @@ def threads_doing(calls: int, threads: int, call: Callable[[], Any], stop_at: fl
 
 def run_cowork(server: FakeLlmServer, family: str, stop_at: float, calls: int, **settings: Any) -> int:
     _reset_global_rate_limiters()
-    llm = create_llm_client(server.config(provider=family, **settings))
+    # The library's retry defaults (the fake's config() shortens the waits for tests).
+    llm = create_llm_client(server.config(provider=family, retry=RetryConfig(), **settings))
     messages = [{"role": "user", "content": PROMPT}]
     try:
         return threads_doing(calls, 8, lambda: llm.chat(messages, max_tokens=MAX_TOKENS), stop_at)
@@ -100,7 +102,7 @@ def run_processes(server: FakeLlmServer, family: str, stop_at: float, calls: int
                   settings: Dict[str, str]) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COWORK_")}
     env.update(server.env(provider=family, min_interval_seconds=0, max_concurrent=2,
-                          key="bench-adaptive", **settings))
+                          key="bench-adaptive", retry=RetryConfig(), **settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(calls), "2", str(stop_at), PROMPT,
                                  str(MAX_TOKENS)],

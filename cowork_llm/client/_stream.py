@@ -101,7 +101,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
     outcome = _Outcome()
     stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
     stream.on_close.append(_ender(client, slot, started, began, record, state, outcome,
-                                  _Limits(getattr(inner, "rate_limits", None), time.time())))
+                                  _Limits(getattr(inner, "rate_limits", None), time.monotonic())))
     return stream
 
 
@@ -141,7 +141,7 @@ class _Limits:
     """The inner stream's rate-limit report, kept without keeping the stream alive."""
 
     rate_limits: Any
-    received_at: float  #: time.time() when the stream opened (its headers had arrived)
+    received_at: float  #: time.monotonic() when the stream opened (its headers had arrived)
 
 
 def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
@@ -153,7 +153,7 @@ def _ender(client: "RateLimitedLlm", slot: "Slot", started: float, began: float,
         try:  # what the headers said, and the real usage when the stream finished
             client.limiter.observe(slot, inner_limits.rate_limits,
                                    used_by(state.usage) if outcome.finished else None,
-                                   reported_at=inner_limits.received_at)
+                                   reported_age=time.monotonic() - inner_limits.received_at)
         finally:
             slot.release()
         record.request_seconds += time.monotonic() - started

@@ -271,11 +271,11 @@ class RateLimiter:
 
     def observe(self, slot: Slot, report: Optional[LimitReport],
                 used: Optional[Mapping[str, float]] = None, *, refused: bool = False,
-                reported_at: Optional[float] = None) -> None:
+                reported_age: float = 0.0) -> None:
         """What the answer (or error) to ``slot``'s request said: its rate-limit headers
         correct the learned view, and ``used`` (the real usage per dimension) settles
         the estimate charged at admission; ``refused``: the answer was a 429;
-        ``reported_at``: the wall-clock time the headers arrived (default: now). Nothing
+        ``reported_age``: seconds since the headers arrived (default: just now). Nothing
         when the slot carried no demand. Never raises: the answer already arrived, so a
         shared store that fails now is logged (WARNING), not raised over it; the next
         admission raises it."""
@@ -283,7 +283,7 @@ class RateLimiter:
             return
         try:
             self.provider_view.observe(report, marks=slot.marks, demand=slot.demand, used=used,
-                                       refused=refused, reported_at=reported_at)
+                                       refused=refused, reported_age=reported_age)
         except LimiterBackendError as error:
             logger.warning("rate limiter %r could not record what the provider said: %s",
                            self.config.key, error)

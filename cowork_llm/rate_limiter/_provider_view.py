@@ -30,15 +30,14 @@ the answer arrives (the difference is refunded or charged).
 
 The state is one JSON-able dict, read-modified-written atomically by the backend
 (:meth:`~cowork_llm.rate_limiter.backends.LimiterBackend.update_provider_view`), so
-every process sharing a backend obeys what any of them learned. Times are seconds on the
-backend's clock (:meth:`~cowork_llm.rate_limiter.backends.LimiterBackend.clock`): the
-machine's wall clock for sqlite, Redis's ``TIME`` for redis, so every member of a group
-shares one timeline.
+every process sharing a backend obeys what any of them learned. Times are wall-clock
+seconds from the store's clock: ``time.time()`` for memory and sqlite (the processes of
+one machine share it), Redis's ``TIME`` for redis (hosts' clocks may disagree), passed to
+every update as ``now``.
 """
 
 import logging
 import math
-import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..config._sections import RateLimitConfig
@@ -197,13 +196,12 @@ class ProviderView:
         if not self._anything_learned and not self.backend.shares_provider_view:
             return 0.0
         return float(self.backend.update_provider_view(
-            lambda state: _wait(state, demand, self.backend.clock(), self._even), read_only=True))
+            lambda state, now: _wait(state, demand, now, self._even), read_only=True))
 
     def admit(self, demand: Demand) -> Tuple[float, Marks]:
         """Charge ``demand`` if it fits now: ``(0.0, marks)``; otherwise ``(wait, {})``
         and nothing charged."""
-        def update(state: Dict[str, Any]) -> Tuple[float, Marks]:
-            now = self.backend.clock()
+        def update(state: Dict[str, Any], now: float) -> Tuple[float, Marks]:
             wait = _wait(state, demand, now, self._even)
             return (wait, {}) if wait > 0 else (0.0, _charge(state, demand, now, self._even))
         result: Tuple[float, Marks] = self.backend.update_provider_view(update)
@@ -211,26 +209,23 @@ class ProviderView:
 
     def observe(self, report: Optional[LimitReport], *, marks: Marks, demand: Demand,
                 used: Optional[Mapping[str, float]], refused: bool = False,
-                reported_at: Optional[float] = None) -> None:
+                reported_age: float = 0.0) -> None:
         """One answer (or error): settle its tokens with ``used`` (the real usage, None
         when unknown: the estimate stands) and correct the model with ``report``, in
-        one atomic update. ``refused``: the answer was a 429; ``reported_at``: the
-        wall-clock time its headers arrived (default: now)."""
+        one atomic update. ``refused``: the answer was a 429; ``reported_age``: seconds
+        since its headers arrived (measured on this host's monotonic clock, so it means
+        the same on the store's clock)."""
         if report is None and not used:
             return
         if report is not None:
             self._anything_learned = True
 
-        def update(state: Dict[str, Any]) -> List[Tuple[str, Optional[float], Optional[float]]]:
-            now = self.backend.clock()
+        def update(state: Dict[str, Any], now: float) -> List[Tuple[str, Optional[float], Optional[float]]]:
             if used:
                 _settle(state, demand, used, now)
             if report is None:
                 return []
-            # reported_at is this host's wall clock: carry over its age, not its value, to
-            # the backend's clock (Redis's may differ from this host's by any skew).
-            at = now if reported_at is None else now - max(0.0, time.time() - reported_at)
-            return _apply(state, report, at, marks, now, refused)
+            return _apply(state, report, now - max(0.0, reported_age), marks, now, refused)
         for name, old, new in self.backend.update_provider_view(update):
             if old is None:
                 logger.info("rate limiter %r learned the provider's %s limit: %s", self.config.key,
@@ -241,8 +236,7 @@ class ProviderView:
 
     def learned(self) -> Dict[str, LearnedLimit]:
         """What is known now, per dimension."""
-        def read(state: Dict[str, Any]) -> Dict[str, LearnedLimit]:
-            now = self.backend.clock()
+        def read(state: Dict[str, Any], now: float) -> Dict[str, LearnedLimit]:
             return {name: LearnedLimit(name, dim["limit"], _level(dim, now), dim["rate"],
                                        dim["learned_at"], dim["limit_at"])
                     for name, dim in state.get("dims", {}).items() if name in DIMENSIONS}

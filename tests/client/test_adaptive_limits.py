@@ -158,3 +158,16 @@ def test_a_stream_teaches_the_limiter_and_is_settled_too(family):
     # within the refill over the call, and Anthropic's rounding to the nearest thousand
     slack = 30_000 / 60 * elapsed + 1 + (500 if family == "anthropic" else 0)
     assert provider - slack <= learned["tokens"].level <= provider + slack, (learned, provider)
+
+
+def test_even_pace_spreads_starts_over_the_window():
+    with FakeLlmServer(quota=Quota(requests_per_minute=600)) as server:
+        llm = create_llm_client(server.config(min_interval_seconds=0, max_concurrent=4, pace="even"))
+        llm.chat(PROMPT)  # learns 600 a minute: one start every 100 ms
+        run_threads(llm, threads=4, calls=4)
+        arrivals = sorted(r.arrival_monotonic for r in server.chat_requests[1:])
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == 16
+    # 100 ms apart, less the admission-to-arrival jitter of a busy machine
+    assert min(gaps) >= 0.08, sorted(gaps)[:3]
+    assert arrivals[-1] - arrivals[0] >= 15 * 0.1 - 0.05

@@ -9,8 +9,8 @@ import pytest
 
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.limits import DimensionReport, LimitReport
-from cowork_llm.rate_limiter import _provider_view as view_module
 from cowork_llm.rate_limiter._provider_view import ProviderView, demand_for, used_by
+from cowork_llm.rate_limiter.backends import _provider_store as store_module
 from cowork_llm.rate_limiter.backends.memory import MemoryBackend
 from cowork_llm.results import Usage
 
@@ -26,7 +26,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(view_module.time, "time", clock)
+    monkeypatch.setattr(store_module.time, "time", clock)  # the memory store's clock
     return clock
 
 

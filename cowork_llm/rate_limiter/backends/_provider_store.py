@@ -8,9 +8,9 @@ one JSON document per limiter key, read-modified-written atomically.
   so it shares that key's hash tag and slot on a Cluster), updated optimistically: read,
   compute, write with a compare-and-set script, run again when another member wrote in
   between. The model stays in Python, one implementation for every backend, instead of
-  a second one in Lua. Its times are Redis's clock as each member estimates it
-  (:meth:`~cowork_llm.rate_limiter.backends.redis.RedisBackend.clock`: the offset from
-  the last script answer, good to half a round trip), not the hosts' clocks.
+  a second one in Lua. Its clock is Redis's ``TIME``, read with the state in one script,
+  so members on skewed hosts share one timeline (the hosts' clocks only where a managed
+  Redis refuses TIME in scripts, as the backend's buckets do).
 
 Every update is one function of the state, so a member's own accounting (its charge at
 admission, its settlement) and what its response reported are applied together: no
@@ -21,7 +21,8 @@ import json
 import logging
 import sqlite3
 import threading
-from typing import Any, Callable, Dict, TypeVar
+import time
+from typing import Any, Callable, Dict, Tuple, TypeVar
 
 from ...errors import LimiterBackendError
 
@@ -47,9 +48,9 @@ class LocalViewStore:
         self._lock = threading.Lock()
         self._state: Dict[str, Any] = {}
 
-    def update(self, fn: Callable[[Dict[str, Any]], T]) -> T:
+    def update(self, fn: Callable[[Dict[str, Any], float], T]) -> T:
         with self._lock:
-            return fn(self._state)
+            return fn(self._state, time.time())
 
 
 def _encode(state: Dict[str, Any]) -> str:
@@ -71,14 +72,14 @@ def _decode(text: Any) -> Dict[str, Any]:
 SQLITE_CREATE = f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, state TEXT NOT NULL)"
 
 
-def sqlite_update(conn: sqlite3.Connection, key: str, fn: Callable[[Dict[str, Any]], T], *,
+def sqlite_update(conn: sqlite3.Connection, key: str, fn: Callable[[Dict[str, Any], float], T], *,
                   read_only: bool = False) -> T:
     """``fn`` on the stored state, written back when it changed. The caller holds the
     file lock. Raises sqlite3.Error."""
     row = conn.execute(f"SELECT state FROM {_TABLE} WHERE key = ?", (key,)).fetchone()
     before = row[0] if row else ""
     state = _decode(before)
-    result = fn(state)
+    result = fn(state, time.time())
     if read_only:
         conn.commit()  # ends the read transaction, so other processes' writes are seen next time
         return result
@@ -100,17 +101,32 @@ return 1
 """
 
 
-def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any]], T], *,
-                 read_only: bool = False) -> T:
+# The state and Redis's clock in one round trip, on the key's node.
+_REDIS_READ = """
+local now = redis.call('TIME')
+return {redis.call('GET', KEYS[1]) or '', now[1], now[2]}
+"""
+
+
+def _read(client: Any, key: str, redis_clock: bool) -> Tuple[str, float]:
+    if redis_clock:
+        raw, seconds, micros = client.eval(_REDIS_READ, 1, key)
+        now = int(seconds) + int(micros) / 1e6
+    else:
+        raw, now = client.get(key), time.time()
+    return (raw.decode() if isinstance(raw, bytes) else (raw or "")), now
+
+
+def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any], float], T], *,
+                 read_only: bool = False, redis_clock: bool = True) -> T:
     """``fn`` on the stored state, written back with a compare-and-set script and run
     again on the newer state when another member wrote in between (a read-only ``fn``:
     one GET). Raises redis.RedisError, or LimiterBackendError when every attempt
     conflicted."""
     for _ in range(_REDIS_ATTEMPTS):
-        raw = client.get(key)
-        before = raw.decode() if isinstance(raw, bytes) else (raw or "")
+        before, now = _read(client, key, redis_clock)
         state = _decode(before)
-        result = fn(state)
+        result = fn(state, now)
         if read_only:
             return result
         after = _encode(state)

@@ -124,13 +124,13 @@ class LimiterBackend(ABC):
         (estimated from the last answer, so hosts' clocks need not agree)."""
         return time.time()
 
-    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+    def update_provider_view(self, update: Callable[[Dict[str, Any], float], T], *,
                              read_only: bool = False) -> T:
-        """Run ``update(state)`` on the provider view (a JSON-able dict it may change in
-        place) atomically with respect to every other member sharing this backend, and
-        return what it returns. This default keeps the view in the process (``memory``);
-        shared backends store it next to their buckets
-        (:mod:`~cowork_llm.rate_limiter.backends._provider_store`). ``read_only``:
+        """Run ``update(state, now)`` on the provider view (a JSON-able dict it may change
+        in place; ``now`` in seconds on the store's clock) atomically with respect to every
+        other member sharing this backend, and return what it returns. This default keeps
+        the view in the process (``memory``); shared backends store it next to their
+        buckets (:mod:`~cowork_llm.rate_limiter.backends._provider_store`). ``read_only``:
         ``update`` changes nothing (a shared store may then skip its transaction).
         Raises LimiterBackendError when the shared store fails."""
         store = self.__dict__.get("_local_provider_view")

@@ -296,13 +296,14 @@ class RedisBackend(QueuedBackend):
 
     shares_provider_view = True
 
-    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+    def update_provider_view(self, update: Callable[[Dict[str, Any], float], T], *,
                              read_only: bool = False) -> T:
-        """The provider view next to the pause key (same prefix, so the same hash slot
-        whatever the prefix becomes), in an optimistic transaction."""
+        """The provider view next to the pause key (same hash tag, so the same slot), in
+        an optimistic transaction, on Redis's clock (the hosts' when TIME is refused)."""
         key = self._keys["pause"][: -len("pause")] + "provider_view"
         try:
-            return redis_update(self._client, key, update, read_only=read_only)
+            return redis_update(self._client, key, update, read_only=read_only,
+                                redis_clock=not self._host_clock)
         except self._store_errors as error:
             raise self._backend_error(error) from error
 

@@ -316,7 +316,7 @@ class SQLiteBackend(QueuedBackend):
         hold, atomic across processes (the inner acquisitions are reentrant)."""
         return self._lock  # type: ignore[no-any-return]
 
-    def update_provider_view(self, update: Callable[[Dict[str, Any]], T], *,
+    def update_provider_view(self, update: Callable[[Dict[str, Any], float], T], *,
                              read_only: bool = False) -> T:
         """The provider view in a row of the file, under the file lock."""
         try:

@@ -80,3 +80,20 @@ def test_what_one_process_learned_holds_the_others(backend_settings):
     _reset_global_rate_limiters()
     assert len(waits) == PROCESSES * 4
     assert waits[0] >= 3.9, waits  # no process started before the reset another one learned
+
+
+def test_the_redis_view_runs_on_redis_clock_not_the_hosts(monkeypatch):
+    from cowork_llm.config import RateLimitConfig
+    from cowork_llm.rate_limiter.backends.redis import RedisBackend
+
+    with redis_server() as url:
+        backend = RedisBackend(RateLimitConfig(backend="redis", redis_url=url, key="clock",
+                                               min_interval_seconds=0))
+        try:
+            real = time.time()
+            monkeypatch.setattr(time, "time", lambda: real + 300)  # this host runs 5 min ahead
+            seen = backend.update_provider_view(lambda state, now: now)
+            monkeypatch.undo()
+        finally:
+            backend.close()
+    assert abs(seen - real) < 5, seen - real
