@@ -93,8 +93,10 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             thread=threading.current_thread().name, client_port=self.client_address[1],
         )
         self.owner._record(request)
+        # Anthropic's shapes for its own path, and for any other path but OpenAI's own
+        # endpoints when the client speaks Anthropic (sends anthropic-version).
         self.anthropic = path.startswith(MESSAGES_PATH) or (
-            path == MODELS_PATH and "anthropic-version" in request.headers)
+            path not in (CHAT_PATH, EMBEDDINGS_PATH) and "anthropic-version" in request.headers)
         fault = self.owner._faults.take(path, request.stream)
         pause = self.owner.latency_seconds + (fault.delay_seconds if fault else 0.0)
         if pause and not self.owner._pause(pause):
@@ -112,6 +114,8 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             elif (self.command, path) == ("POST", EMBEDDINGS_PATH):
                 self._embeddings(request, fault)
             else:
+                if self.anthropic:  # Anthropic's words and type (not_found_error)
+                    raise wire.ApiProblem(404, "Not found", "not_found_error")
                 raise wire.ApiProblem(404, f"Unknown request URL: {self.command} {path}.", "unknown_url")
         except wire.ApiProblem as problem:
             self._send_error(problem.status, problem.message, problem.code, param=problem.param)

@@ -147,3 +147,10 @@ def test_anthropic_sdk_with_a_wrong_key_is_an_authentication_error(server):
         with pytest.raises(anthropic.AuthenticationError) as caught:
             client.messages.create(model="claude-fake", max_tokens=10, messages=HI)
     assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_an_unknown_path_is_anthropics_not_found_error_for_an_anthropic_client(server, claude):
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.get("/v1/no-such-endpoint", cast_to=object)
+    assert caught.value.body["error"]["type"] == "not_found_error"
+    assert caught.value.body["request_id"] == caught.value.request_id
