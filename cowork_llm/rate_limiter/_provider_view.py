@@ -38,6 +38,7 @@ every update as ``now``.
 
 import logging
 import math
+from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..config._sections import RateLimitConfig
@@ -248,7 +249,7 @@ class ProviderView:
         c = self.config
         return LimitsSnapshot(c.key, c.adaptive, c.pace, c.min_interval_seconds, c.max_concurrent,
                               c.requests_per_minute, c.tokens_per_minute,
-                              self.learned() if c.adaptive else {})
+                              MappingProxyType(self.learned() if c.adaptive else {}))
 
 
 def _amount(value: Optional[float]) -> str:

@@ -184,6 +184,8 @@ def test_snapshot_is_frozen_and_says_what_was_configured(clock):
     assert (learned.limit, learned.learned_at, learned.limit_learned_at) == (60, clock.now, clock.now)
     with pytest.raises(AttributeError):
         learned.limit = 5
+    with pytest.raises(TypeError):
+        snapshot.learned["tokens"] = learned  # the mapping is read-only too
     assert "learned requests: limit 60, about 50 left" in str(snapshot)
 
 
