@@ -49,3 +49,18 @@ def test_a_requests_per_minute_the_interval_implies_is_left_out(caplog):
 def test_an_embeddings_request_weighs_its_characters_over_four():
     assert estimate_embedding_tokens(["abcd" * 10, "x"]) == 11
     assert estimate_embedding_tokens([]) == 0
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_backend_asked_without_tokens_spends_none(backend, tmp_path):
+    from cowork_llm.rate_limiter.backends import build_backend
+
+    config = RateLimitConfig(min_interval_seconds=0, tokens_per_minute=60, backend=backend,
+                             path=str(tmp_path / "limits.db") if backend == "sqlite" else None)
+    store = build_backend(config)
+    try:
+        for _ in range(5):
+            assert store.try_acquire() == 0.0
+        assert store.try_acquire(tokens=60) == 0.0  # the whole budget was still there
+    finally:
+        store.close()
