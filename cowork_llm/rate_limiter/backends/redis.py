@@ -199,7 +199,6 @@ class RedisBackend(QueuedBackend):
                   ",".join(ghosts), 1])
         received = time.monotonic()
         self._offset_ms = float(now_ms) - (sent + received) / 2 * 1000
-        self._one_way = (received - sent) / 2
         generation = generation.decode() if isinstance(generation, bytes) else generation
         if lost and self._generation:
             logger.warning("the shared state of rate limiter %r in %s was lost (Redis flushed "
@@ -221,15 +220,13 @@ class RedisBackend(QueuedBackend):
             return self.await_fallback_seconds
         if int(code) != _WAIT:
             return self.await_fallback_seconds
-        # Counted from when the script ran, not from when its answer arrived, and asking
-        # one one-way trip early, so the next ask reaches Redis as the wait ends.
+        # Counted from when the script ran, not from when its answer arrived.
         return max(self._until(float(now_ms) + float(wait_ms)), 0.0005)
 
-    _one_way = 0.0  # half the last round trip, in seconds
-
     def _until(self, store_ms: float) -> float:
-        """Seconds from now until ``store_ms`` (the group's clock), less one one-way trip."""
-        return (store_ms - self._offset_ms) / 1000 - time.monotonic() - self._one_way
+        """Seconds from now until ``store_ms``, an instant on the group's clock. (Asking a
+        one-way trip early was tried: no better utilisation, more round trips.)"""
+        return (store_ms - self._offset_ms) / 1000 - time.monotonic()
 
     _offset_ms = 0.0  # Redis's clock minus time.monotonic(), in ms (0 until the first answer)
 
