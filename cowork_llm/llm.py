@@ -129,7 +129,8 @@ class Llm(ABC):
         whole answer as one piece; providers override it with real streaming."""
         result = self.send(messages, options)
         state = StreamState(model=result.model, request_id=result.request_id,
-                            usage=result.usage, finish_reason=result.finish_reason)
+                            usage=result.usage, finish_reason=result.finish_reason,
+                            response_format=options.response_format)
         return ChatStream(iter([result.content]), state)
 
     def stream_content(self, prompt: str, system_prompt: Optional[str] = None, **options: Any) -> ChatStream:

@@ -47,6 +47,8 @@ class StreamState:
     rate_limits: Optional[LimitReport] = None  #: the response's rate-limit headers
     #: the tool calls, assembled from the stream's pieces once it has ended
     tool_calls: Tuple[ToolCall, ...] = ()
+    #: the request's response_format (a structured.ResponseFormat), for ChatStream.parsed
+    response_format: Any = None
 
 
 # --- streams found by the garbage collector ------------------------------------------------
@@ -241,6 +243,22 @@ class ChatStream(Iterator[str]):
     def rate_limits(self) -> Optional[LimitReport]:
         """The response's rate-limit headers (None when the server sent none)."""
         return self._state.rate_limits
+
+    @property
+    def parsed(self) -> Any:
+        """With ``response_format``: the whole answer's JSON (a dataclass instance for a
+        dataclass format), checked against the schema, as ``ChatResult.parsed`` is; None
+        without one. Read it once the stream is exhausted.
+
+        Raises:
+            InvalidResponseError: the answer (so far) is not JSON or does not match.
+        """
+        fmt = self._state.response_format
+        if fmt is None:
+            return None
+        from .structured import parse_answer  # only structured streams need it
+
+        return parse_answer(self.content, fmt, request_id=self._state.request_id)
 
     def result(self) -> ChatResult:
         """What has been read, as a :class:`ChatResult` (for caches and usage totals)."""

@@ -97,7 +97,8 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
     if logger.isEnabledFor(logging.DEBUG):  # the prompt hash is only worth it when shown
         logger.debug("%s: stream open after %.3fs (prompt=%s, attempt %d)",
                      client.name, time.monotonic() - started, record.prompt_hash, record.attempts)
-    state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None))
+    state = StreamState(model=_model_of(inner, client.inner), request_id=getattr(inner, "request_id", None),
+                        response_format=options.response_format)
     outcome = _Outcome()
     stream = ChatStream(_relay(first, pieces, inner, state, outcome), state, response=_Closer(inner))
     stream.on_close.append(_ender(client, slot, started, began, record, state, outcome,

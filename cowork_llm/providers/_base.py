@@ -222,7 +222,8 @@ class HttpProvider(Llm):
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name,
                             request_id=_http.request_id_of(response.headers, self._secrets()),
-                            rate_limits=parse_rate_limit_headers(response.headers))
+                            rate_limits=parse_rate_limit_headers(response.headers),
+                            response_format=options.response_format)
         # From here the stream's own bounds apply: no content piece for
         # stream_idle_timeout_seconds, or the whole stream past stream_timeout_seconds.
         config = self.config

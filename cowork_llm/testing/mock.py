@@ -220,7 +220,7 @@ class MockLlm(Llm):
         :class:`~cowork_llm.streaming.ChatStream`; a queued exception is raised when
         iteration starts."""
         call = self._arrive(messages, options, "stream")
-        state = StreamState(model=self.model)
+        state = StreamState(model=self.model, response_format=options.response_format)
         return ChatStream(self._pieces(messages, call, options, state), state)
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None) -> EmbeddingResult:

@@ -143,3 +143,23 @@ def test_mock_llm_records_every_option_and_answers_parsed_json():
     assert scripted.chat(HELLO, response_format=City).parsed == City("Oslo", 7, [])
     with pytest.raises(InvalidResponseError, match="not valid JSON"):
         scripted.chat(HELLO, response_format=City)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_streamed_structured_answer_is_parsed_at_the_end(fake, provider):
+    with create_llm_client(fake.config(provider=provider, key=f"stream-json-{provider}")) as llm:
+        with llm.stream(HELLO, response_format=City) as stream:
+            text = "".join(stream)
+        plain = llm.stream(HELLO)
+        "".join(plain)
+    assert stream.parsed == City("text", 1, ["text"]) and text.startswith("{")
+    assert plain.parsed is None
+
+
+def test_a_streamed_answer_that_does_not_match_raises_when_parsed():
+    llm = MockLlm(["not json"])
+    with llm.stream(HELLO, response_format=City) as stream:
+        assert "".join(stream) == "not json"
+    with pytest.raises(InvalidResponseError) as caught:
+        _ = stream.parsed
+    assert caught.value.raw_text == "not json"
