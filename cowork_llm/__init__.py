@@ -83,8 +83,8 @@ from .errors import (
     UntrustedCertificateError,
 )
 from .llm import Llm
-from .options import ChatOptions
 from .rate_limiter import RateLimiter, get_global_rate_limiter, init_global_rate_limiter
+from .request._options import ChatOptions
 from .results import ChatResult, EmbeddingResult, ToolCall, Usage
 from .streaming import ChatStream
 from .usage import UsageSnapshot

@@ -1,7 +1,7 @@
 """The ``Llm`` interface every provider, wrapper and mock implements.
 
-``chat()``/``stream()`` check their arguments (:mod:`cowork_llm.messages`,
-:class:`~cowork_llm.options.ChatOptions`) before anything is sent, then hand the checked
+``chat()``/``stream()`` check their arguments (:mod:`cowork_llm.request`,
+:class:`~cowork_llm.request.ChatOptions`) before anything is sent, then hand the checked
 messages and options to :meth:`Llm.send` / :meth:`Llm.send_stream`, which implementations
 write. Wrappers pass the checked values on to the Llm they wrap.
 """
@@ -10,8 +10,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Type
 
-from .messages import Message, build_messages, prompt_hash, validate_messages
-from .options import ChatOptions, check_max_tokens, check_options, check_temperature
+from .request._messages import Message, build_messages, prompt_hash, validate_messages
+from .request._options import ChatOptions, check_max_tokens, check_options, check_temperature
 from .results import ChatResult, EmbeddingResult
 from .streaming import ChatStream, StreamState
 
@@ -49,7 +49,7 @@ class Llm(ABC):
     ) -> ChatResult:
         """Send ``messages`` and return the answer.
 
-        ``messages`` follow OpenAI's chat format (:mod:`cowork_llm.messages`: roles system,
+        ``messages`` follow OpenAI's chat format (:mod:`cowork_llm.request`: roles system,
         developer, user, assistant, tool; content a string or text/image parts). The
         options (None: the configured default, else the provider's):
 
@@ -57,9 +57,9 @@ class Llm(ABC):
           (a string or up to 4), ``seed`` (an integer);
         - ``response_format``: ``{"type": "json_object"}``, ``{"type": "json_schema",
           "json_schema": {...}}`` or a dataclass type; the answer's JSON (or instance)
-          is ``ChatResult.parsed`` (:mod:`cowork_llm.structured`);
+          is ``ChatResult.parsed`` (:mod:`cowork_llm.request`);
         - ``reasoning_effort``: ``"minimal"``, ``"low"``, ``"medium"``, ``"high"`` (and the
-          other values of :data:`cowork_llm.options.REASONING_EFFORTS`);
+          other values of :data:`cowork_llm.request.REASONING_EFFORTS`);
         - ``extra_body``: a dict merged into the provider's request body last, for
           anything not modelled here;
         - ``cache=False``: the response cache neither answers nor stores this call;
@@ -86,7 +86,7 @@ class Llm(ABC):
     @abstractmethod
     def send(self, messages: List[Dict[str, Any]], options: ChatOptions) -> ChatResult:
         """:meth:`chat` after its checks: ``messages`` come from
-        :func:`~cowork_llm.messages.validate_messages`, ``options`` are checked.
+        :func:`~cowork_llm.request.validate_messages`, ``options`` are checked.
 
         Raises what :meth:`chat` raises (ValueError for an option this Llm lacks)."""
 

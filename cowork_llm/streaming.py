@@ -256,7 +256,7 @@ class ChatStream(Iterator[str]):
         fmt = self._state.response_format
         if fmt is None:
             return None
-        from .structured import parse_answer  # only structured streams need it
+        from .request._structured import parse_answer  # only structured streams need it
 
         return parse_answer(self.content, fmt, request_id=self._state.request_id)
 

@@ -8,7 +8,8 @@ import pytest
 
 FACADES = ["cowork_llm", "cowork_llm.testing", "cowork_llm.rate_limiter", "cowork_llm.config",
            "cowork_llm.client", "cowork_llm.batch", "cowork_llm.cache", "cowork_llm.errors",
-           "cowork_llm.rate_limiter.backends", "cowork_llm.tools", "cowork_llm.telemetry"]
+           "cowork_llm.rate_limiter.backends", "cowork_llm.tools", "cowork_llm.telemetry",
+           "cowork_llm.request"]
 
 
 @pytest.mark.parametrize("name", FACADES)

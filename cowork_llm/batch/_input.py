@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ..errors import BatchInputError
 from ..llm import build_messages, check_temperature, validate_messages
-from ..options import ChatOptions
+from ..request._options import ChatOptions
 
 __all__ = ["BatchItem", "InputProblem", "id_key", "read_batch_file", "check_items"]
 

@@ -15,10 +15,10 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
-from .._embed_input import check_dimensions, check_texts
 from ..errors import LlmError, RateLimitError
 from ..llm import Llm
 from ..rate_limiter._rates import estimate_embedding_tokens
+from ..request._embed_input import check_dimensions, check_texts
 from ..results import ChatResult, EmbeddingResult, Usage
 from ._accounting import CallRecord, log_failure
 

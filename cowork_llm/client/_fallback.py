@@ -33,9 +33,9 @@ from ..config._sections import LlmConfig, ModelConfig, RateLimitConfig
 from ..errors import BadRequestError, LlmApiError, LlmError
 from ..limits import LimitsSnapshot
 from ..llm import Llm
-from ..options import ChatOptions
 from ..providers import build_provider
 from ..rate_limiter import init_global_rate_limiter
+from ..request._options import ChatOptions
 from ..results import ChatResult, EmbeddingResult
 from ..retry import RetryPolicy, describe_error
 from ..streaming import ChatStream

@@ -31,13 +31,13 @@ from ..errors import (
 )
 from ..limits import LimitsSnapshot
 from ..llm import Llm
-from ..options import ChatOptions
 from ..rate_limiter._cancel import cancel_on
 from ..rate_limiter._provider_view import demand_for, used_by
 from ..rate_limiter._rates import DEFAULT_COMPLETION_TOKENS, estimate_request_tokens
+from ..request._options import ChatOptions
+from ..request._structured import with_parsed
 from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
-from ..structured import with_parsed
 from ..telemetry._observer import CallInfo, Observer, start_observations
 from ..usage import UsageSnapshot, UsageTracker
 from ._accounting import CallRecord, count_failure, count_success, log_failure

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 from ..errors import LlmApiError, LlmError, RateLimitError
 from ..llm import Llm
-from ..options import ChatOptions
 from ..rate_limiter._provider_view import used_by
+from ..request._options import ChatOptions
 from ..results import ChatResult
 from ..streaming import ChatStream, StreamState
 from ._accounting import count_failure, count_success, log_failure

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from dataclasses_json import DataClassJsonMixin
 
 from ..errors import ConfigError
-from ..options import check_reasoning_effort, check_seed, check_stop, check_top_p
+from ..request._options import check_reasoning_effort, check_seed, check_stop, check_top_p
 from ._checks import (
     check_api_keys,
     check_at_most_a_year,

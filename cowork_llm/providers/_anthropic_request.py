@@ -25,8 +25,8 @@ What the official ``anthropic`` SDK's ``MessageCreateParams`` accepts decides wh
 
 from typing import Any, Dict, List, Optional
 
-from ..messages import decode_data_url, message_text
-from ..options import ChatOptions
+from ..request._messages import decode_data_url, message_text
+from ..request._options import ChatOptions
 from ._anthropic_tools import anthropic_tool_choice, anthropic_tools, anthropic_turns
 
 __all__ = ["anthropic_body", "unsupported_option", "DEFAULT_MAX_TOKENS", "THINKING_BUDGETS"]

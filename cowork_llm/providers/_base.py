@@ -50,12 +50,12 @@ from ..errors import (
     ServerError,
 )
 from ..llm import Llm
-from ..messages import Message, validate_messages
-from ..options import ChatOptions
+from ..request._messages import Message, validate_messages
+from ..request._options import ChatOptions
+from ..request._structured import with_parsed
 from ..results import ChatResult
 from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
-from ..structured import with_parsed
 from . import _body, _guard, _http, _sse
 from ._keys import ApiKey, KeyRotation, MaskedHeader
 from ._ratelimit_headers import parse_rate_limit_headers

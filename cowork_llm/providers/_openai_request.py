@@ -1,7 +1,7 @@
 """A chat request in OpenAI's chat-completions wire format (``CreateChatCompletionRequest``),
 and the one 400 that says the token-limit field was the wrong one.
 
-The messages are already in OpenAI's vocabulary (:mod:`cowork_llm.messages`), so they go
+The messages are already in OpenAI's vocabulary (:mod:`cowork_llm.request`), so they go
 out as checked; the options go out under the API's own names. Unset options are left
 out of the body, never sent as null.
 """
@@ -9,7 +9,7 @@ out of the body, never sent as null.
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..config._sections import ModelConfig
-from ..options import ChatOptions
+from ..request._options import ChatOptions
 
 __all__ = ["openai_body", "configured_token_field", "is_token_field_error", "OPENAI_HOSTS"]
 

@@ -25,7 +25,7 @@ import requests
 
 from ..config._sections import ModelConfig
 from ..errors import ConfigError, InvalidResponseError
-from ..options import ChatOptions
+from ..request._options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse

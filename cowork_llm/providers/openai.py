@@ -35,10 +35,10 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, 
 
 import requests
 
-from .._embed_input import check_dimensions, check_texts
 from ..config._sections import ModelConfig
 from ..errors import InvalidResponseError, LlmApiError, TokenFieldRejectedError
-from ..options import ChatOptions
+from ..request._embed_input import check_dimensions, check_texts
+from ..request._options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
 from . import _http, _sse

@@ -44,12 +44,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .._embed_input import check_dimensions, check_texts
 from ..llm import Llm
-from ..options import ChatOptions
+from ..request._embed_input import check_dimensions, check_texts
+from ..request._options import ChatOptions
+from ..request._structured import with_parsed
 from ..results import ChatResult, EmbeddingResult, ToolCall, Usage
 from ..streaming import ChatStream, StreamState
-from ..structured import with_parsed
 from ._echo import echo_reply, estimate_tokens, hash_vector, prompt_tokens, split_pieces
 from ._schema_sample import sample_for_schema
 
@@ -67,7 +67,7 @@ class MockCall:
     """One call that reached the mock (bad arguments are rejected before recording).
 
     ``kind`` is ``"chat"``, ``"stream"`` or ``"embed"``; ``options`` holds every option of
-    :class:`~cowork_llm.options.ChatOptions` as passed (None when not; ``dimensions`` for
+    :class:`~cowork_llm.request.ChatOptions` as passed (None when not; ``dimensions`` for
     embed, whose ``messages`` are ``{"role": "embedding-input", "content": text}`` per
     text); ``thread`` is the calling thread's name; ``monotonic`` and ``wall`` are
     ``time.monotonic()`` / ``time.time()`` when the call arrived.

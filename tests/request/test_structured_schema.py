@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from cowork_llm.structured import check_response_format, schema_of_dataclass
+from cowork_llm.request import check_response_format, schema_of_dataclass
 
 
 @dataclasses.dataclass

@@ -15,11 +15,11 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
-from .structured import ResponseFormat, check_response_format
-from .tools._normalize import check_parallel_tool_calls, check_tool_choice, normalize_tools
+from ..tools._normalize import check_parallel_tool_calls, check_tool_choice, normalize_tools
+from ._structured import ResponseFormat, check_response_format
 
 if TYPE_CHECKING:
-    from .config._sections import ModelConfig
+    from ..config._sections import ModelConfig
 
 __all__ = ["ChatOptions", "REASONING_EFFORTS", "MAX_STOP_SEQUENCES", "check_temperature", "check_max_tokens",
            "check_top_p", "check_stop", "check_seed", "check_reasoning_effort", "check_options"]

@@ -24,8 +24,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type
 
-from .errors import InvalidResponseError
-from .results import ChatResult
+from ..errors import InvalidResponseError
+from ..results import ChatResult
 
 __all__ = ["ResponseFormat", "check_response_format", "schema_of_dataclass", "parse_answer", "with_parsed"]
 

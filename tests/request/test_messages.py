@@ -5,7 +5,8 @@ import base64
 
 import pytest
 
-from cowork_llm.messages import build_messages, image_parts, message_text, validate_messages
+from cowork_llm.request import build_messages, validate_messages
+from cowork_llm.request._messages import image_parts, message_text
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake image bytes").decode()
 

@@ -10,8 +10,7 @@ import pytest
 
 from cowork_llm.config import ModelConfig
 from cowork_llm.errors import InvalidResponseError
-from cowork_llm.options import ChatOptions
-from cowork_llm.structured import check_response_format, parse_answer, schema_of_dataclass
+from cowork_llm.request import ChatOptions, check_response_format, parse_answer, schema_of_dataclass
 
 SCHEMA = {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": {
     "type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},

@@ -26,7 +26,7 @@ import hashlib
 import json
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .tools._messages import check_tool_calls, check_tool_results
+from ..tools._messages import check_tool_calls, check_tool_results
 
 __all__ = ["Message", "ROLES", "ROLE_KEYS", "IMAGE_DETAILS", "IMAGE_MEDIA_TYPES", "validate_messages",
            "build_messages", "prompt_hash", "message_text", "image_parts", "decode_data_url"]
