@@ -2,7 +2,11 @@
 
 - :mod:`._factory`: :func:`create_llm_client`, configuration in, client out.
 - :mod:`._rate_limited`: :class:`RateLimitedLlm`, every attempt through a limiter slot.
+- :mod:`._attempts`: its call path: the retry loop, one attempt inside one slot, the
+  weight an attempt asks for and the pause a 429 asks of the limiter.
+- :mod:`._observed`: what its observers are told about a call before it starts.
 - :mod:`._stream`: a streamed call holding its slot until the stream ends.
+- :mod:`._embed`: texts embedded in batches, each batch one call.
 - :mod:`._accounting`: what each call adds to the usage totals and the log.
 - :mod:`._fallback`: :class:`FallbackLlm`, the next model when one finally fails.
 """

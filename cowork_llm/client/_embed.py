@@ -21,6 +21,7 @@ from ..rate_limiter._rates import estimate_embedding_tokens
 from ..request._embed_input import check_dimensions, check_texts
 from ..results import ChatResult, EmbeddingResult, Usage
 from ._accounting import CallRecord, log_failure
+from ._attempts import pause_for, with_retries
 
 if TYPE_CHECKING:
     from ._rate_limited import RateLimitedLlm
@@ -89,7 +90,7 @@ def _one_batch(client: "RateLimitedLlm", embedder: Llm, model_name: str, texts: 
         "embeddings", getattr(embedder, "config", None), model_name, {"dimensions": dimensions})
     began = time.monotonic()
     try:
-        result = client._with_retries(lambda: _attempt(client, embedder, texts, dimensions, record), record)
+        result = with_retries(client, lambda: _attempt(client, embedder, texts, dimensions, record), record)
     except BaseException as error:
         if isinstance(error, LlmError):
             client.usage_tracker.record_failure(model_name, retries=record.retries,
@@ -130,7 +131,7 @@ def _attempt_in_slot(client: "RateLimitedLlm", embedder: Llm, texts: List[str],
         try:
             result = embedder.embed(texts, dimensions=dimensions)
         except RateLimitError as error:
-            client._pause_for(error)  # while holding the slot, as for chat
+            pause_for(client, error)  # while holding the slot, as for chat
             raise
         finally:
             record.request_seconds += time.monotonic() - started

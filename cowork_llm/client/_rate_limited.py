@@ -8,40 +8,30 @@ answers from the response cache when it can (before the limiter: a hit spends no
 and no wait), and counts and logs the outcome (:mod:`._accounting`, shared with
 :meth:`RateLimitedLlm.send_stream`, :mod:`._stream`);
 :meth:`RateLimitedLlm._call` runs the retry loop; :meth:`RateLimitedLlm._attempt` is one
-request inside one slot. :meth:`RateLimitedLlm.embed` sends texts in batches, each one
-call through the same limiter and retries (:mod:`._embed`).
+request inside one slot (both in :mod:`._attempts`). :meth:`RateLimitedLlm.embed` sends
+texts in batches, each one call through the same limiter and retries (:mod:`._embed`).
+What the observers are told about each call is built in :mod:`._observed`.
 """
 
-import logging
 import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
-from urllib.parse import urlsplit
 
 from ..config._sections import ModelConfig, RetryConfig
-from ..errors import (
-    AcquireCancelled,
-    ClientClosedError,
-    LlmApiError,
-    LlmError,
-    QuotaExceededError,
-    RateLimitError,
-    TokenFieldRejectedError,
-)
+from ..errors import ClientClosedError, LlmError
 from ..limits import LimitsSnapshot
 from ..llm import Llm
-from ..rate_limiter._cancel import cancel_on
-from ..rate_limiter._provider_view import demand_for, used_by
-from ..rate_limiter._rates import DEFAULT_COMPLETION_TOKENS, estimate_request_tokens
 from ..request._options import ChatOptions
 from ..request._structured import with_parsed
 from ..results import ChatResult, EmbeddingResult
 from ..streaming import ChatStream
-from ..telemetry._observer import CallInfo, Observer, start_observations
+from ..telemetry._observer import Observer
 from ..usage import UsageSnapshot, UsageTracker
 from ._accounting import CallRecord, count_failure, count_success, log_failure
+from ._attempts import chat_attempt, resending_once, with_retries
 from ._embed import DEFAULT_BATCH_SIZE, embed_in_batches
+from ._observed import new_record, observations_of
 from ._stream import open_limited_stream
 
 if TYPE_CHECKING:
@@ -51,8 +41,6 @@ if TYPE_CHECKING:
     from ..retry import RetryPolicy
 
 __all__ = ["RateLimitedLlm"]
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -137,7 +125,7 @@ class RateLimitedLlm(Llm):
             LlmApiError: the last attempt's error, with ``attempts`` set.
         """
         self._check_open()
-        record = self._new_record(messages, options, stream=False)
+        record = new_record(self, messages, options, stream=False)
         began = time.monotonic()
         key = None
         try:
@@ -167,53 +155,12 @@ class RateLimitedLlm(Llm):
         record.ended(result)
         return result
 
-    def _new_record(self, messages: List[Dict[str, Any]], options: ChatOptions, *,
-                    stream: bool) -> CallRecord:
-        """The call's record, with each observer's observation of it started."""
-        record = CallRecord(messages, max_attempts=self._max_attempts)
-        if self.observers:
-            record.observations = start_observations(
-                self.observers, self._call_info("chat", messages, {
-                    "temperature": options.temperature, "max_tokens": options.max_tokens,
-                    "top_p": options.top_p, "seed": options.seed, "stop": options.stop},
-                    stream=stream))
-        return record
-
     def start_observations(self, operation: str, model_config: Any, model_name: str,
                            options: Dict[str, Any], messages: Sequence[Any] = ()) -> List[Any]:
         """The observers' views of a call other than chat (``embeddings``, ``execute_tool``)
         of ``model_config`` (an HTTP provider's ModelConfig, else None) — empty when
         nobody observes. Never raises."""
-        if not self.observers:
-            return []
-        if not isinstance(model_config, ModelConfig):
-            info = CallInfo(operation, model_name, limiter_key=self.limiter.config.key,
-                            options=options, messages=messages)
-        else:
-            parts = urlsplit(model_config.base_url)
-            info = CallInfo(operation, model_name, model_config.provider, parts.hostname,
-                            parts.port or (443 if parts.scheme == "https" else 80),
-                            self.limiter.config.key, options, False, messages)
-        return start_observations(self.observers, info)
-
-    def _call_info(self, operation: str, messages: Sequence[Any], options: Dict[str, Any], *,
-                   stream: bool = False) -> CallInfo:
-        """What observers are told about a call before it starts; ``options`` as the
-        caller gave them (None: the configured default, filled in here)."""
-        model = self._model_config
-        if model is None:  # not an HTTP provider (a MockLlm, a custom Llm): its model if it says
-            inner_model = getattr(self.inner, "model", None)
-            name = inner_model if isinstance(inner_model, str) and inner_model else self._model_name
-            return CallInfo(operation, name, limiter_key=self.limiter.config.key,
-                            options=options, stream=stream, messages=messages)
-        sent = dict(options)
-        for name in ("temperature", "max_tokens", "top_p", "seed", "stop"):
-            if sent.get(name) is None:
-                sent[name] = getattr(model, name, None)
-        parts = urlsplit(model.base_url)
-        return CallInfo(operation, model.model_name, model.provider, parts.hostname,
-                        parts.port or (443 if parts.scheme == "https" else 80),
-                        self.limiter.config.key, sent, stream, messages)
+        return observations_of(self, operation, model_config, model_name, options, messages)
 
     def embed(self, texts: Sequence[str], *, dimensions: Optional[int] = None,
               cache: bool = True) -> EmbeddingResult:
@@ -287,7 +234,7 @@ class RateLimitedLlm(Llm):
             ClientClosedError: the client was closed before or while this call waited.
         """
         self._check_open()
-        record = self._new_record(messages, options, stream=True)
+        record = new_record(self, messages, options, stream=True)
         try:
             return open_limited_stream(self, messages, options, record)
         except BaseException as error:
@@ -299,24 +246,8 @@ class RateLimitedLlm(Llm):
     def _call(self, messages: List[Dict[str, Any]], options: ChatOptions,
               record: CallRecord) -> ChatResult:
         """The retry loop around :meth:`_attempt`."""
-        return self._with_retries(lambda: self.resending_once(
+        return with_retries(self, lambda: resending_once(
             lambda: self._attempt(messages, options, record), record), record)
-
-    def _with_retries(self, attempt: Callable[[], T], record: CallRecord) -> T:
-        """``attempt()`` under the retry policy (once when there is none), each retry
-        counted in ``record``; the prompt is hashed only if a retry is logged.
-        Raises what the last attempt raised."""
-        try:
-            with cancel_on(self._closing):  # close() ends this call's waits for a slot
-                if self.retry is None:
-                    return attempt()
-                return self.retry.call(attempt, model=self.name, prompt_hash=lambda: record.prompt_hash,
-                                       on_retry=record.count_retry)
-        except AcquireCancelled:
-            if not self._closing.is_set():
-                raise  # an enclosing cancel_on scope of the caller's own
-            raise ClientClosedError(f"the client for {self.name} was closed while this call waited for "
-                                    "a limiter slot; nothing was sent") from None
 
     @staticmethod
     def resending_once(attempt: Callable[[], T], record: CallRecord) -> T:
@@ -324,85 +255,18 @@ class RateLimitedLlm(Llm):
         retry) when the provider refused the token-limit field and now knows the right
         one (:class:`~cowork_llm.errors.TokenFieldRejectedError`). Whatever the retry
         policy says: the request was never wrong, only its field name."""
-        try:
-            return attempt()
-        except TokenFieldRejectedError as error:
-            record.count_retry(error, 0.0)
-            return attempt()
+        return resending_once(attempt, record)
 
     def _attempt(self, messages: List[Dict[str, Any]], options: ChatOptions,
                  record: CallRecord) -> ChatResult:
         """One request inside one limiter slot, held until the answer has been read."""
-        record.attempts += 1
-        try:
-            return self._attempt_in_slot(messages, options, record)
-        except BaseException as error:
-            record.attempt_failed(error)
-            raise
-
-    def _attempt_in_slot(self, messages: List[Dict[str, Any]], options: ChatOptions,
-                         record: CallRecord) -> ChatResult:
-        with self.limiter.slot(tokens=self._estimated_tokens(messages, options),
-                               demand=self._demand(messages, options)) as slot:
-            record.slot_granted(slot.waited_seconds, slot.queue_position)
-            record.started_at = time.time()
-            if logger.isEnabledFor(logging.DEBUG):  # the hash is only worth it when shown
-                logger.debug("%s: slot after %.3fs (prompt=%s, attempt %d)",
-                             self.name, slot.waited_seconds, record.prompt_hash, record.attempts)
-            started = time.monotonic()
-            try:
-                result = self.inner.send(messages, options)
-            except LlmApiError as error:
-                # Learn what the error's headers say, then (a 429) pause, both while
-                # still holding the slot: the next waiter must not start a request
-                # inside the window the provider asked us to leave empty.
-                self.limiter.observe(slot, error.rate_limits, refused=error.status_code == 429)
-                if isinstance(error, RateLimitError):
-                    self._pause_for(error)
-                raise
-            else:
-                self.limiter.observe(slot, result.rate_limits, used_by(result.usage))
-                return result
-            finally:
-                elapsed = time.monotonic() - started
-                record.request_seconds += elapsed
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("%s: request took %.3fs (prompt=%s)",
-                                 self.name, elapsed, record.prompt_hash)
-
-    def _demand(self, messages: List[Dict[str, Any]], options: ChatOptions) -> Optional[Dict[str, float]]:
-        """What a request takes from the provider's learned budgets (None when the
-        limiter is not adaptive): the prompt estimate (as for ``tokens_per_minute``) and
-        the max_tokens it may produce (the call's, the model config's, else the
-        documented default); tokens = both, an upper bound of what it can use."""
-        if not self.limiter.config.adaptive:
-            return None
-        max_tokens = options.max_tokens if options.max_tokens is not None else self._configured_max_tokens
-        return demand_for(estimate_request_tokens(messages, 0),
-                          DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens)
+        return chat_attempt(self, messages, options, record)
 
     def limits(self) -> LimitsSnapshot:
         """A frozen snapshot of what the limiter knows: the configured limits and, per
         dimension, what was learned from the provider's rate-limit headers and when.
         Raises LimiterBackendError when a shared limiter store fails."""
         return self.limiter.limits()
-
-    def _estimated_tokens(self, messages: List[Dict[str, Any]], options: ChatOptions) -> int:
-        """What a request weighs against ``tokens_per_minute`` (0 when no token limit):
-        see :func:`~cowork_llm.rate_limiter._rates.estimate_request_tokens`; the token
-        limit is the call's max_tokens, else the model config's, else the default."""
-        if self.limiter.config.tokens_per_minute is None:
-            return 0
-        max_tokens = options.max_tokens if options.max_tokens is not None else self._configured_max_tokens
-        return estimate_request_tokens(messages, max_tokens, options.tools)
-
-    def _pause_for(self, error: RateLimitError) -> None:
-        retry_after = error.retry_after
-        if retry_after is None or retry_after <= 0 or isinstance(error, QuotaExceededError):
-            return  # an exhausted quota is not a matter of waiting
-        if retry_after > self._max_pause:
-            return  # the retry policy fails at once; holding everyone would only delay that
-        self.limiter.pause(retry_after)
 
     def close(self) -> None:
         """Close the client: calls waiting for a limiter slot end with ClientClosedError

@@ -24,6 +24,7 @@ from ..request._options import ChatOptions
 from ..results import ChatResult
 from ..streaming import ChatStream, StreamState
 from ._accounting import count_failure, count_success, log_failure
+from ._attempts import demand, estimated_tokens, pause_for, resending_once, with_retries
 
 if TYPE_CHECKING:
     from ..rate_limiter._gate import Slot
@@ -59,7 +60,7 @@ def open_limited_stream(client: "RateLimitedLlm", messages: List[Dict[str, Any]]
 
     began = time.monotonic()
     try:
-        return client._with_retries(lambda: client.resending_once(
+        return with_retries(client, lambda: resending_once(
             lambda: _attempt(client, messages, options, record, began), record), record)
     except LlmError as error:
         _count_failure(client, record, began, error)
@@ -72,8 +73,8 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
     stream is closed and the slot given back before the error propagates."""
     record.attempts += 1
     try:
-        slot = client.limiter.acquire(tokens=client._estimated_tokens(messages, options),  # as chat weighs
-                                      demand=client._demand(messages, options))
+        slot = client.limiter.acquire(tokens=estimated_tokens(client, messages, options),  # as chat weighs
+                                      demand=demand(client, messages, options))
     except BaseException as error:
         record.attempt_failed(error)
         raise
@@ -89,7 +90,7 @@ def _attempt(client: "RateLimitedLlm", messages: List[Dict[str, Any]], options: 
         if isinstance(error, LlmApiError):  # as chat does, while still holding the slot
             client.limiter.observe(slot, error.rate_limits, refused=error.status_code == 429)
         if isinstance(error, RateLimitError):
-            client._pause_for(error)  # as chat does: pause while still holding the slot
+            pause_for(client, error)  # as chat does: pause while still holding the slot
         slot.release()
         record.request_seconds += time.monotonic() - started
         record.attempt_failed(error)
