@@ -16,7 +16,9 @@ import requests
 
 from .config._sections import ModelConfig
 from .errors import MissingApiKeyError
-from .providers import _body, _guard, _http, auth_headers
+from .providers import _body, _guard, auth_headers
+from .providers._redact import redact
+from .providers._sessions import USER_AGENT, check_transport, new_session
 from .providers._transport import describe_transport_failure
 
 __all__ = ["HealthStatus", "check_health"]
@@ -50,15 +52,15 @@ def check_health(model: ModelConfig, *, timeout: float = 5.0,
     if not key:
         raise MissingApiKeyError("llm.model.api_key is empty: set COWORK_LLM_API_KEY or model.api_key "
                                  "in config.toml (a key from api_key_command must be passed as api_key)")
-    _http.check_transport(model.base_url, model.host, model.allow_insecure_http, key="llm.model")
+    check_transport(model.base_url, model.host, model.allow_insecure_http, key="llm.model")
     url = model.base_url.rstrip("/") + "/models"
-    headers = {"User-Agent": _http.USER_AGENT, "Accept": "application/json"}
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     headers.update(auth_headers(model.provider, key))
     secrets = (key,) + tuple(model.extra_api_keys)
     started = time.perf_counter()
     try:
         if session is None:
-            with _http.new_session() as own:
+            with new_session() as own:
                 response = _get(own, url, headers, timeout, model)
         else:
             response = _get(session, url, headers, timeout, model)
@@ -99,7 +101,7 @@ def _get(session: requests.Session, url: str, headers: Dict[str, str], timeout: 
 
 
 def _redact(text: str, secrets: Tuple[str, ...]) -> str:
-    return _http.redact(text, secrets)
+    return redact(text, secrets)
 
 
 def _describe_response(response: requests.Response, model_name: str) -> Tuple[bool, str]:

@@ -99,6 +99,6 @@ def check_model_settings(model: ModelConfig, section: str = "llm.model") -> None
         ConfigError: plain ``http://`` to a remote host without ``allow_insecure_http``,
             or a missing ``ca_bundle`` file.
     """
-    from ._base import check_model_settings as check
+    from ._settings import check_model_settings as check
 
     check(model, section)

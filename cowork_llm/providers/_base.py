@@ -1,14 +1,12 @@
 """HttpProvider: what the OpenAI and Anthropic clients share above the wire format —
-settings checks, the key rotation, sending one request, and turning a streamed response
-into a :class:`~cowork_llm.streaming.ChatStream`.
+the key rotation, sending one request within its deadline, and turning a streamed
+response into a :class:`~cowork_llm.streaming.ChatStream`.
 
 One call is exactly one HTTP attempt: no retry and no rate limit here; the rate limiter
 and :mod:`cowork_llm.retry` wrap it.
 """
 
-import json
 import logging
-import os
 import time
 import zlib
 from abc import abstractmethod
@@ -25,7 +23,6 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
-    Type,
 )
 
 import requests
@@ -37,17 +34,12 @@ from ..errors import (
     ApiConnectionError,
     ApiTimeoutError,
     AuthenticationError,
-    BadRequestError,
     ClientClosedError,
-    ConfigError,
-    InvalidBaseUrlError,
     InvalidResponseError,
     KeyRejectedError,
     LlmApiError,
     MissingApiKeyError,
-    NotFoundError,
     RateLimitError,
-    ServerError,
 )
 from ..llm import Llm
 from ..request._messages import Message, validate_messages
@@ -56,56 +48,21 @@ from ..request._structured import with_parsed
 from ..results import ChatResult
 from ..secrets import KEYRING_PREFIX
 from ..streaming import ChatStream, StreamState
-from . import _body, _guard, _http, _sse
-from ._keys import ApiKey, KeyRotation, MaskedHeader
+from . import _body, _guard, _sse
+from ._http_errors import error_for_exception, error_for_response
+from ._keys import KeyAuth, KeyRotation
 from ._ratelimit_headers import parse_rate_limit_headers
+from ._redact import redact
+from ._response_meta import check_utf8, read_error_body, request_id_of
+from ._sessions import SessionPool, request_timeouts
+from ._settings import check_model_settings
 
 if TYPE_CHECKING:
     from ..health import HealthStatus
 
-__all__ = ["HttpProvider", "stream_error", "event_json"]
+__all__ = ["HttpProvider"]
 
 logger = logging.getLogger(__name__)
-
-
-# The "type"/"code" of an error object a server sends inside a stream -> our error.
-_STREAM_ERROR_TYPES: Dict[str, Type[LlmApiError]] = {
-    "rate_limit_error": RateLimitError, "rate_limit_exceeded": RateLimitError,
-    "overloaded_error": ServerError, "api_error": ServerError, "server_error": ServerError,
-    "authentication_error": AuthenticationError, "permission_error": AuthenticationError,
-    "invalid_api_key": AuthenticationError,
-    "not_found_error": NotFoundError, "model_not_found": NotFoundError,
-    "invalid_request_error": BadRequestError, "request_too_large": BadRequestError,
-}
-
-
-# Endpoint paths the client adds to base_url itself: a base_url that already ends in one
-# would be sent to ".../chat/completions/chat/completions" and get a 404.
-ENDPOINT_SUFFIXES = ("/chat/completions", "/messages", "/embeddings")
-
-
-def check_model_settings(config: ModelConfig, section: str = "llm.model") -> None:
-    """What every HTTP provider refuses before it sends anything (``cowork-llm init``
-    runs the same check, so it never calls valid a setup the client refuses).
-
-    Raises:
-        InvalidBaseUrlError: ``base_url`` ends in an endpoint path (``/chat/completions``,
-            ``/messages``, ...) that the client adds itself.
-        ConfigError: plain ``http://`` to a non-loopback host without
-            ``allow_insecure_http``, or a ``ca_bundle`` file that does not exist.
-    """
-    base = config.base_url.rstrip("/")
-    for suffix in ENDPOINT_SUFFIXES:
-        if base.lower().endswith(suffix):
-            raise InvalidBaseUrlError(
-                f"{section}.base_url {config.base_url!r} ends in {suffix}, which the client adds "
-                f"itself: drop the suffix (base_url = {base[:-len(suffix)]!r})",
-                key=f"{section}.base_url")
-    _http.check_transport(config.base_url, config.host, config.allow_insecure_http, key=section)
-    if config.ca_bundle is not None and not os.path.exists(config.ca_bundle):
-        raise ConfigError(f"{section}.ca_bundle {config.ca_bundle!r} does not exist: "
-                          "give the path of a PEM file (or directory) of CA certificates",
-                          key=f"{section}.ca_bundle")
 
 
 class HttpProvider(Llm):
@@ -146,7 +103,7 @@ class HttpProvider(Llm):
         self._keys = KeyRotation(keys, label=section)
         self._url = config.base_url.rstrip("/") + self.PATH
         self._verify = config.ca_bundle if config.ca_bundle else True
-        self._sessions = _http.SessionPool()
+        self._sessions = SessionPool()
         self._closed = False
         _guard.start_watchdog()  # now, not inside the first request
 
@@ -160,7 +117,7 @@ class HttpProvider(Llm):
     @abstractmethod
     def _headers(self, api_key: str) -> Dict[str, str]:
         """The authentication (and version) headers for ``api_key``; called by
-        :class:`_KeyAuth` as the request is prepared, so no caller's frame holds them."""
+        :class:`~._keys.KeyAuth` as the request is prepared, so no caller's frame holds them."""
 
     @abstractmethod
     def _parse_response(self, response: requests.Response) -> ChatResult:
@@ -221,7 +178,7 @@ class HttpProvider(Llm):
         body = self._body(messages, options.with_defaults(self.config), stream=True)
         response = self._send(body, stream=True)
         state = StreamState(model=self.config.model_name,
-                            request_id=_http.request_id_of(response.headers, self._secrets()),
+                            request_id=request_id_of(response.headers, self._secrets()),
                             rate_limits=parse_rate_limit_headers(response.headers),
                             response_format=options.response_format)
         # From here the stream's own bounds apply: no content piece for
@@ -288,14 +245,14 @@ class HttpProvider(Llm):
         try:
             with guard:
                 response = self._sessions.get().post(
-                    url, json=body, auth=_KeyAuth(key, self._headers),
+                    url, json=body, auth=KeyAuth(key, self._headers),
                     headers={"Accept": "text/event-stream" if stream else "application/json"},
-                    timeout=_http.request_timeouts(self.config.timeout_seconds, guard.capped_at),
+                    timeout=request_timeouts(self.config.timeout_seconds, guard.capped_at),
                     verify=self._verify, stream=True,
                 )
                 ok = 200 <= response.status_code < 300
                 if not ok:  # only the message matters: read a little, drop the rest
-                    _http.read_error_body(response)
+                    read_error_body(response)
                 elif not stream:
                     _body.read_body(response, self.config.max_response_bytes)
         except requests.RequestException as exc:
@@ -315,12 +272,12 @@ class HttpProvider(Llm):
         logger.debug("POST %s (model %s%s): HTTP %s in %.3f s", url, self.config.model_name,
                      ", stream" if stream else "", response.status_code, time.monotonic() - started)
         if not ok:
-            error = _http.error_for_response(response, provider=self.PROVIDER, secrets=self._secrets())
+            error = error_for_response(response, provider=self.PROVIDER, secrets=self._secrets())
             error = self._refine_error(error, response, body)
             response.close()
             raise self._rotate_for(error, key.reveal())
         if not stream:
-            _http.check_utf8(response, provider=self.PROVIDER)
+            check_utf8(response, provider=self.PROVIDER)
         return response
 
     def _attempt_guard(self, url: str) -> _guard.Guard:
@@ -347,8 +304,8 @@ class HttpProvider(Llm):
         if guard.expired is not None:
             return ApiTimeoutError(f"{self.PROVIDER} did not answer in time at {url}: "
                                    f"the attempt was cut off at {guard.expired}")
-        return _http.error_for_exception(exc, provider=self.PROVIDER, url=url,
-                                         timeout=_http.request_timeouts(self.config.timeout_seconds),
+        return error_for_exception(exc, provider=self.PROVIDER, url=url,
+                                         timeout=request_timeouts(self.config.timeout_seconds),
                                          secrets=self._secrets())
 
     def _too_large(self, limit: int, response: Any) -> InvalidResponseError:
@@ -356,7 +313,7 @@ class HttpProvider(Llm):
             f"{self.PROVIDER} sent more than model.max_response_bytes = {limit} bytes (after "
             "decompression); the connection was dropped. Raise max_response_bytes if such "
             "answers are expected", status_code=getattr(response, "status_code", None),
-            request_id=_http.request_id_of(getattr(response, "headers", {}), self._secrets()))
+            request_id=request_id_of(getattr(response, "headers", {}), self._secrets()))
 
     def _rotate_for(self, error: LlmApiError, api_key: str) -> LlmApiError:
         """Tell the key rotation about ``error``; the error to raise."""
@@ -384,11 +341,11 @@ class HttpProvider(Llm):
                                       request_id=state.request_id) from None
             if isinstance(exc, LlmApiError):
                 raise
-            error = _http.error_for_exception(
+            error = error_for_exception(
                 exc, provider=self.PROVIDER, url=self._url,
-                timeout=_http.request_timeouts(self.config.timeout_seconds), secrets=self._secrets())
+                timeout=request_timeouts(self.config.timeout_seconds), secrets=self._secrets())
             if type(error) is ApiConnectionError:  # "could not reach" would mislead: it answered
-                detail = _http.redact(f"{type(exc).__name__}: {exc}"[:300], self._secrets())
+                detail = redact(f"{type(exc).__name__}: {exc}"[:300], self._secrets())
                 error = ApiConnectionError(f"the {self.PROVIDER} stream broke off mid-answer: {detail}")
             error.request_id = state.request_id
             raise error from exc
@@ -416,62 +373,10 @@ class HttpProvider(Llm):
         """Makes the InvalidResponseError for an unusable part of a stream (tool-call
         arguments that are not JSON), the key redacted."""
         def invalid(what: str) -> InvalidResponseError:
-            shown = _http.redact(f"{self.PROVIDER} sent an unusable stream: {what}", self._secrets())
+            shown = redact(f"{self.PROVIDER} sent an unusable stream: {what}", self._secrets())
             return InvalidResponseError(shown, request_id=state.request_id)
         return invalid
 
     def _stream_ended_early(self, what: str, state: StreamState) -> ApiConnectionError:
         return ApiConnectionError(f"{self.PROVIDER} stream ended before {what}: the connection "
                                   f"was closed mid-answer", request_id=state.request_id)
-
-
-class _KeyAuth(requests.auth.AuthBase):
-    """Puts the key's headers on the request as requests prepares it: the key stays in
-    an :class:`ApiKey` (masked repr) until then, out of every frame's plain locals."""
-
-    def __init__(self, key: ApiKey, headers: Callable[[str], Dict[str, str]]) -> None:
-        self._key = key
-        self._headers = headers
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        for name, value in self._headers(self._key.reveal()).items():
-            request.headers[name] = MaskedHeader(value) if name.lower() in _http.CREDENTIAL_HEADERS else value
-        return request
-
-    def __repr__(self) -> str:
-        return f"_KeyAuth({self._key!r})"
-
-
-# --- helpers for the wire formats ---------------------------------------------------------------
-
-
-def event_json(event: _sse.SseEvent, *, provider: str, request_id: Optional[str],
-               secrets: Sequence[str]) -> Dict[str, Any]:
-    """The JSON object in an event's data.
-
-    Raises:
-        InvalidResponseError: the data is not a JSON object.
-    """
-    try:
-        data = json.loads(event.data)
-    except _http.JSON_ERRORS:
-        data = None
-    if not isinstance(data, dict):
-        shown = _http.redact(event.data[:200], secrets)
-        raise InvalidResponseError(f"{provider} sent a stream event that is not a JSON object: {shown!r}",
-                                   request_id=request_id)
-    return data
-
-
-def stream_error(error: Any, *, provider: str, request_id: Optional[str],
-                 secrets: Sequence[str]) -> LlmApiError:
-    """The error for an ``{"type", "message"}`` (or OpenAI ``{"type", "code", "message"}``)
-    object that arrived inside a stream; ServerError when its type is unknown."""
-    error = error if isinstance(error, dict) else {"message": str(error)}
-    kinds = [k for k in (error.get("code"), error.get("type")) if isinstance(k, str)]
-    cls = next((_STREAM_ERROR_TYPES[k] for k in kinds if k in _STREAM_ERROR_TYPES), ServerError)
-    message = error.get("message") if isinstance(error.get("message"), str) else "no message"
-    label = kinds[-1] if kinds else "error"
-    text = _http.redact(f"{provider} reported an error mid-stream: {label}: {message}"[:600], secrets)
-    return cls(text, request_id=request_id)
-

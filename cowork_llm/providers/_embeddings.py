@@ -14,7 +14,8 @@ import requests
 
 from ..errors import InvalidResponseError
 from ..results import EmbeddingResult, Usage
-from . import _http
+from ._redact import redact
+from ._response_meta import JSON_ERRORS, body_request_id, provider_message, request_id_of
 
 __all__ = ["EMBEDDINGS_PATH", "embeddings_body", "parse_embeddings_response"]
 
@@ -42,19 +43,19 @@ def parse_embeddings_response(response: requests.Response, *, expected: int, fal
             length than the ``dimensions`` asked for (llama.cpp ignores ``dimensions``:
             silently longer vectors would poison an index).
     """
-    request_id = _http.request_id_of(response.headers, secrets)
+    request_id = request_id_of(response.headers, secrets)
 
     def invalid(what: str) -> InvalidResponseError:
-        shown = _http.redact(f"{provider} sent an unusable embeddings answer: {what}", secrets)
+        shown = redact(f"{provider} sent an unusable embeddings answer: {what}", secrets)
         return InvalidResponseError(shown, status_code=response.status_code, request_id=request_id)
 
     try:
         body = response.json()
-    except _http.JSON_ERRORS:
-        raise invalid(f"not JSON: {_http.provider_message(response)}") from None
+    except JSON_ERRORS:
+        raise invalid(f"not JSON: {provider_message(response)}") from None
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        raise invalid(f"no data list in {_http.provider_message(response)}")
+        raise invalid(f"no data list in {provider_message(response)}")
     if len(data) != expected:
         raise invalid(f"{len(data)} embeddings for {expected} input texts")
     vectors: List[Optional[List[float]]] = [None] * expected
@@ -78,7 +79,7 @@ def parse_embeddings_response(response: requests.Response, *, expected: int, fal
         vectors=[v for v in vectors if v is not None],
         model=model if isinstance(model, str) and model else fallback_model,
         usage=_usage(body.get("usage")),
-        request_id=request_id or _http.body_request_id(body, secrets),
+        request_id=request_id or body_request_id(body, secrets),
     )
 
 

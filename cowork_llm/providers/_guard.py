@@ -3,7 +3,7 @@
 requests' read timeout applies to each socket read: a server sending one byte every
 2 s keeps a request alive for ever under ``timeout=3`` (measured: 70 s and counting).
 A :class:`Guard` is a deadline for one HTTP exchange; the sessions of
-:class:`~cowork_llm.providers._http.SessionPool` use connections that report to the guard
+:class:`~cowork_llm.providers._sessions.SessionPool` use connections that report to the guard
 of the request being sent in their thread, and one watchdog thread shuts down the socket
 of every guard whose deadline passes. The blocked read then returns at once, the request
 fails, and the caller asks :attr:`Guard.expired` to tell a timeout from a broken connection.

@@ -11,15 +11,21 @@ one provider client.
 
 Both react only to the key that failed: forty threads that got a 429 with the same key
 move the rotation on once, not forty times.
+
+:class:`KeyAuth` puts a key's headers on a request only as requests prepares it.
 """
 
 import logging
 import threading
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import requests
+import requests.auth
 
 from ..config._checks import mask_secret
+from ._sessions import CREDENTIAL_HEADERS
 
-__all__ = ["KeyRotation", "ApiKey", "MaskedHeader"]
+__all__ = ["KeyRotation", "ApiKey", "MaskedHeader", "KeyAuth"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +128,20 @@ class KeyRotation:
         with self._lock:
             shown = ", ".join(mask_secret(k) for k in self._keys)
             return f"KeyRotation({self.label}: [{shown}], current={self._index})"
+
+
+class KeyAuth(requests.auth.AuthBase):
+    """Puts the key's headers on the request as requests prepares it: the key stays in
+    an :class:`ApiKey` (masked repr) until then, out of every frame's plain locals."""
+
+    def __init__(self, key: ApiKey, headers: Callable[[str], Dict[str, str]]) -> None:
+        self._key = key
+        self._headers = headers
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        for name, value in self._headers(self._key.reveal()).items():
+            request.headers[name] = MaskedHeader(value) if name.lower() in CREDENTIAL_HEADERS else value
+        return request
+
+    def __repr__(self) -> str:
+        return f"KeyAuth({self._key!r})"

@@ -10,11 +10,12 @@ from typing import Iterator, List, Optional
 import requests
 import urllib3.exceptions
 
-__all__ = ["describe_transport_failure"]
+__all__ = ["causes", "describe_transport_failure"]
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps: requests nests urllib3's errors in ``args[0]``."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps, innermost last (at most 12): requests nests urllib3's
+    errors in ``args[0]``, urllib3 its causes in ``reason``."""
     seen = 0
     current: Optional[BaseException] = error
     while current is not None and seen < 12:
@@ -30,7 +31,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 def describe_transport_failure(error: BaseException, timeout: float, host: str) -> str:
     """One phrase in our words for a failure to reach ``host`` (DNS, refused, TLS,
     timeout, else the innermost error, cut to 200 characters). Never raises."""
-    chain = list(_causes(error))
+    chain = list(causes(error))
     if any(isinstance(e, (requests.exceptions.SSLError, ssl.SSLError)) for e in chain):
         return f"TLS error: {_innermost(chain)}"
     if any(isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)) for e in chain):

@@ -28,9 +28,12 @@ from ..errors import ConfigError, InvalidResponseError
 from ..request._options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
-from . import _http, _sse
+from . import _sse
 from ._anthropic_request import DEFAULT_MAX_TOKENS, anthropic_body, unsupported_option
-from ._base import HttpProvider, event_json, stream_error
+from ._base import HttpProvider
+from ._redact import redact
+from ._response_meta import JSON_ERRORS, body_request_id, provider_message, request_id_of
+from ._stream_events import event_json, stream_error
 from ._tool_calls import ToolCallAssembler, anthropic_tool_calls
 
 __all__ = ["AnthropicClient", "parse_messages_response", "auth_headers", "DEFAULT_MAX_TOKENS",
@@ -138,18 +141,18 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
         InvalidResponseError: not JSON, no content list, or no text where no
             stop_reason explains it (a refusal included).
     """
-    request_id = _http.request_id_of(response.headers, secrets)
+    request_id = request_id_of(response.headers, secrets)
 
     def invalid(what: str) -> InvalidResponseError:
-        shown = _http.redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
+        shown = redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
         return InvalidResponseError(shown, status_code=response.status_code, request_id=request_id)
 
     try:
         body = response.json()
-    except _http.JSON_ERRORS:
-        raise invalid(f"not JSON: {_http.provider_message(response)}") from None
+    except JSON_ERRORS:
+        raise invalid(f"not JSON: {provider_message(response)}") from None
     if not isinstance(body, dict) or not isinstance(body.get("content"), list):
-        raise invalid(f"no content list in {_http.provider_message(response)}")
+        raise invalid(f"no content list in {provider_message(response)}")
     stop_reason = body.get("stop_reason")
     stop_reason = stop_reason if isinstance(stop_reason, str) else None
     texts: List[str] = [block["text"] for block in body["content"]
@@ -169,7 +172,7 @@ def parse_messages_response(response: requests.Response, *, fallback_model: str,
         model=model if isinstance(model, str) and model else fallback_model,
         finish_reason=stop_reason,
         usage=_usage(counts),
-        request_id=request_id or _http.body_request_id(body, secrets),
+        request_id=request_id or body_request_id(body, secrets),
         raw=body,
         tool_calls=tool_calls,
     )

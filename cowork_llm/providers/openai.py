@@ -41,10 +41,20 @@ from ..request._embed_input import check_dimensions, check_texts
 from ..request._options import ChatOptions
 from ..results import ChatResult, EmbeddingResult, Usage
 from ..streaming import StreamState
-from . import _http, _sse
-from ._base import HttpProvider, event_json, stream_error
+from . import _sse
+from ._base import HttpProvider
 from ._embeddings import EMBEDDINGS_PATH, embeddings_body, parse_embeddings_response
 from ._openai_request import configured_token_field, is_token_field_error, openai_body
+from ._redact import redact
+from ._response_meta import (
+    JSON_ERRORS,
+    MAX_MESSAGE_CHARS,
+    body_request_id,
+    error_object,
+    provider_message,
+    request_id_of,
+)
+from ._stream_events import event_json, stream_error
 from ._tool_calls import ToolCallAssembler, openai_tool_calls
 
 __all__ = ["OpenAIClient", "parse_chat_response", "auth_headers"]
@@ -95,8 +105,8 @@ class OpenAIClient(HttpProvider):
     def _refine_error(self, error: LlmApiError, response: requests.Response,
                       body: Mapping[str, Any]) -> LlmApiError:
         try:
-            detail = _http.error_object(response.json())
-        except _http.JSON_ERRORS:
+            detail = error_object(response.json())
+        except JSON_ERRORS:
             return error
         if not is_token_field_error(response.status_code, detail, body):
             return error
@@ -135,7 +145,7 @@ class OpenAIClient(HttpProvider):
                 return
             chunk = event_json(event, provider=PROVIDER, request_id=state.request_id, secrets=secrets)
             if state.request_id is None:  # no request-id header (llama.cpp): the chunks' id
-                state.request_id = _http.body_request_id(chunk, secrets)
+                state.request_id = body_request_id(chunk, secrets)
             if "error" in chunk:  # some compatible servers report a failure inside the stream
                 raise stream_error(chunk["error"], provider=PROVIDER, request_id=state.request_id,
                                    secrets=secrets)
@@ -169,19 +179,19 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
         InvalidResponseError: not JSON, no usable choice, or a null content that no
             finish_reason explains.
     """
-    request_id = _http.request_id_of(response.headers, secrets)
+    request_id = request_id_of(response.headers, secrets)
 
     def invalid(what: str) -> InvalidResponseError:
-        shown = _http.redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
+        shown = redact(f"{PROVIDER} sent an unusable answer: {what}", secrets)
         return InvalidResponseError(shown, status_code=response.status_code, request_id=request_id)
 
     try:
         body = response.json()
-    except _http.JSON_ERRORS:
-        raise invalid(f"not JSON: {_http.provider_message(response)}") from None
+    except JSON_ERRORS:
+        raise invalid(f"not JSON: {provider_message(response)}") from None
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise invalid(f"no choices in {_http.provider_message(response)}")
+        raise invalid(f"no choices in {provider_message(response)}")
     choice = choices[0]
     message = choice.get("message")
     if not isinstance(message, dict):
@@ -195,7 +205,7 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
     if content is None:
         refusal = message.get("refusal")
         if isinstance(refusal, str) and refusal:
-            raise invalid(f"the model refused: {refusal[:_http.MAX_MESSAGE_CHARS]}")
+            raise invalid(f"the model refused: {refusal[:MAX_MESSAGE_CHARS]}")
         if finish_reason not in _EXPLAINED_EMPTY:
             raise invalid(f"the message has no content (finish_reason {finish_reason!r})")
         content = ""
@@ -205,7 +215,7 @@ def parse_chat_response(response: requests.Response, *, fallback_model: str,
         model=model if isinstance(model, str) and model else fallback_model,
         finish_reason=finish_reason,
         usage=_usage(body.get("usage")),
-        request_id=request_id or _http.body_request_id(body, secrets),
+        request_id=request_id or body_request_id(body, secrets),
         raw=body,
         tool_calls=tool_calls,
     )

@@ -11,7 +11,7 @@ from email.utils import formatdate
 import pytest
 import requests
 
-from cowork_llm.providers import _http
+from cowork_llm.providers import _http_errors, _response_meta, _sessions
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 GMT
 
@@ -51,16 +51,16 @@ def new_york_local_time():
     "Tue Nov 14 22:13:50 2023",  # obsolete asctime: no zone, GMT by definition
 ])
 def test_every_http_date_form_is_read_as_gmt(form, new_york_local_time):
-    assert _http.parse_retry_after({"Retry-After": form}, now=NOW) == pytest.approx(30.0)
+    assert _response_meta.parse_retry_after({"Retry-After": form}, now=NOW) == pytest.approx(30.0)
 
 
 def test_a_date_with_an_explicit_offset_is_honoured():
-    assert _http.parse_retry_after({"Retry-After": "Tue, 14 Nov 2023 23:14:00 +0100"},
+    assert _response_meta.parse_retry_after({"Retry-After": "Tue, 14 Nov 2023 23:14:00 +0100"},
                                    now=NOW) == pytest.approx(40.0)
 
 
 def test_formatdate_round_trip_from_the_clock():
-    assert _http.parse_retry_after({"Retry-After": formatdate(NOW + 12, usegmt=True)},
+    assert _response_meta.parse_retry_after({"Retry-After": formatdate(NOW + 12, usegmt=True)},
                                    now=NOW) == pytest.approx(12.0)
 
 
@@ -68,18 +68,18 @@ def test_formatdate_round_trip_from_the_clock():
 
 
 def _message(body, content_type="text/plain"):
-    return _http.error_for_response(_response(500, body, content_type), provider="openai",
+    return _http_errors.error_for_response(_response(500, body, content_type), provider="openai",
                                     secrets=()).message
 
 
 def test_a_long_provider_message_is_cut_at_exactly_the_bound():
-    limit = _http.MAX_MESSAGE_CHARS
+    limit = _response_meta.MAX_MESSAGE_CHARS
     assert _message("x" * (limit + 1)) == "openai answered HTTP 500: " + "x" * limit + "…"
     assert _message("x" * 10_000) == "openai answered HTTP 500: " + "x" * limit + "…"
 
 
 def test_a_message_at_the_bound_is_kept_whole():
-    limit = _http.MAX_MESSAGE_CHARS
+    limit = _response_meta.MAX_MESSAGE_CHARS
     assert _message("y" * limit) == "openai answered HTTP 500: " + "y" * limit
 
 
@@ -88,7 +88,7 @@ def test_whitespace_is_collapsed_before_the_bound_is_applied():
     message = _message(body, "application/json")
     assert message.startswith("openai answered HTTP 500: line one line two zzz")
     assert message == ("openai answered HTTP 500: "
-                       + ("line one line two " + "z" * 600)[:_http.MAX_MESSAGE_CHARS] + "…")
+                       + ("line one line two " + "z" * 600)[:_response_meta.MAX_MESSAGE_CHARS] + "…")
 
 
 # --- redaction -----------------------------------------------------------------------------
@@ -99,7 +99,7 @@ KEY = "sk-proj-Abc123Def456Ghi789"
 
 def _echo(text, secrets=(KEY,)):
     body = json.dumps({"error": {"message": text}})
-    return _http.error_for_response(_response(401, body), provider="openai",
+    return _http_errors.error_for_response(_response(401, body), provider="openai",
                                     secrets=secrets).message
 
 
@@ -126,7 +126,7 @@ def test_two_echoes_give_two_markers_and_keep_the_text_between():
 
 def test_redaction_also_covers_the_request_id():
     response = _response(500, "{}", headers={"x-request-id": f"req-{KEY[4:20]}-x"})
-    error = _http.error_for_response(response, provider="openai", secrets=(KEY,))
+    error = _http_errors.error_for_response(response, provider="openai", secrets=(KEY,))
     assert error.request_id == "req-[REDACTED]-x"
 
 
@@ -142,7 +142,7 @@ def test_plain_http_to_the_network_names_the_setting_in_the_error():
     from cowork_llm.errors import ConfigError
 
     with pytest.raises(ConfigError) as raised:
-        _http.check_transport("http://api.example.com/v1", "api.example.com", False,
+        _sessions.check_transport("http://api.example.com/v1", "api.example.com", False,
                               key="llm.fallback[0]")
     assert raised.value.key == "llm.fallback[0].base_url"
 
@@ -150,7 +150,7 @@ def test_plain_http_to_the_network_names_the_setting_in_the_error():
 def test_an_exception_chain_that_loops_is_a_connection_error_not_a_hang():
     first, second = requests.ConnectionError("reset"), OSError("loop")
     first.__context__, second.__context__ = second, first
-    error = _http.error_for_exception(first, provider="openai", url="https://x/v1",
+    error = _http_errors.error_for_exception(first, provider="openai", url="https://x/v1",
                                       timeout=(10, 60), secrets=())
     assert type(error).__name__ == "ApiConnectionError"
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cowork_llm.errors import BadRequestError, RateLimitError, ServerError
 from cowork_llm.limits import DimensionReport, LimitReport
-from cowork_llm.providers._http import error_for_response
+from cowork_llm.providers._http_errors import error_for_response
 from cowork_llm.providers._ratelimit_headers import (
     parse_duration,
     parse_rate_limit_headers,
