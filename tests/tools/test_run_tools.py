@@ -112,9 +112,10 @@ def test_a_forced_tool_choice_applies_to_the_first_step_only():
 ])
 def test_bad_arguments_are_value_errors_before_any_call(kwargs, words):
     llm = MockLlm(["never"])
-    tools = kwargs.pop("tools")
+    options = dict(kwargs)  # the parameters are shared by every run of this test in a process
+    tools = options.pop("tools")
     with pytest.raises(ValueError, match=words):
-        llm.run_tools(ASK, tools, **kwargs)
+        llm.run_tools(ASK, tools, **options)
     assert llm.call_count == 0
 
 
