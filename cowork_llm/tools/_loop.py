@@ -65,7 +65,8 @@ class ToolStep:
 @dataclass(frozen=True)
 class ToolRun:
     """What :func:`run_tools` returns: the final answer (a result without tool calls),
-    the whole transcript (the final answer included, ready to continue) and the steps."""
+    the whole transcript (the final answer included, ready to continue; an empty final
+    answer is left out, as neither API takes an empty assistant message) and the steps."""
 
     result: ChatResult
     messages: List[Dict[str, Any]]
@@ -118,10 +119,12 @@ def run_tools(llm: Any, messages: Sequence[Any], tools: Sequence[Any], *, max_st
         # The schemas, not the functions: built once, not again at every step.
         result: ChatResult = llm.chat(transcript, tools=list(specs), tool_choice=choice,
                                       parallel_tool_calls=parallel_tool_calls, **options)
-        transcript.append(assistant_message(result))
         if not result.tool_calls:
+            if result.content.strip():  # an empty answer: no API takes it in a transcript
+                transcript.append(assistant_message(result))
             steps.append(ToolStep(index, result, (), time.monotonic() - started))
             return ToolRun(result, transcript, tuple(steps))
+        transcript.append(assistant_message(result))
         outcomes = []
         for call in result.tool_calls:
             outcome = observed_tool_call(  # an execute_tool span when the client has observers
@@ -161,8 +164,9 @@ def _run_one(call: ToolCall, functions: Dict[str, Callable[..., Any]], on_tool_e
 
 def _as_text(value: Any) -> str:
     """A tool's return value as the tool message's content: strings as they are,
-    anything else as JSON (objects JSON cannot hold, as their str)."""
-    if isinstance(value, str):
+    anything else as JSON (objects JSON cannot hold, as their str). An empty or blank
+    string goes as JSON too (``""``): a tool message must not be empty."""
+    if isinstance(value, str) and value.strip():
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -173,8 +177,6 @@ def assistant_message(result: ChatResult) -> Dict[str, Any]:
     message: Dict[str, Any] = {"role": "assistant", "content": result.content or None}
     if result.tool_calls:
         message["tool_calls"] = [call.to_message() for call in result.tool_calls]
-    elif message["content"] is None:
-        message["content"] = ""
     return message
 
 

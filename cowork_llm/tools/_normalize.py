@@ -46,7 +46,7 @@ def normalize_tools(tools: Any) -> Tuple[Tuple[Dict[str, Any], ...], Dict[str, C
 def _check_tool_dict(tool: Mapping[str, Any], i: int) -> Dict[str, Any]:
     if tool.get("type") != "function" or not isinstance(tool.get("function"), collections.abc.Mapping):
         raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
-                         "'parameters': {...}}}} (or a Python function)")
+                         "'parameters': {...}}} (or a Python function)")
     function = dict(tool["function"])
     name = function.get("name")
     if not isinstance(name, str) or not TOOL_NAME.match(name):

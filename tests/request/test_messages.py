@@ -77,3 +77,44 @@ def test_build_messages_is_unchanged():
                                                 {"role": "user", "content": "hi"}]
     with pytest.raises(ValueError, match="prompt must be a non-empty string"):
         build_messages("  ")
+
+
+def assistant_calls(*calls):
+    return [{"role": "user", "content": "Weather in Zürich?"},
+            {"role": "assistant", "content": None, "tool_calls": list(calls)}]
+
+
+def test_tool_calls_are_sent_in_openais_form_with_arguments_as_json_text():
+    checked = validate_messages(assistant_calls(
+        {"id": "c1", "function": {"name": "get_weather", "arguments": {"city": "Zürich"}}},
+        {"id": "c2", "type": "function", "function": {"name": "ping"}}))
+    assert checked[1]["tool_calls"] == [
+        {"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'}},
+        {"id": "c2", "type": "function", "function": {"name": "ping", "arguments": "{}"}}]
+
+
+@pytest.mark.parametrize("calls, message", [
+    ([], "messages[1]['tool_calls'] must be a non-empty list of "
+         "{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': ...}}"),
+    ([{"id": "c1", "type": "retrieval", "function": {"name": "f", "arguments": "{}"}}],
+     "messages[1]['tool_calls'][0] must be {'type': 'function', "
+     "'function': {'name': ..., 'arguments': ...}}"),
+    ([{"id": "c1", "function": {"name": "f", "arguments": 5}}],
+     "messages[1]['tool_calls'][0]['function']['arguments'] must be JSON text or a dict, got int"),
+])
+def test_a_bad_tool_call_is_refused_with_the_shape_it_must_have(calls, message):
+    messages = assistant_calls()
+    messages[1]["tool_calls"] = calls
+    with pytest.raises(ValueError) as raised:
+        validate_messages(messages)
+    assert str(raised.value) == message
+
+
+def test_a_tool_result_that_answers_no_earlier_call_says_what_must_come_first():
+    messages = assistant_calls({"id": "c1", "function": {"name": "f", "arguments": "{}"}})
+    messages.append({"role": "tool", "tool_call_id": "c2", "content": "x"})
+    with pytest.raises(ValueError) as raised:
+        validate_messages(messages)
+    assert str(raised.value) == ("messages[2] answers tool call 'c2', which no earlier assistant message "
+                                 "made (its 'tool_calls' must come first, with that id)")

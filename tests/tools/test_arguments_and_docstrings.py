@@ -4,6 +4,7 @@ offending element, and the parameter texts read from a reST docstring (found by
 mutation testing, see TESTING.md)."""
 
 import dataclasses
+import enum
 from typing import Dict, List, Optional
 
 import pytest
@@ -67,3 +68,31 @@ def test_a_dataclass_fields_description_comes_from_its_metadata():
 
     schema = function_tool(pack)["function"]["parameters"]["properties"]["box"]
     assert schema["properties"]["width"] == {"type": "integer", "description": "in centimetres"}
+
+
+class Unit(enum.Enum):
+    CELSIUS = "celsius"
+    FAHRENHEIT = "fahrenheit"
+
+
+@dataclasses.dataclass
+class Reading:
+    unit: Unit
+    value: float
+
+
+def record(reading: Reading, unit: Optional[Unit] = None):
+    return reading, unit
+
+
+def test_the_fields_of_a_dataclass_argument_are_converted_by_their_hints():
+    reading, unit = call_with_arguments(record, {"reading": {"unit": "celsius", "value": 3},
+                                                 "unit": "fahrenheit"})
+    assert reading == Reading(Unit.CELSIUS, 3.0) and isinstance(reading.value, float)
+    assert unit is Unit.FAHRENHEIT
+
+
+def test_a_bad_value_of_an_optional_argument_names_the_argument():
+    with pytest.raises(ToolArgumentError) as raised:
+        call_with_arguments(record, {"reading": {"unit": "celsius", "value": 1}, "unit": "kelvin"})
+    assert str(raised.value) == "record: argument 'unit': 'kelvin' is not one of 'celsius', 'fahrenheit'"

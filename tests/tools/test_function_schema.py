@@ -193,3 +193,84 @@ def test_a_tool_call_becomes_an_assistant_message_entry():
     assert call.to_message() == {"id": "call_1", "type": "function",
                                  "function": {"name": "save_doc", "arguments": '{"title": "x"}'}}
     assert json.loads(ToolCall("c", "f", {"a": 1}).to_message()["function"]["arguments"]) == {"a": 1}
+
+
+def test_a_dataclass_parameter_refuses_keys_it_does_not_have():
+    props = function_tool(get_weather)["function"]["parameters"]["properties"]
+    assert props["place"]["additionalProperties"] is False
+    assert not jsonschema.Draft202012Validator(props["place"]).is_valid({"city": "Oslo", "zip": "0150"})
+
+
+def test_defaults_that_are_json_values_are_shown_and_others_left_out():
+    def search(query: str, limit: Optional[int] = None, fields: List[str] = ("title",)) -> str:  # noqa: B006
+        return query
+
+    props = function_tool(search)["function"]["parameters"]["properties"]
+    assert props["limit"] == {"type": ["integer", "null"], "default": None}
+    assert props["fields"] == {"type": "array", "items": {"type": "string"}}  # a tuple is no JSON value
+
+
+def test_a_plain_dict_parameter_is_any_object():
+    def tag(labels: dict) -> str:
+        return ""
+
+    assert function_tool(tag)["function"]["parameters"]["properties"]["labels"] == {"type": "object"}
+
+
+def test_an_optional_literal_of_mixed_kinds_also_takes_null():
+    def pick(choice: Optional[Literal["all", 1]]) -> str:
+        return ""
+
+    schema = function_tool(pick)["function"]["parameters"]["properties"]["choice"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(None) and validator.is_valid("all") and validator.is_valid(1)
+    assert not validator.is_valid("some") and not validator.is_valid(2)
+
+
+class Pair(enum.Enum):
+    LOW = (0, 1)
+
+
+def complex_values(table: Dict[str, complex]) -> str:
+    return ""
+
+
+def pair_enum(pair: Pair) -> str:
+    return ""
+
+
+def bad_name_tool() -> str:
+    return ""
+
+
+bad_name_tool.__name__ = "bad name"
+
+
+@pytest.mark.parametrize("func, message", [
+    (complex_values, "function complex_values, parameter 'table': type complex is not supported (use str, "
+                     "int, float, bool, Optional, Literal, list, dict, a dataclass or an Enum)"),
+    (pair_enum, "function pair_enum, parameter 'pair': the values of Enum Pair must be str, int, float "
+                "or bool"),
+    (bad_name_tool, "function 'bad name' cannot be a tool: a tool name is 1 to 64 letters, digits, "
+                    "'_' or '-'"),
+])
+def test_the_whole_refusal_reads(func, message):
+    with pytest.raises(ValueError) as raised:
+        function_tool(func)
+    assert str(raised.value) == message
+
+
+def test_a_params_section_is_read_like_args():
+    def convert(amount: float, currency: str) -> str:
+        """Convert money.
+
+        Params:
+            amount: how much
+            currency: ISO code, e.g. EUR
+        """
+        return ""
+
+    props = function_tool(convert)["function"]["parameters"]["properties"]
+    assert props["amount"]["description"] == "how much"
+    assert props["currency"]["description"] == "ISO code, e.g. EUR"

@@ -9,6 +9,8 @@ import pytest
 from cowork_llm import create_llm_client
 from cowork_llm.client import RateLimitedLlm
 from cowork_llm.errors import MaxStepsError, ToolExecutionError
+from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.telemetry import CallObservation, Observer
 from cowork_llm.testing import FakeLlmServer, MockLlm, tool_call
 
 ASK = [{"role": "user", "content": "Weather in Oslo, then save a note."}]
@@ -64,7 +66,8 @@ def test_a_tool_that_raises_is_answered_with_its_error_and_logged(caplog):
     assert tool_message["is_error"] is True
     assert tool_message["content"] == "Error: LookupError: no station in Atlantis"
     assert run.steps[0].outcomes[0].error == "LookupError: no station in Atlantis"
-    assert any("tool get_weather raised LookupError" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if r.name == "cowork_llm.tools._loop"] == [
+        "tool get_weather raised LookupError; the error goes back to the model"]
     assert run.content == "Atlantis has no station."
 
 
@@ -107,6 +110,8 @@ def test_a_forced_tool_choice_applies_to_the_first_step_only():
 @pytest.mark.parametrize("kwargs, words", [
     ({"tools": [{"type": "function", "function": {"name": "f"}}]},
      "each must be a Python function; f is a dict"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}},
+               {"type": "function", "function": {"name": "g"}}, get_weather]}, "f, g are a dict"),
     ({"tools": [get_weather], "max_steps": 0}, "max_steps must be an integer of at least 1"),
     ({"tools": [get_weather], "on_tool_error": "ignore"}, "on_tool_error must be one of return, raise"),
 ])
@@ -142,3 +147,67 @@ def test_run_tools_with_a_mock_behind_the_rate_limited_client():
     llm = RateLimitedLlm(MockLlm([tool_call("get_weather", city="Oslo"), "Sunny."]))
     assert llm.run_tools(ASK, [get_weather]).content == "Sunny."
     assert llm.usage().total.requests == 2
+
+
+def test_by_default_the_loop_gives_up_after_eight_model_calls():
+    llm = MockLlm([tool_call("get_weather", city="Oslo")] * 9)
+    with pytest.raises(MaxStepsError, match="after max_steps=8 steps"):
+        llm.run_tools(ASK, [get_weather])
+    assert llm.call_count == 8
+
+
+def test_max_steps_one_is_enough_for_a_direct_answer():
+    run = MockLlm(["No tools needed."]).run_tools(ASK, [get_weather], max_steps=1)
+    assert run.content == "No tools needed." and len(run.steps) == 1
+
+
+def test_an_empty_final_answer_leaves_a_transcript_that_can_go_on():
+    llm = MockLlm([tool_call("get_weather", city="Oslo"), ""])
+    run = llm.run_tools(ASK, [get_weather])
+    assert run.content == "" and len(run.steps) == 2
+    assert [m["role"] for m in run.messages] == ["user", "assistant", "tool"]  # no empty assistant message
+    llm.enqueue("Sunny.")
+    assert llm.chat(run.messages + [{"role": "user", "content": "So?"}]).content == "Sunny."
+
+
+def clear_cache(key: str) -> str:
+    """Clear one cache entry."""
+    return ""
+
+
+def test_a_tool_that_returns_an_empty_string_is_answered_with_it_as_json():
+    llm = MockLlm([tool_call("clear_cache", key="k"), "Cleared."])
+    run = llm.run_tools(ASK, [clear_cache])
+    assert run.content == "Cleared." and run.messages[2]["content"] == '""'
+    assert run.steps[0].outcomes[0].error is None
+
+
+class Recorder(Observer):
+    """A user's own observer: what it is told about each call."""
+
+    def __init__(self):
+        self.seen = []
+
+    def start_call(self, call):
+        seen = self.seen
+
+        class Watch(CallObservation):
+            def succeeded(self, result):
+                seen.append((call.operation, call.model, "ok"))
+
+            def failed(self, error):
+                seen.append((call.operation, call.model, f"{type(error).__name__}: {error}"))
+
+        return Watch()
+
+
+def test_an_observer_is_told_of_each_tool_run_and_of_the_error_sent_back():
+    recorder = Recorder()
+    limiter = RateLimiter()
+    script = [[tool_call("get_weather", city="Oslo"), tool_call("get_weather", city="Atlantis")], "Done."]
+    llm = RateLimitedLlm(MockLlm(script), limiter, observers=[recorder])
+    assert llm.run_tools(ASK, [get_weather]).content == "Done."
+    limiter.close()
+    tools = [entry for entry in recorder.seen if entry[0] != "chat"]
+    assert tools == [("execute_tool", "get_weather", "ok"),
+                     ("execute_tool", "get_weather", "ToolCallFailed: LookupError: no station in Atlantis")]

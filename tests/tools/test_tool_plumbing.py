@@ -76,6 +76,19 @@ def test_bad_tool_choice_is_a_value_error(choice, names, words):
         check_tool_choice(choice, names)
 
 
+def test_a_tool_dict_of_another_type_is_refused_with_the_shape_it_must_have():
+    with pytest.raises(ValueError) as raised:
+        normalize_tools([get_weather, {"type": "retrieval", "function": {"name": "lookup"}}])
+    assert str(raised.value) == ("tools[1] must be {'type': 'function', 'function': {'name': ..., "
+                                 "'parameters': {...}}} (or a Python function)")
+
+
+@pytest.mark.parametrize("choice", [True, 1, ["auto"]])
+def test_a_tool_choice_of_another_kind_is_a_value_error(choice):
+    with pytest.raises(ValueError, match="tool_choice must be 'auto', 'none', 'required' or"):
+        check_tool_choice(choice, ["get_weather"])
+
+
 def test_parallel_tool_calls_is_a_bool_with_tools():
     assert check_parallel_tool_calls(False, True) is False
     with pytest.raises(ValueError, match="True, False or None"):
