@@ -1,7 +1,10 @@
 """Configuration: frozen, validated dataclasses and :func:`load_config`.
 
-- :mod:`._sections`: the dataclasses (``LlmConfig`` and its sections) and the rules
-  between their fields; the names of providers, limiter and cache backends.
+- :mod:`._sections`: ``LlmConfig``, the retry, cache and pricing sections, and every
+  section's name in one place; :mod:`._model` (``ModelConfig``, ``EmbeddingsConfig``,
+  the providers) and :mod:`._rate_limit` (``RateLimitConfig``, the limiter backends)
+  the larger sections, with the rules between their fields; :mod:`._base` what every
+  section shares (type checks, the error naming the key, the masked repr).
 - :mod:`._checks`: checks of single values (types, URLs, keys, the one-year cap) and the
   masking of secrets.
 - :mod:`._keys`: the table of keys and their ``COWORK_LLM_*`` variables.
