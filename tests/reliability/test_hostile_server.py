@@ -29,7 +29,7 @@ MAX_GROWTH_MB = 100
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from cowork_llm import create_llm_client
 from cowork_llm.config import LlmConfig, ModelConfig, RateLimitConfig, RetryConfig
 
@@ -68,6 +68,9 @@ except Exception as error:
     out["attempts"] = getattr(error, "attempts", None)
 out["seconds"] = time.monotonic() - started
 out["growth_mb"] = peak_mb() - before
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":  # see _with_mutmut_hits
+    from mutmut.state import state
+    out["mutmut_hits"] = sorted(state()._stats)
 print(json.dumps(out))
 """
 
@@ -83,9 +86,22 @@ def run_call(server, mode, call="chat", model=None, retry=None):
             "model": model or {}, "retry": retry or {"max_attempts": 1}}
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True,
-                          text=True, timeout=120, env=env)
+                          text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _with_mutmut_hits(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _with_mutmut_hits(out):
+    """Under mutation testing (TESTING.md), the functions the child reached count as this
+    test's: mutmut's first pass records which test reaches which function, in its own
+    process only, and would run no test of the call code against its mutants. (The child
+    runs from ROOT, where mutmut's copy keeps the setup.cfg it reads.)"""
+    hits = out.pop("mutmut_hits", None)
+    if hits:
+        from mutmut.state import state
+
+        state()._stats.update(hits)
+    return out
 
 
 def assert_bounded(out, error, fragment, seconds):
