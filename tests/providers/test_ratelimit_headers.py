@@ -188,3 +188,127 @@ def test_errors_carry_the_rate_limit_report():
 
 def _iso(when):
     return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_anthropic_reset_is_read_in_utc_whatever_the_offset():
+    """An RFC 3339 instant names one moment: Z, z, +hh:mm and -hh:mm forms of it agree,
+    a space may stand for the T (RFC 3339 section 5.6 allows it), and the local zone of
+    the machine plays no part."""
+    noon = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc).timestamp()
+    for text in ("2025-06-15T12:00:00Z", "2025-06-15t12:00:00z", "2025-06-15 12:00:00Z",
+                 "2025-06-15T14:30:00+02:30", "2025-06-15T07:15:00-04:45",
+                 " 2025-06-15T12:00:00Z "):
+        assert parse_rfc3339(text) == noon, text
+    assert parse_rfc3339("2025-06-15T12:00:00.25Z") == noon + 0.25
+
+
+def test_anthropic_reset_in_a_leap_second_is_read_as_the_end_of_the_minute():
+    end = datetime(2016, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+    assert parse_rfc3339("2016-12-31T23:59:60Z") == end
+
+
+def test_anthropic_reset_is_seconds_from_now():
+    headers = {"anthropic-ratelimit-requests-limit": "50",
+               "anthropic-ratelimit-requests-remaining": "0",
+               "anthropic-ratelimit-requests-reset": "2025-06-15T12:00:30Z"}
+    noon = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc).timestamp()
+    assert parse_rate_limit_headers(headers, now=noon).get("requests").reset_seconds == 30.0
+
+
+def test_an_anthropic_reset_in_duration_form_is_not_guessed_at(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm.providers._ratelimit_headers")
+    report = parse_rate_limit_headers({"anthropic-ratelimit-requests-remaining": "3",
+                                       "anthropic-ratelimit-requests-reset": "6m0s"}, now=NOW)
+    assert report == LimitReport("anthropic", (DimensionReport("requests", 3, None, None),))
+    assert "requests reset '6m0s'" in caplog.text
+
+
+def test_a_reset_of_more_than_a_week_is_nonsense_and_ignored():
+    week = 7 * 24 * 3600
+    assert parse_rate_limit_headers({"x-ratelimit-remaining-requests": "1",
+                                     "x-ratelimit-reset-requests": f"{week}"},
+                                    now=NOW).get("requests").reset_seconds == week
+    assert parse_rate_limit_headers({"x-ratelimit-remaining-requests": "1",
+                                     "x-ratelimit-reset-requests": f"{week + 1}"},
+                                    now=NOW).get("requests").reset_seconds is None
+    assert parse_rate_limit_headers({"anthropic-ratelimit-requests-remaining": "1",
+                                     "anthropic-ratelimit-requests-reset": _iso(NOW + week + 10)},
+                                    now=NOW).get("requests").reset_seconds is None
+
+
+def test_values_up_to_64_characters_are_read_longer_ones_are_not():
+    padded = "1s" * 32  # 64 characters: 32 seconds
+    assert parse_duration(padded) == 32.0
+    assert parse_duration(padded + "1s") is None
+    assert parse_rate_limit_headers({"x-ratelimit-remaining-tokens": "0" * 63 + "7"},
+                                    now=NOW).get("tokens").remaining == 7
+    assert parse_rate_limit_headers({"x-ratelimit-remaining-tokens": "0" * 64 + "7"}, now=NOW) is None
+    assert parse_rfc3339("2025-06-15T12:00:00." + "0" * 40 + "Z") is not None  # 61 characters
+    assert parse_rfc3339("2025-06-15T12:00:00." + "0" * 44 + "Z") is None  # 65
+
+
+def test_a_limit_of_zero_is_not_a_limit(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm.providers._ratelimit_headers")
+    report = parse_rate_limit_headers({"x-ratelimit-limit-requests": "0",
+                                       "x-ratelimit-remaining-requests": "0"}, now=NOW)
+    assert report == LimitReport("openai", (DimensionReport("requests", 0, None, None),))
+    assert "requests limit 0" in caplog.text
+
+
+def test_a_remaining_equal_to_the_limit_is_kept():
+    report = parse_rate_limit_headers({"x-ratelimit-limit-tokens": "1000",
+                                       "x-ratelimit-remaining-tokens": "1000"}, now=NOW)
+    assert report.get("tokens") == DimensionReport("tokens", 1000, 1000, None)
+
+
+def test_a_dimension_without_its_remaining_count_is_left_out_and_said_so(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm.providers._ratelimit_headers")
+    report = parse_rate_limit_headers({"x-ratelimit-limit-requests": "60",
+                                       "x-ratelimit-reset-requests": "1s",
+                                       "x-ratelimit-remaining-tokens": "500"}, now=NOW)
+    assert report == LimitReport("openai", (DimensionReport("tokens", 500, None, None),))
+    assert "requests without a remaining count" in caplog.text
+    assert parse_rate_limit_headers({"x-ratelimit-limit-requests": "60"}, now=NOW) is None
+
+
+def test_nothing_is_logged_for_good_headers(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm.providers._ratelimit_headers")
+    parse_rate_limit_headers({"x-ratelimit-limit-requests": "60",
+                              "x-ratelimit-remaining-requests": "59",
+                              "x-ratelimit-reset-requests": "1s"}, now=NOW)
+    assert caplog.records == []
+
+
+def test_a_garbage_value_is_quoted_cut_to_64_characters(caplog):
+    caplog.set_level(logging.DEBUG, logger="cowork_llm.providers._ratelimit_headers")
+    parse_rate_limit_headers({"x-ratelimit-remaining-requests": "x" * 500,
+                              "x-ratelimit-limit-tokens": "y" * 500,
+                              "x-ratelimit-remaining-tokens": "1",
+                              "x-ratelimit-reset-tokens": "z" * 500}, now=NOW)
+    message = caplog.records[0].getMessage()
+    assert message.startswith("ignored unreadable rate-limit headers (openai family): ")
+    for letter, what in (("x", "requests remaining"), ("y", "tokens limit"), ("z", "tokens reset")):
+        assert f"{what} '{letter * 64}'" in message
+        assert letter * 65 not in message
+    assert "; " in message
+
+
+def test_anthropic_headers_win_when_both_families_are_sent():
+    report = parse_rate_limit_headers({"x-ratelimit-remaining-requests": "5",
+                                       "anthropic-ratelimit-requests-remaining": "7",
+                                       "anthropic-ratelimit-requests-limit": "50"}, now=NOW)
+    assert report == LimitReport("anthropic", (DimensionReport("requests", 7, 50, None),))
+
+
+def test_header_names_of_other_shapes_are_not_rate_limits():
+    assert parse_rate_limit_headers({"x-ratelimit-remaining": "5",
+                                     "x-ratelimit-remaining-images": "5",
+                                     "x-ratelimit-used-requests": "5",
+                                     "anthropic-ratelimit-requests-used": "5",
+                                     "anthropic-ratelimit-images-remaining": "5",
+                                     "ratelimit-remaining": "5"}, now=NOW) is None
+
+
+def test_should_retry_header_reads_any_case_and_spacing():
+    assert should_retry_header({"content-type": "text/plain", "X-SHOULD-RETRY": " TRUE "}) is True
+    assert should_retry_header({"x-should-retry": "False"}) is False
