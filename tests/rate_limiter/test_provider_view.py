@@ -213,3 +213,274 @@ def test_many_threads_admitting_and_observing_never_overspend():
     # 199 left; the late reports (150 left) can only lower it; the refill over the test
     # (200 a minute) adds a few at most.
     assert 150 <= len(admitted) <= 199 + 10
+
+
+def anthropic(**dims):
+    return LimitReport("anthropic", tuple(DimensionReport(name, *values) for name, values in dims.items()))
+
+
+def learn(view, report, demand=ONE, refused=False):
+    _, marks = view.admit(demand)
+    view.observe(report, marks=marks, demand=demand, used=None, refused=refused)
+
+
+def test_a_429_with_a_reset_of_6m0s_holds_the_group_until_then(clock):
+    view = make_view()
+    learn(view, openai(requests=(0, 100, 360.0)), refused=True)  # x-ratelimit-reset-requests: 6m0s
+    # nobody for six minutes: a waiter is told at most a minute at a time, and looks again
+    assert view.wait(ONE) == 60.0
+    clock.now += 300
+    assert view.admit(ONE) == (60.0, {})
+    clock.now += 59.9
+    assert view.wait(ONE) == pytest.approx(0.1)
+    clock.now += 0.1
+    assert view.learned()["requests"].level == 100  # full, as the provider promised
+    assert view.admit(ONE)[0] == 0.0
+
+
+def test_a_429_that_leaves_room_or_names_no_reset_holds_nobody(clock):
+    view = make_view()
+    learn(view, openai(requests=(5, 100, 360.0)), refused=True)  # refused for its tokens, say
+    assert view.admit(ONE)[0] == 0.0
+    other = make_view()
+    learn(other, openai(requests=(0, 60, None)), refused=True)
+    assert other.wait(ONE) == pytest.approx(1.0)  # refilling at 60 a minute, not held
+
+
+def test_a_success_that_reports_an_empty_bucket_is_not_a_hold(clock):
+    view = make_view()
+    learn(view, openai(requests=(0, 60, 60.0)))
+    assert view.wait(ONE) == pytest.approx(1.0)  # the refill: one a second, not 60 s
+
+
+def test_a_request_larger_than_the_whole_bucket_waits_for_a_full_bucket_not_forever(clock):
+    view = make_view()
+    learn(view, openai(tokens=(0, 6000, 60.0)), demand={"tokens": 0.0})
+    # 100 a second; 9000 tokens can never fit 6000: it waits until the bucket is full
+    assert view.wait({"tokens": 9000}) == pytest.approx(60.0)
+    clock.now += 60
+    assert view.admit({"tokens": 9000})[0] == 0.0
+    assert view.learned()["tokens"].level == pytest.approx(-3000)  # the provider decides
+
+
+def test_an_unknown_refill_waits_a_minute_at_most(clock):
+    view = make_view()
+    learn(view, openai(tokens=(10, 100_000_000, None)), demand={"tokens": 0.0})
+    # a huge day-long budget refilling at its per-minute share still answers within a minute
+    assert 0 < view.wait({"tokens": 50_000_000}) <= 60.0
+
+
+def test_a_dimension_the_request_does_not_use_does_not_hold_it(clock):
+    view = make_view()
+    learn(view, openai(requests=(50, 60, 10.0), tokens=(0, 1000, 60.0)), demand={"requests": 1.0})
+    assert view.wait({"requests": 1.0, "tokens": 0.0}) == 0.0
+    assert view.wait({"requests": 1.0, "tokens": 1.0}) > 0
+    assert view.wait({"requests": 1.0, "input_tokens": 10**9}) == 0.0  # never reported
+
+
+def test_a_bucket_with_exactly_enough_admits(clock):
+    view = make_view()
+    learn(view, openai(tokens=(1000, 1000, None)), demand={"tokens": 0.0})
+    assert view.admit({"tokens": 1000.0})[0] == 0.0
+    assert view.wait({"tokens": 1.0}) > 0
+
+
+def test_the_refill_never_overfills_the_bucket(clock):
+    view = make_view()
+    learn(view, openai(requests=(50, 60, 10.0)))
+    clock.now += 3600
+    assert view.learned()["requests"].level == 60
+    for _ in range(60):
+        assert view.admit(ONE)[0] == 0.0
+    assert view.wait(ONE) > 0
+
+
+def test_refill_rates_as_each_provider_documents_them(clock):
+    view = make_view()
+    # Anthropic: a per-minute bucket refilling continuously, whatever the reset says
+    learn(view, anthropic(requests=(10, 50, 3.0)))
+    assert view.learned()["requests"].refill_per_second == pytest.approx(50 / 60)
+    view = make_view()
+    # OpenAI family, a full bucket (nothing to derive a rate from): the per-minute share
+    learn(view, openai(requests=(60, 60, 0.0)))
+    assert view.learned()["requests"].refill_per_second == pytest.approx(1.0)
+    # then a report without a reset keeps the rate learned before
+    learn(view, openai(requests=(14370, 14400, 179.56)))
+    learn(view, openai(requests=(14000, 14400, None)))
+    assert view.learned()["requests"].refill_per_second == pytest.approx(30 / 179.56)
+
+
+def test_azure_remaining_only_headers_are_modelled_with_the_largest_remaining_seen(clock):
+    view = make_view()
+    learn(view, openai(requests=(99, None, None)))
+    learned = view.learned()["requests"]
+    assert learned.limit is None and learned.level == pytest.approx(99)
+    assert learned.refill_per_second == pytest.approx(99 / 60)
+    learn(view, openai(requests=(40, None, None)))
+    assert view.learned()["requests"].level == pytest.approx(40)
+    clock.now += 3600
+    assert view.learned()["requests"].level == pytest.approx(99)  # the capacity stays 99
+
+
+def test_an_empty_report_of_a_dimension_never_seen_teaches_nothing(clock):
+    view = make_view()
+    learn(view, openai(requests=(0, None, None)))
+    assert view.learned() == {} and view.wait(ONE) == 0.0
+
+
+def test_anthropic_rounding_slack_corrects_tokens_only_when_far_off(clock):
+    view = make_view()
+    demand = {"requests": 1.0, "tokens": 100.0}
+    learn(view, anthropic(requests=(49, 50, 1.0), tokens=(40000, 40000, 0.0)), demand=demand)
+    level = view.learned()["tokens"].level
+    # 39,600 left "rounded to the nearest thousand" is within 500 of the model: no change
+    learn(view, anthropic(requests=(48, 50, 1.0), tokens=(39600 - 100, 40000, 1.0)), demand=demand)
+    assert view.learned()["tokens"].level == pytest.approx(level - 100, abs=1)
+    # 38,000 is more than 500 below the model's 39,800: the model was wrong; it comes
+    # down to the highest level the rounded report allows (38,000 + 500)
+    learn(view, anthropic(requests=(47, 50, 1.0), tokens=(38000, 40000, 1.0)), demand=demand)
+    assert view.learned()["tokens"].level == pytest.approx(38500)
+    # requests are exact counts: no slack
+    assert view.learned()["requests"].level == pytest.approx(47, abs=0.1)
+
+
+def test_the_openai_family_has_no_rounding_slack(clock):
+    view = make_view()
+    demand = {"tokens": 100.0}
+    learn(view, openai(tokens=(40000, 40000, None)), demand=demand)
+    learn(view, openai(tokens=(39700, 40000, 1.0)), demand=demand)
+    assert view.learned()["tokens"].level == pytest.approx(39700, abs=1)
+
+
+def test_a_tier_upgrade_replaces_the_model_at_once(clock):
+    view = make_view()
+    learn(view, openai(requests=(0, 60, 60.0)))
+    assert view.wait(ONE) > 0
+    learn(view, openai(requests=(499, 500, 0.12)))
+    learned = view.learned()["requests"]
+    assert learned.limit == 500 and learned.level == pytest.approx(499)
+    assert learned.limit_learned_at == clock.now
+    clock.now += 10
+    learn(view, openai(requests=(498, 500, 0.24)))
+    assert view.learned()["requests"].limit_learned_at == clock.now - 10  # unchanged limit
+
+
+def test_a_report_that_took_long_to_reach_the_limiter_counts_the_refill_since(clock):
+    view = make_view()
+    learn(view, openai(requests=(30, 60, 30.0)))  # one a second
+    _, marks = view.admit(ONE)
+    learned = view.learned()["requests"].level
+    # headers that arrived 5 s ago said 20 left; 5 refilled since
+    view.observe(openai(requests=(20, 60, 40.0)), marks=marks, demand=ONE, used=None,
+                 reported_age=5.0)
+    assert view.learned()["requests"].level == pytest.approx(25)
+    assert learned > 25
+    # a negative age (clock trouble) is not a report from the future
+    _, marks = view.admit(ONE)
+    view.observe(openai(requests=(10, 60, 50.0)), marks=marks, demand=ONE, used=None,
+                 reported_age=-5.0)
+    assert view.learned()["requests"].level == pytest.approx(10)
+
+
+def test_settlement_only_touches_the_dimensions_the_request_was_charged_for(clock):
+    view = make_view()
+    demand = demand_for(prompt_tokens=100, max_tokens=900)
+    learn(view, anthropic(input_tokens=(40000, 40000, 0.0), output_tokens=(8000, 8000, 0.0)),
+          demand={"input_tokens": 0.0, "output_tokens": 0.0})
+    _, marks = view.admit({"output_tokens": 900.0})
+    view.observe(None, marks=marks, demand={"output_tokens": 900.0},
+                 used={"input_tokens": 100.0, "output_tokens": 50.0, "tokens": 150.0})
+    learned = view.learned()
+    assert learned["output_tokens"].level == pytest.approx(8000 - 50)
+    assert learned["input_tokens"].level == pytest.approx(40000)  # never charged: not settled
+    assert demand["tokens"] == 1000
+
+
+def test_a_refund_never_overfills_the_bucket(clock):
+    view = make_view()
+    learn(view, openai(tokens=(1000, 1000, None)), demand={"tokens": 0.0})
+    _, marks = view.admit({"tokens": 500.0})
+    clock.now += 120  # refilled to full meanwhile
+    view.observe(None, marks=marks, demand={"tokens": 500.0}, used={"tokens": 10.0})
+    assert view.learned()["tokens"].level == 1000
+
+
+def test_settlement_without_a_report_still_counts(clock):
+    view = make_view()
+    learn(view, openai(tokens=(1000, 1000, None)), demand={"tokens": 0.0})
+    _, marks = view.admit({"tokens": 500.0})
+    view.observe(None, marks=marks, demand={"tokens": 500.0}, used=None)  # no usage, no report
+    assert view.learned()["tokens"].level == pytest.approx(500)  # the estimate stands
+
+
+def test_even_pace_spreads_token_heavy_starts_by_their_size(clock):
+    view = make_view(pace="even")
+    learn(view, openai(tokens=(60000, 60000, None)), demand={"tokens": 0.0})  # 1000 a second
+    assert view.admit({"tokens": 500.0})[0] == 0.0
+    assert view.admit({"tokens": 500.0})[0] == pytest.approx(0.5)
+    clock.now += 0.5
+    assert view.admit({"tokens": 500.0})[0] == 0.0
+    clock.now += 10  # an idle spell does not bank starts
+    assert view.admit({"tokens": 500.0})[0] == 0.0
+    assert view.admit({"tokens": 500.0})[0] == pytest.approx(0.5)
+
+
+def test_bucket_pace_lets_a_fresh_budget_go_at_once(clock):
+    view = make_view()
+    learn(view, openai(requests=(599, 600, 0.1)))
+    assert all(view.admit(ONE)[0] == 0.0 for _ in range(100))
+
+
+def test_even_pace_survives_a_new_report(clock):
+    view = make_view(pace="even")
+    learn(view, openai(requests=(599, 600, 0.1)))
+    learn(view, openai(requests=(598, 600, 0.2)))  # admitted at once: the first start after a report
+    assert view.admit(ONE)[0] == pytest.approx(0.1)
+
+
+def test_the_info_line_for_a_limit_that_is_not_a_whole_number_or_not_known(clock, caplog):
+    caplog.set_level(logging.INFO, logger="cowork_llm.rate_limiter._provider_view")
+    view = make_view(key="azure")
+    learn(view, openai(requests=(99, None, None)))
+    learn(view, openai(tokens=(10, 12.5, None)), demand={"tokens": 0.0})
+    learn(view, openai(requests=(99, 1e400, None)))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["rate limiter 'azure' learned the provider's requests limit: unknown",
+                     "rate limiter 'azure' learned the provider's tokens limit: 12.5",
+                     "rate limiter 'azure' learned the provider's requests limit: inf"]  # known at last
+
+
+def test_adaptive_false_shows_no_learned_limits(clock):
+    view = make_view(adaptive=False)
+    learn(view, openai(requests=(50, 60, 10.0)))
+    assert dict(view.snapshot().learned) == {} and not view.snapshot().adaptive
+
+
+def test_the_snapshot_carries_every_configured_value(clock):
+    view = make_view(key="team", max_concurrent=3, tokens_per_minute=5000, pace="even")
+    snapshot = view.snapshot()
+    assert (snapshot.key, snapshot.max_concurrent, snapshot.tokens_per_minute, snapshot.pace,
+            snapshot.min_interval_seconds, snapshot.requests_per_minute) == ("team", 3, 5000, "even", 0, None)
+
+
+def test_a_learned_level_refills_as_time_passes(clock):
+    view = make_view()
+    learn(view, openai(requests=(0, 60, 60.0)))
+    clock.now += 30
+    learned = view.learned()["requests"]
+    assert learned.level == pytest.approx(30) and learned.learned_at == clock.now - 30
+
+
+def test_until_something_is_learned_a_process_local_view_is_not_consulted(clock):
+    config = RateLimitConfig(min_interval_seconds=0)
+    backend = MemoryBackend(config)
+    view = ProviderView(config, backend)
+    looked = []
+    real = backend.update_provider_view
+    backend.update_provider_view = lambda update, **kw: looked.append(1) or real(update, **kw)
+    assert view.wait(ONE) == 0.0 and looked == []
+    view.observe(None, marks={}, demand=ONE, used=None)  # an answer without headers or usage
+    assert looked == []
+    learn(view, openai(requests=(0, 60, 60.0)))
+    looked.clear()
+    assert view.wait(ONE) > 0 and looked == [1]
