@@ -63,9 +63,11 @@ def _decode(text: Any) -> Dict[str, Any]:
     try:
         state = json.loads(text)
     except ValueError:
+        state = None
+    if not isinstance(state, dict):
         logger.debug("provider view unreadable; starting afresh")
         return {}
-    return state if isinstance(state, dict) else {}
+    return state
 
 
 #: Run by the sqlite backend with its other CREATE statements.

@@ -128,7 +128,7 @@ def test_the_store_clock_is_now(make_member):
 
 
 @pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", "17"])
-def test_an_unreadable_stored_view_starts_afresh(where, garbage, tmp_path):
+def test_an_unreadable_stored_view_starts_afresh(where, garbage, caplog):
     config = RateLimitConfig(min_interval_seconds=0, key="garbled", **where)
     backend = build_backend(config)
     try:
@@ -141,7 +141,9 @@ def test_an_unreadable_stored_view_starts_afresh(where, garbage, tmp_path):
             [key] = client.keys("*garbled*provider_view")
             client.set(key, garbage)
         view = ProviderView(config, backend)
+        caplog.set_level("DEBUG", logger="cowork_llm.rate_limiter.backends._provider_store")
         assert view.wait(ONE) == 0.0 and view.learned() == {}
+        assert "provider view unreadable; starting afresh" in caplog.text
         _, marks = view.admit(ONE)
         view.observe(report(5, 10, 10.0), marks=marks, demand=ONE, used=None)
         assert view.learned()["requests"].level == pytest.approx(5, abs=0.1)
@@ -206,3 +208,36 @@ def test_a_member_that_lost_one_race_runs_its_update_again_on_the_newer_view(red
     assert store_module.redis_update(client, "retry:view", add_one) == 11
     assert seen == [{}, {"n": 10}]
     assert client.get("retry:view") == b'{"n":11}'
+
+
+def test_a_view_lost_between_admission_and_answer_is_learned_again_from_the_answer(where):
+    """A Redis restart or a deleted file between a request's admission and its answer:
+    the answer's headers still teach the group."""
+    config = RateLimitConfig(min_interval_seconds=0, key="lost", **where)
+    backend = build_backend(config)
+    try:
+        view = ProviderView(config, backend)
+        _, marks = view.admit(ONE)
+        if where["backend"] == "sqlite":
+            with sqlite3.connect(where["path"]) as conn:
+                conn.execute("DELETE FROM cowork_llm_provider_view")
+        else:
+            redis.Redis.from_url(where["redis_url"]).flushall()
+        view.observe(report(7, 10, 10.0), marks=marks, demand=ONE, used=None)
+        assert view.learned()["requests"].level == pytest.approx(7, abs=0.1)
+    finally:
+        backend.close()
+
+
+def test_only_an_unreadable_view_is_called_unreadable(where, caplog):
+    caplog.set_level("DEBUG", logger="cowork_llm.rate_limiter.backends._provider_store")
+    config = RateLimitConfig(min_interval_seconds=0, key="fresh", **where)
+    backend = build_backend(config)
+    try:
+        view = ProviderView(config, backend)
+        _, marks = view.admit(ONE)
+        view.observe(report(7, 10, 10.0), marks=marks, demand=ONE, used=None)
+        view.learned()
+        assert caplog.records == []
+    finally:
+        backend.close()
