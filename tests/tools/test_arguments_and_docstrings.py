@@ -96,3 +96,18 @@ def test_a_bad_value_of_an_optional_argument_names_the_argument():
     with pytest.raises(ToolArgumentError) as raised:
         call_with_arguments(record, {"reading": {"unit": "celsius", "value": 1}, "unit": "kelvin"})
     assert str(raised.value) == "record: argument 'unit': 'kelvin' is not one of 'celsius', 'fahrenheit'"
+
+
+def test_an_arguments_section_may_have_blank_lines_between_entries():
+    doc = """Book a table.
+
+    Arguments:
+        guests: how many people
+
+        time: when, e.g. 19:30
+
+    Returns:
+        the booking id
+    """
+    assert parse_docstring(doc) == ("Book a table.",
+                                    {"guests": "how many people", "time": "when, e.g. 19:30"})

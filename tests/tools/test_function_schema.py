@@ -5,6 +5,7 @@ whole tool against the official spec's ChatCompletionTool where the vendored ext
 
 import dataclasses
 import enum
+import functools
 import json
 import os
 from typing import Any, Dict, List, Literal, Optional
@@ -12,7 +13,13 @@ from typing import Any, Dict, List, Literal, Optional
 import jsonschema
 import pytest
 
-from cowork_llm.tools import ToolArgumentError, ToolCall, call_with_arguments, function_tool
+from cowork_llm.tools import (
+    ToolArgumentError,
+    ToolCall,
+    call_with_arguments,
+    function_tool,
+    parameters_schema,
+)
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "data", "openai-openapi",
                     "chat-completions-request.json")
@@ -247,7 +254,13 @@ def bad_name_tool() -> str:
 bad_name_tool.__name__ = "bad name"
 
 
+def mistaken_hint(unit: Unit.CELSIUS = Unit.CELSIUS) -> str:
+    return ""
+
+
 @pytest.mark.parametrize("func, message", [
+    (mistaken_hint, "function mistaken_hint, parameter 'unit': type Unit.CELSIUS is not supported (use str, "
+                    "int, float, bool, Optional, Literal, list, dict, a dataclass or an Enum)"),
     (complex_values, "function complex_values, parameter 'table': type complex is not supported (use str, "
                      "int, float, bool, Optional, Literal, list, dict, a dataclass or an Enum)"),
     (pair_enum, "function pair_enum, parameter 'pair': the values of Enum Pair must be str, int, float "
@@ -274,3 +287,11 @@ def test_a_params_section_is_read_like_args():
     props = function_tool(convert)["function"]["parameters"]["properties"]
     assert props["amount"]["description"] == "how much"
     assert props["currency"]["description"] == "ISO code, e.g. EUR"
+
+
+def test_a_callable_without_a_name_is_a_value_error_not_a_crash():
+    bound = functools.partial(save_doc, "title")
+    with pytest.raises(ValueError, match="a tool must be a function or a tool dict, got functools.partial"):
+        function_tool(bound)
+    with pytest.raises(ValueError, match=r"function functools.partial\(.*\): its type hints cannot be"):
+        parameters_schema(bound)

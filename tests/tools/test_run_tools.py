@@ -12,6 +12,7 @@ from cowork_llm.errors import MaxStepsError, ToolExecutionError
 from cowork_llm.rate_limiter import RateLimiter
 from cowork_llm.telemetry import CallObservation, Observer
 from cowork_llm.testing import FakeLlmServer, MockLlm, tool_call
+from cowork_llm.tools import run_tools
 
 ASK = [{"role": "user", "content": "Weather in Oslo, then save a note."}]
 SAVED = []
@@ -66,9 +67,28 @@ def test_a_tool_that_raises_is_answered_with_its_error_and_logged(caplog):
     assert tool_message["is_error"] is True
     assert tool_message["content"] == "Error: LookupError: no station in Atlantis"
     assert run.steps[0].outcomes[0].error == "LookupError: no station in Atlantis"
-    assert [r.getMessage() for r in caplog.records if r.name == "cowork_llm.tools._loop"] == [
-        "tool get_weather raised LookupError; the error goes back to the model"]
+    (record,) = [r for r in caplog.records if r.name == "cowork_llm.tools._loop"]
+    assert record.getMessage() == "tool get_weather raised LookupError; the error goes back to the model"
+    assert not record.exc_info  # the traceback only at DEBUG (below)
     assert run.content == "Atlantis has no station."
+
+
+def test_at_debug_level_the_warning_carries_the_tools_traceback(caplog):
+    llm = MockLlm([tool_call("get_weather", city="Atlantis"), "Atlantis has no station."])
+    with caplog.at_level(logging.DEBUG, logger="cowork_llm"):
+        llm.run_tools(ASK, [get_weather])
+    (record,) = [r for r in caplog.records if r.name == "cowork_llm.tools._loop"]
+    assert record.levelno == logging.WARNING and record.exc_info[0] is LookupError
+
+
+def test_the_loop_called_as_a_function_also_sends_errors_back_by_default():
+    run = run_tools(MockLlm([tool_call("get_weather", city="Atlantis"), "No station."]), ASK, [get_weather])
+    assert run.messages[2]["content"] == "Error: LookupError: no station in Atlantis"
+
+
+def test_results_keep_their_non_ascii_text():
+    run = MockLlm([tool_call("get_weather", city="Zürich"), "Sunny."]).run_tools(ASK, [get_weather])
+    assert run.messages[2]["content"] == '{"city": "Zürich", "sky": "sunny", "celsius": 14}'
 
 
 def test_on_tool_error_raise_stops_with_the_tools_exception_as_cause():
@@ -83,12 +103,25 @@ def test_on_tool_error_raise_stops_with_the_tools_exception_as_cause():
 def test_an_unknown_tool_or_bad_arguments_get_an_error_result_not_a_crash():
     llm = MockLlm([[tool_call("get_forecast", city="Oslo"), tool_call("get_weather", town="Oslo")],
                    "Sorry."])
-    run = llm.run_tools(ASK, [get_weather])
+    run = llm.run_tools(ASK, [get_weather, save_doc])
     first, second = run.steps[0].outcomes
-    assert "there is no tool named 'get_forecast'; the tools are: get_weather" in first.output
+    assert first.output == ("Error: there is no tool named 'get_forecast'; "
+                            "the tools are: get_weather, save_doc")
     assert "missing a required argument: 'city'" in second.output
     assert run.messages[2]["is_error"] and run.messages[3]["is_error"]
     assert run.content == "Sorry."
+
+
+def test_max_steps_names_the_tools_of_the_last_step():
+    llm = MockLlm([tool_call("get_weather", city="Oslo"), tool_call("save_doc", title="t", body="b")])
+    with pytest.raises(MaxStepsError, match=r"after max_steps=2 steps \(last: save_doc\)"):
+        llm.run_tools(ASK, [get_weather, save_doc], max_steps=2)
+
+
+def test_each_step_says_how_long_it_took_the_final_one_too():
+    run = MockLlm([tool_call("get_weather", city="Oslo"), "Sunny."], latency_seconds=0.05).run_tools(
+        ASK, [get_weather])
+    assert [step.seconds >= 0.05 for step in run.steps] == [True, True]
 
 
 def test_max_steps_raises_with_the_transcript_so_far():
@@ -193,10 +226,11 @@ class Recorder(Observer):
 
         class Watch(CallObservation):
             def succeeded(self, result):
-                seen.append((call.operation, call.model, "ok"))
+                seen.append((call.operation, call.model, call.options.get("tool_call_id"), "ok"))
 
             def failed(self, error):
-                seen.append((call.operation, call.model, f"{type(error).__name__}: {error}"))
+                seen.append((call.operation, call.model, call.options.get("tool_call_id"),
+                             f"{type(error).__name__}: {error}"))
 
         return Watch()
 
@@ -206,8 +240,11 @@ def test_an_observer_is_told_of_each_tool_run_and_of_the_error_sent_back():
     limiter = RateLimiter()
     script = [[tool_call("get_weather", city="Oslo"), tool_call("get_weather", city="Atlantis")], "Done."]
     llm = RateLimitedLlm(MockLlm(script), limiter, observers=[recorder])
-    assert llm.run_tools(ASK, [get_weather]).content == "Done."
+    run = llm.run_tools(ASK, [get_weather])
     limiter.close()
+    assert run.content == "Done."
     tools = [entry for entry in recorder.seen if entry[0] != "chat"]
-    assert tools == [("execute_tool", "get_weather", "ok"),
-                     ("execute_tool", "get_weather", "ToolCallFailed: LookupError: no station in Atlantis")]
+    first, second = (call.id for call in run.steps[0].calls)
+    assert tools == [("execute_tool", "get_weather", first, "ok"),
+                     ("execute_tool", "get_weather", second,
+                      "ToolCallFailed: LookupError: no station in Atlantis")]

@@ -49,6 +49,8 @@ def test_functions_and_dicts_become_openai_tools_and_functions_are_kept_by_name(
     ([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}],
      "must be a JSON schema of type 'object'"),
     ([{"type": "function", "function": {"name": "f", "paramters": {}}}], "unknown key\\(s\\) paramters"),
+    ([{"type": "function", "function": {"name": "f", "description": 5}}],
+     r"tools\[0\]\['function'\]\['description'\] must be a string"),
     ([get_weather, get_weather], "a second tool named 'get_weather'"),
 ])
 def test_bad_tools_are_value_errors(tools, words):
