@@ -7,7 +7,9 @@
   (OpenAI's shape): JSON matching the schema;
 - a dataclass type: the schema is derived from its fields (str, int, float, bool,
   Optional, list/tuple, Literal, Enum and nested dataclasses; every field required, no
-  extra keys, as OpenAI's strict mode wants), and the answer becomes an instance;
+  extra keys, as OpenAI's strict mode wants), named after the class (letters outside
+  a-z, A-Z, digits, ``_`` and ``-`` become ``_``, at most 64), and the answer becomes an
+  instance;
 - ``{"type": "text"}``: plain text (the default).
 
 :func:`parse_answer` turns the answer's text into ``ChatResult.parsed``: the decoded JSON,
@@ -31,6 +33,7 @@ __all__ = ["ResponseFormat", "check_response_format", "schema_of_dataclass", "pa
 
 # OpenAI's rule for json_schema.name (CreateChatCompletionRequest, ResponseFormatJsonSchema).
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.DOTALL)
 
 
@@ -77,8 +80,9 @@ def check_response_format(value: Any) -> Optional[ResponseFormat]:
     if isinstance(value, ResponseFormat):
         return value
     if isinstance(value, type) and dataclasses.is_dataclass(value):
-        return ResponseFormat("json_schema", schema_of_dataclass(value), name=value.__name__[:64],
-                              strict=True, target=value)
+        # Named after the class, in OpenAI's alphabet (a Python name may hold any letter).
+        return ResponseFormat("json_schema", schema_of_dataclass(value),
+                              name=_NOT_IN_NAME.sub("_", value.__name__)[:64], strict=True, target=value)
     if not isinstance(value, Mapping):
         raise ValueError("response_format must be {'type': 'json_object'}, {'type': 'json_schema', "
                          f"'json_schema': {{...}}}} or a dataclass type, got {type(value).__name__}")

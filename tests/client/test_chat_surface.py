@@ -163,3 +163,23 @@ def test_a_streamed_answer_that_does_not_match_raises_when_parsed():
     with pytest.raises(InvalidResponseError) as caught:
         _ = stream.parsed
     assert caught.value.raw_text == "not json"
+
+
+def make_city_class():
+    @dataclasses.dataclass
+    class City:  # the same name and fields as the module's City: the same request body
+        name: str
+        population: int
+        districts: List[str]
+
+    return City
+
+
+def test_two_dataclass_formats_sent_alike_do_not_share_a_cache_entry(fake):
+    config = fake.config(cache=CacheConfig(backend="memory"), key="cache-targets")
+    other = make_city_class()
+    with create_llm_client(config) as llm:
+        first = llm.chat(HELLO, response_format=City)
+        second = llm.chat(HELLO, response_format=other)
+    assert fake.chat_requests[0].body == fake.chat_requests[1].body
+    assert not second.cached and isinstance(first.parsed, City) and isinstance(second.parsed, other)

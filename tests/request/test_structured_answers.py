@@ -4,7 +4,7 @@ first problem (``schema_error``), as a user reading the error needs it (found by
 testing, see TESTING.md)."""
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Tuple, Union
 
 import pytest
 
@@ -63,3 +63,54 @@ def test_an_optional_field_of_a_type_without_a_schema_is_named_with_what_to_use(
     assert str(raised.value) == (
         "response_format dataclass field Bad.when has type <class 'complex'>, which has no JSON schema "
         "here (use str, int, float, bool, Optional, list, Literal, Enum or a dataclass)")
+
+
+@dataclasses.dataclass
+class Census:
+    city: str
+    population: int
+    capital: bool
+    share: float
+    stops: Tuple[Address, ...]
+    mayor: Union[Address, str]
+
+
+def test_each_field_has_its_own_python_type():
+    census = parse_answer('{"city": "Oslo", "population": 700000, "capital": true, "share": 1,'
+                          ' "stops": [{"street": "Main", "number": 3}], "mayor": "R. Johansen"}',
+                          check_response_format(Census))
+    assert [type(value) for value in dataclasses.astuple(census, tuple_factory=list)][:4] == [
+        str, int, bool, float]  # an integer answer for a float field becomes a float, no other
+    assert census.stops == (Address("Main", 3),) and isinstance(census.stops[0], Address)
+    assert census.mayor == "R. Johansen"  # the first member of the union the value fits
+    again = parse_answer('{"city": "Oslo", "population": 1, "capital": false, "share": 0.5, "stops": [],'
+                         ' "mayor": {"street": "Town Hall", "number": 1}}', check_response_format(Census))
+    assert again.mayor == Address("Town Hall", 1)
+
+
+def test_a_schema_problem_is_told_in_at_most_500_characters():
+    count = {"type": "json_schema", "json_schema": {"name": "count", "schema": {
+        "type": "object", "properties": {"count": {"type": "integer"}}}}}
+    error = schema_error('{"count": "%s"}' % ("many " * 400), count)
+    assert len(error) == 500 and error.startswith("['count']: 'many many")
+
+
+@pytest.mark.parametrize("hint, message", [
+    (Tuple[int, str], "response_format dataclass field Bad.value: use Tuple[X, ...], not "
+                      "typing.Tuple[int, str]"),
+    (List, "response_format dataclass field Bad.value: say the item type (typing.List[X])"),
+    (List[complex], "response_format dataclass field Bad.value has type <class 'complex'>, which has "
+                    "no JSON schema here (use str, int, float, bool, Optional, list, Literal, Enum or a "
+                    "dataclass)"),
+])
+def test_a_field_type_without_a_schema_is_refused_with_what_to_write(hint, message):
+    Bad = dataclasses.make_dataclass("Bad", [("value", hint)])
+    with pytest.raises(ValueError) as raised:
+        check_response_format(Bad)
+    assert str(raised.value) == message
+
+
+def test_a_dataclass_is_sent_under_a_name_openai_accepts():
+    Long = dataclasses.make_dataclass("Städte_" + "x" * 70, [("name", str)])
+    name = check_response_format(Long).to_openai()["json_schema"]["name"]
+    assert name == "St_dte_" + "x" * 57 and len(name) == 64

@@ -61,6 +61,23 @@ def test_a_json_schema_response_format_keeps_its_description_and_strictness():
      "response_format['json_schema'] must be a dict with 'name' and 'schema'"),
     (5, "response_format must be {'type': 'json_object'}, {'type': 'json_schema', "
         "'json_schema': {...}} or a dataclass type, got int"),
+    (dict, "response_format must be {'type': 'json_object'}, {'type': 'json_schema', "
+           "'json_schema': {...}} or a dataclass type, got type"),
+    (Answer("a", 1, "ok", None, []), "response_format must be {'type': 'json_object'}, {'type': "
+                                     "'json_schema', 'json_schema': {...}} or a dataclass type, got Answer"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}, "strict": True},
+     "response_format has unknown key(s) 'strict' (allowed: json_schema, type)"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strcit": True}},
+     "response_format['json_schema'] has unknown key(s) 'strcit' "
+     "(allowed: description, name, schema, strict)"),
+    ({"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}},
+     "response_format['json_schema']['name'] must be 1 to 64 letters, digits, '_' or '-', got 'a b'"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": "object"}},
+     "response_format['json_schema']['schema'] must be a JSON schema dict, got 'object'"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": "yes"}},
+     "response_format['json_schema']['strict'] must be true or false, got 'yes'"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "description": 5}},
+     "response_format['json_schema']['description'] must be a string"),
 ])
 def test_each_refusal_says_what_is_allowed(value, message):
     with pytest.raises(ValueError) as raised:
