@@ -295,3 +295,60 @@ def test_a_callable_without_a_name_is_a_value_error_not_a_crash():
         function_tool(bound)
     with pytest.raises(ValueError, match=r"function functools.partial\(.*\): its type hints cannot be"):
         parameters_schema(bound)
+
+
+@dataclasses.dataclass
+class Parcel:
+    """A parcel to send.
+
+    Args:
+        weight: in kilograms
+    """
+
+    weight: float
+    tracking: str = dataclasses.field(default="", init=False)  # set by the carrier, not the model
+    fragile: bool = False
+
+
+@dataclasses.dataclass
+class Label:
+    text: str
+
+
+def ship(parcel: Parcel, label: Label) -> str:
+    return ""
+
+
+def test_a_dataclass_parameter_is_described_by_its_docstring_and_init_fields():
+    props = function_tool(ship)["function"]["parameters"]["properties"]
+    assert props["parcel"]["description"] == "A parcel to send."
+    assert list(props["parcel"]["properties"]) == ["weight", "fragile"]  # no init=False field
+    assert "description" not in props["label"]  # not the "Label(text: str)" dataclasses invent
+
+
+@dataclasses.dataclass
+class Slot:
+    when: complex
+
+
+@dataclasses.dataclass
+class Later:
+    when: "NoSuchType"  # noqa: F821 - the point of the test
+
+
+def book(slot: Slot) -> str:
+    return ""
+
+
+def book_later(slot: Later) -> str:
+    return ""
+
+
+@pytest.mark.parametrize("func, message", [
+    (book, "function book, parameter 'slot', field Slot.when: type complex is not supported"),
+    (book_later, "function book_later, parameter 'slot': the hints of dataclass Later cannot be resolved"),
+])
+def test_a_dataclass_field_that_cannot_be_described_is_named(func, message):
+    with pytest.raises(ValueError) as raised:
+        function_tool(func)
+    assert str(raised.value).startswith(message)

@@ -2,7 +2,10 @@
 model, on_tool_error="raise", max_steps, unknown tools, forced tool_choice only on the
 first step — with MockLlm (offline) and through the limiter against FakeLlmServer."""
 
+import datetime
+import decimal
 import logging
+import time
 
 import pytest
 
@@ -146,6 +149,8 @@ def test_a_forced_tool_choice_applies_to_the_first_step_only():
     ({"tools": [{"type": "function", "function": {"name": "f"}},
                {"type": "function", "function": {"name": "g"}}, get_weather]}, "f, g are a dict"),
     ({"tools": [get_weather], "max_steps": 0}, "max_steps must be an integer of at least 1"),
+    ({"tools": [get_weather], "max_steps": True}, "max_steps must be an integer of at least 1, got True"),
+    ({"tools": [get_weather], "max_steps": "3"}, "max_steps must be an integer of at least 1, got '3'"),
     ({"tools": [get_weather], "on_tool_error": "ignore"}, "on_tool_error must be one of return, raise"),
 ])
 def test_bad_arguments_are_value_errors_before_any_call(kwargs, words):
@@ -182,10 +187,14 @@ def test_run_tools_with_a_mock_behind_the_rate_limited_client():
     assert llm.usage().total.requests == 2
 
 
-def test_by_default_the_loop_gives_up_after_eight_model_calls():
+@pytest.mark.parametrize("as_function", [False, True])
+def test_by_default_the_loop_gives_up_after_eight_model_calls(as_function):
     llm = MockLlm([tool_call("get_weather", city="Oslo")] * 9)
     with pytest.raises(MaxStepsError, match="after max_steps=8 steps"):
-        llm.run_tools(ASK, [get_weather])
+        if as_function:
+            run_tools(llm, ASK, [get_weather])
+        else:
+            llm.run_tools(ASK, [get_weather])
     assert llm.call_count == 8
 
 
@@ -225,8 +234,9 @@ class Recorder(Observer):
         seen = self.seen
 
         class Watch(CallObservation):
-            def succeeded(self, result):
-                seen.append((call.operation, call.model, call.options.get("tool_call_id"), "ok"))
+            def succeeded(self, result):  # a ChatResult, or a tool's ToolOutcome
+                seen.append((call.operation, call.model, call.options.get("tool_call_id"),
+                             getattr(result, "output", "ok")))
 
             def failed(self, error):
                 seen.append((call.operation, call.model, call.options.get("tool_call_id"),
@@ -245,6 +255,52 @@ def test_an_observer_is_told_of_each_tool_run_and_of_the_error_sent_back():
     assert run.content == "Done."
     tools = [entry for entry in recorder.seen if entry[0] != "chat"]
     first, second = (call.id for call in run.steps[0].calls)
-    assert tools == [("execute_tool", "get_weather", first, "ok"),
+    assert tools == [("execute_tool", "get_weather", first,
+                      '{"city": "Oslo", "sky": "sunny", "celsius": 14}'),
                      ("execute_tool", "get_weather", second,
                       "ToolCallFailed: LookupError: no station in Atlantis")]
+
+
+def test_an_observer_is_told_of_the_error_that_stops_the_loop():
+    recorder = Recorder()
+    limiter = RateLimiter()
+    llm = RateLimitedLlm(MockLlm([tool_call("get_weather", city="Atlantis")]), limiter, observers=[recorder])
+    with pytest.raises(ToolExecutionError):
+        llm.run_tools(ASK, [get_weather], on_tool_error="raise")
+    limiter.close()
+    assert recorder.seen[-1][0] == "execute_tool"
+    assert recorder.seen[-1][-1] == ("ToolExecutionError: tool get_weather raised LookupError: "
+                                     "no station in Atlantis")
+
+
+def test_the_error_that_stops_the_loop_carries_the_steps_before_it():
+    llm = MockLlm([tool_call("get_weather", city="Oslo"), tool_call("get_weather", city="Atlantis")])
+    with pytest.raises(ToolExecutionError) as caught:
+        llm.run_tools(ASK, [get_weather], on_tool_error="raise")
+    (step,) = caught.value.steps
+    assert step.outcomes[0].output == '{"city": "Oslo", "sky": "sunny", "celsius": 14}'
+
+
+def slow_lookup(city: str) -> str:
+    """Look a city up, slowly."""
+    time.sleep(0.05)  # the tool's own work: what its outcome's seconds measure
+    if city == "Atlantis":
+        raise LookupError("no such city")
+    return city
+
+
+def test_each_tool_outcome_says_how_long_the_tool_took():
+    llm = MockLlm([[tool_call("slow_lookup", city="Oslo"), tool_call("slow_lookup", city="Atlantis"),
+                    tool_call("missing", city="Oslo")], "Done."])
+    ok, failed, unknown = llm.run_tools(ASK, [slow_lookup]).steps[0].outcomes
+    assert 0.05 <= ok.seconds < 5 and 0.05 <= failed.seconds < 5
+    assert isinstance(unknown.seconds, float) and 0 < unknown.seconds < 5
+
+
+def test_a_result_json_cannot_hold_is_sent_as_its_text():
+    def when(city: str) -> dict:
+        """When the next train leaves."""
+        return {"city": city, "at": datetime.datetime(2026, 12, 1, 18, 30), "price": decimal.Decimal("9.50")}
+
+    run = MockLlm([tool_call("when", city="Oslo"), "At half past six."]).run_tools(ASK, [when])
+    assert run.messages[2]["content"] == '{"city": "Oslo", "at": "2026-12-01 18:30:00", "price": "9.50"}'

@@ -95,7 +95,7 @@ def test_parallel_tool_calls_is_a_bool_with_tools():
     assert check_parallel_tool_calls(False, True) is False
     with pytest.raises(ValueError, match="True, False or None"):
         check_parallel_tool_calls("no", True)
-    with pytest.raises(ValueError, match="without tools"):
+    with pytest.raises(ValueError, match="^parallel_tool_calls was given without tools$"):
         check_parallel_tool_calls(True, False)
 
 
