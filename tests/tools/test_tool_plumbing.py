@@ -78,6 +78,13 @@ def test_bad_tool_choice_is_a_value_error(choice, names, words):
         check_tool_choice(choice, names)
 
 
+def test_a_tool_dicts_parameters_may_leave_out_the_object_type():
+    lookup = {"type": "function", "function": {"name": "lookup", "parameters": {
+        "properties": {"word": {"type": "string"}}}}}
+    (spec,), _ = normalize_tools([lookup])
+    assert spec == lookup
+
+
 def test_a_tool_dict_of_another_type_is_refused_with_the_shape_it_must_have():
     with pytest.raises(ValueError) as raised:
         normalize_tools([get_weather, {"type": "retrieval", "function": {"name": "lookup"}}])
