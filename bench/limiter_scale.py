@@ -54,7 +54,7 @@ if mode == "cowork":
         def recording(**kwargs):
             answer = ask(**kwargs)
             if int(answer[0]) == 0:
-                with lock: admitted.append(float(answer[2]) / 1000)
+                with lock: admitted.append((float(answer[2]) + float(answer[1])) / 1000)  # now + reservation
             return answer
         backend._acquire = recording
     else:  # memory, sqlite: the timestamp put into the bucket
@@ -62,7 +62,7 @@ if mode == "cowork":
         def recording_put(item):
             ok = put(item)
             if ok:
-                with lock: admitted.append(item.timestamp / 1000)
+                with lock: admitted.append(item.timestamp / 1e6)  # microseconds
             return ok
         backend._put_request = recording_put
     def send(tag): client.chat([{"role": "user", "content": tag}])

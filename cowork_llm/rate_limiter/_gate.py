@@ -7,12 +7,14 @@ has been read. Waiters queue in arrival order (pyrate-limiter's own blocking wai
 not FIFO); the head of the queue is admitted when fewer than ``max_concurrent`` slots
 are out, no pause is running, and the backend's rates allow another start.
 
-What this guarantees, per limiter: admissions (request starts) at least
-``min_interval_seconds`` apart (pyrate counts whole milliseconds and rounds in our
-favour), at most ``max_concurrent`` in flight, admission in arrival order. What it does
-not: the time from admission to the request reaching the server (building and sending
-it, scheduling); on a busy 2-core machine that varied by a few milliseconds, so gaps seen
-by the server can be that much shorter than the admissions' gaps.
+What this guarantees, per limiter: admissions (request starts, as the backend records
+them, to the microsecond) at least ``min_interval_seconds`` apart, at most
+``max_concurrent`` in flight, admission in arrival order, and no caller going on before
+its recorded start. The head asks a little ahead (the reservation lead) so its start can
+be recorded at the instant the interval ends, not whenever its sleep happens to end.
+What it does not: the time from admission to the request reaching the server (building
+and sending it, scheduling); on a busy 2-core machine that varied by a few milliseconds,
+so gaps seen by the server can be that much shorter than the admissions' gaps.
 
 After ``os.fork()`` the child's limiters start with an empty gate (no slots out, nobody
 queued): the parent's other threads do not exist there to give theirs back. A ``memory``
@@ -35,6 +37,7 @@ from ..errors import AcquireCancelled, LimiterAcquireError, LimiterBackendError
 from ..limits import LimitReport, LimitsSnapshot
 from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 from ._provider_view import Demand, ProviderView
+from ._rates import reservation_lead_seconds
 from .backends import build_backend
 from .backends.base import LimiterBackend
 from .backends.memory import MemoryBackend
@@ -64,7 +67,7 @@ class Slot:
 
     ticket: int  #: arrival order at the gate (0, 1, 2, ...)
     waited_seconds: float  #: from asking to being admitted: queue, pause and interval
-    admitted_at: float  #: time.monotonic() when the start was recorded
+    admitted_at: float  #: time.monotonic() of the start recorded (acquire returns no earlier)
     _limiter: "RateLimiter" = field(repr=False)
     _released: bool = field(default=False, repr=False)
     _fork_epoch: int = field(default=0, repr=False)  # the limiter's, when it was handed out
@@ -139,6 +142,9 @@ class RateLimiter:
         self._admitted = 0
         self._closed = False
         self._fork_epoch = 0  # bumped in a forked child: slots from before the fork do not count
+        # The head asks this long before the rates free a slot and reserves it (see
+        # reservation_lead_seconds): what its sleep overshoots is not added to the interval.
+        self._lead = reservation_lead_seconds(self.config)
         _live_limiters.add(self)
 
     # --- taking and giving back slots ---------------------------------------------------
@@ -183,7 +189,7 @@ class RateLimiter:
             self._arrived.notify_all()
             admitted = False
             try:
-                admitted_at = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
+                start_in = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
                 admitted = True
             finally:
                 # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
@@ -197,6 +203,11 @@ class RateLimiter:
             self._in_flight += 1
             self._admitted += 1
             lease = self.backend.take_lease()
+            admitted_at = time.monotonic() + start_in
+        if start_in > 0:
+            # A reservation (at most the lead, a few ms): the start was recorded for then.
+            # The lock and the queue are free meanwhile, so the next head asks already.
+            time.sleep(max(0.0, admitted_at - time.monotonic()))
         return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
@@ -204,7 +215,8 @@ class RateLimiter:
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
-        """With the lock held: wait until ``me`` may start; return when it did."""
+        """With the lock held: wait until ``me`` is admitted; return the seconds from now
+        until its recorded start (0.0: now; more for a reservation)."""
         cancel_events = active_cancel_events()
         while True:
             self._check_open()
@@ -215,7 +227,6 @@ class RateLimiter:
             wait: Optional[float] = None  # None: until woken
             asked = False
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
-                asked_backend_at = time.monotonic()
                 # Only the head calls the backend, so releasing the lock meanwhile (a
                 # shared backend may be slow) cannot reorder anyone.
                 self._lock.release()
@@ -224,7 +235,9 @@ class RateLimiter:
                 finally:
                     self._lock.acquire()
                 if wait <= 0:
-                    return asked_backend_at
+                    return -wait
+                if wait > self._lead:  # ask again the lead before, to reserve the slot
+                    wait -= self._lead
                 asked = True
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -255,19 +268,19 @@ class RateLimiter:
         budgets (looked at first, so a refusal there spends no configured slot) and the
         configured rates allow it; else the seconds to wait."""
         if me.demand is None:
-            return self.backend.try_acquire(weight, tokens)
+            return self.backend.try_acquire(weight, tokens, self._lead)
         with self.backend.provider_view_guard():
             wait = self.provider_view.wait(me.demand)
             if wait > 0:
                 return wait
-            wait = self.backend.try_acquire(weight, tokens)
-            if wait > 0:
-                return wait
+            start = self.backend.try_acquire(weight, tokens, self._lead)
+            if start > 0:
+                return start
             # Without a guard (redis) another process may have charged the view since
             # the look above; the configured slot is then lost (never an excess), as
             # with the token bucket.
             wait, me.marks = self.provider_view.admit(me.demand)
-            return wait
+            return wait if wait > 0 else start
 
     def observe(self, slot: Slot, report: Optional[LimitReport],
                 used: Optional[Mapping[str, float]] = None, *, refused: bool = False,

@@ -10,7 +10,9 @@ from cowork_llm.config import RateLimitConfig
 from cowork_llm.rate_limiter._rates import (
     admission_rates,
     estimate_embedding_tokens,
+    request_log_rates,
     request_rates,
+    reservation_lead_seconds,
 )
 
 
@@ -64,3 +66,27 @@ def test_a_backend_asked_without_tokens_spends_none(backend, tmp_path):
         assert store.try_acquire(tokens=60) == 0.0  # the whole budget was still there
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("seconds, padded_us", [
+    (0.01, 10_100),  # 100 requests/s: 10.1 ms, not 11 ms as in whole milliseconds
+    (0.0005, 505),  # below a millisecond: kept, not rounded up to 1 ms
+    (2.0, 2_020_000),
+])
+def test_the_request_logs_count_the_padded_interval_in_microseconds(seconds, padded_us):
+    config = RateLimitConfig(min_interval_seconds=seconds)
+    assert limits(request_log_rates(config)) == [(1, padded_us)]
+
+
+def test_the_request_logs_keep_requests_per_minute_over_a_padded_minute():
+    config = RateLimitConfig(min_interval_seconds=0.01, requests_per_minute=100)
+    assert limits(request_log_rates(config)) == [(1, 10_100), (100, 60_020_000)]
+
+
+@pytest.mark.parametrize("seconds, lead", [
+    (2.0, 0.005),  # capped at 5 ms
+    (0.01, 0.0025),  # a quarter of the interval
+    (0, 0.0),  # no interval, nothing to reserve
+])
+def test_the_head_asks_at_most_5_ms_and_a_quarter_interval_ahead(seconds, lead):
+    assert reservation_lead_seconds(RateLimitConfig(min_interval_seconds=seconds)) == pytest.approx(lead)

@@ -9,13 +9,16 @@ from a prefix with the same tag. ARGV[1] of every script is the host's clock in 
 ``''`` to read Redis's clock (the host clock is the fallback for servers that forbid
 ``TIME`` in scripts; see :mod:`.redis`).
 
-Answers are strings where a number may be fractional (Redis truncates Lua numbers).
+Answers are strings where a number may be fractional (Redis truncates Lua numbers), and
+instants are written with ``ms()``: Lua's ``tostring`` (and Redis's conversion of a
+number argument) keeps 14 digits, a tenth of a millisecond on a clock in ms since 1970.
 """
 
 __all__ = ["ACQUIRE", "RELEASE", "RENEW", "LEAVE", "PAUSE", "CLOCK_CHECK"]
 
 # Shared prelude: the clock, and waking the member at the front of the queue.
 _PRELUDE = """
+local function ms(value) return string.format('%.3f', value) end
 local function clock_ms(host)
     if host ~= '' then return tonumber(host) end
     local t = redis.call('TIME')
@@ -38,14 +41,16 @@ end
 # ARGV: 1 host clock or '', 2 member, 3 known generation or '', 4 ask valid until (ms, 0:
 # always), 5 ticket alive ms, 6 weight, 7 tokens, 8 rates "limit:window,...", 9 tokens
 # per window (0: none), 10 token window ms, 11 lost-state pause ms, 12 max leases (0: not
-# shared), 13 lease ms, 14 lease id, 15 wake-list prefix, 16 ghosts "m1,m2", 17 queued (1/0)
-# Returns {code, wait ms, now ms, generation, lost}: code 0 admitted, 1 wait this long,
-# 2 behind the front (a wake-up comes), 3 every lease is out (a release wakes), 4 the ask
-# expired before it ran (its member gave up on it).
+# shared), 13 lease ms, 14 lease id, 15 wake-list prefix, 16 ghosts "m1,m2", 17 queued (1/0),
+# 18 reservation lead ms (0: none)
+# Returns {code, wait ms, now ms, generation, lost}: code 0 admitted (wait ms > 0: a
+# reservation, start that much after now), 1 wait this long, 2 behind the front (a
+# wake-up comes), 3 every lease is out (a release wakes), 4 the ask expired before it ran
+# (its member gave up on it).
 ACQUIRE = _PRELUDE + """
 local now = clock_ms(ARGV[1])
 local valid_until = tonumber(ARGV[4])
-if valid_until > 0 and now > valid_until then return {4, '0', tostring(now), '', 0} end
+if valid_until > 0 and now > valid_until then return {4, '0', ms(now), '', 0} end
 local member, queued = ARGV[2], ARGV[17] == '1'
 local alive_ms, wake_prefix = tonumber(ARGV[5]), ARGV[15]
 for ghost in string.gmatch(ARGV[16], '[^,]+') do
@@ -65,10 +70,10 @@ end
 local pause_until = tonumber(redis.call('GET', KEYS[3]) or '0')
 if lost == 1 and tonumber(ARGV[11]) > 0 and now + tonumber(ARGV[11]) > pause_until then
     pause_until = now + tonumber(ARGV[11])
-    redis.call('SET', KEYS[3], tostring(pause_until), 'PX', math.ceil(tonumber(ARGV[11])) + 1)
+    redis.call('SET', KEYS[3], ms(pause_until), 'PX', math.ceil(tonumber(ARGV[11])) + 1)
 end
 local function answer(code, wait)
-    return {code, tostring(wait), tostring(now), gen, lost}
+    return {code, ms(wait), ms(now), gen, lost}
 end
 -- The queue: take a ticket, stay alive, skip dead tickets in front.
 if queued then
@@ -115,7 +120,7 @@ local function rates_wait(w)
     for limit, window in string.gmatch(ARGV[8], '([%d.]+):([%d.]+)') do
         limit, window = tonumber(limit), tonumber(window)
         if window > longest then longest = window end
-        local from = '(' .. tostring(now - window)
+        local from = '(' .. ms(now - window)
         local count = redis.call('ZCOUNT', KEYS[1], from, '+inf')
         if count + w > limit then
             local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES',
@@ -127,6 +132,7 @@ local function rates_wait(w)
     return wait, longest
 end
 local wait, longest = rates_wait(weight)
+local tokens_short = false
 -- The token budget: a bucket of ARGV[9] tokens refilling continuously over ARGV[10] ms.
 local tokens, capacity, refill_ms = tonumber(ARGV[7]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local level = capacity
@@ -138,22 +144,29 @@ if capacity > 0 and tokens > 0 then
         level = 0  -- the budget spent before the loss is unknown: start empty
     end
     if level < tokens then
+        tokens_short = true
         local until_tokens = (tokens - level) * refill_ms / capacity
         if until_tokens > wait then wait = until_tokens end
     end
 end
-if wait > 0 then
+-- A reservation: only the rates stand in the way, and they free a slot within the lead.
+-- The start is recorded at that instant (after every start in the log), the member
+-- starts then: its sleep's overshoot and this round trip are not added to the interval.
+local start = now
+if wait > 0 and not tokens_short and wait <= tonumber(ARGV[18]) then
+    start = now + wait
+elseif wait > 0 then
     stay_alive(wait)
     return answer(1, wait)
 end
 -- Admitted: record the start, spend the tokens, take a lease, leave the queue.
 for i = 1, weight do
-    redis.call('ZADD', KEYS[1], now, member .. '@' .. tostring(now) .. '#' .. i)
+    redis.call('ZADD', KEYS[1], ms(start), member .. '@' .. ms(start) .. '#' .. i)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
 redis.call('PEXPIRE', KEYS[1], math.ceil(longest) + 1000)
 if capacity > 0 and tokens > 0 then
-    redis.call('HSET', KEYS[2], 'level', tostring(level - tokens), 'at', tostring(now))
+    redis.call('HSET', KEYS[2], 'level', tostring(level - tokens), 'at', ms(now))
     redis.call('PEXPIRE', KEYS[2], math.ceil(refill_ms) * 2)
 end
 if max_leases > 0 then
@@ -166,9 +179,9 @@ if queued then
     -- The next member learns when its turn can come (an instant on this clock, so the
     -- time the wake-up takes to reach it is not added): it sleeps until then.
     local next_wait = rates_wait(1)
-    wake_front(KEYS[4], wake_prefix, tostring(now + next_wait), alive_ms)
+    wake_front(KEYS[4], wake_prefix, ms(now + next_wait), alive_ms)
 end
-return answer(0, 0)
+return answer(0, start - now)
 """
 
 # KEYS: 1 leases, 2 queue. ARGV: 1 host clock or '', 2 wake prefix, 3 wake ttl ms, 4.. lease ids.
@@ -210,7 +223,7 @@ local now = clock_ms(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[3] ~= '1' and now + tonumber(ARGV[2]) > current then
     current = now + tonumber(ARGV[2])
-    redis.call('SET', KEYS[1], tostring(current), 'PX', math.ceil(tonumber(ARGV[2])) + 1)
+    redis.call('SET', KEYS[1], ms(current), 'PX', math.ceil(tonumber(ARGV[2])) + 1)
 end
 return tostring(math.max(0, current - now))
 """

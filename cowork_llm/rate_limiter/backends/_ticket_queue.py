@@ -99,9 +99,9 @@ class QueuedBackend(BucketBackend):
 
     # --- the queue ------------------------------------------------------------------------
 
-    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
         try:
-            wait = super().try_acquire(weight, tokens)
+            wait = super().try_acquire(weight, tokens, lead)
         except LimiterBackendError:
             self._forget_my_member()
             raise
@@ -122,13 +122,13 @@ class QueuedBackend(BucketBackend):
             ghosts, self._ghosts = self._ghosts, []
             return ghosts
 
-    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+    def _try_acquire_guarded(self, weight: int, tokens: int, lead: float) -> float:
         ghosts = self._take_ghosts()
         if ghosts:
             self._leave_queue(ghosts)
         member = self._my_member()
         try:
-            return self._take_turn_and_try(member, weight, tokens)
+            return self._take_turn_and_try(member, weight, tokens, lead)
         except self._store_errors:
             self._drop_ticket_after_failure(member)
             raise
@@ -144,20 +144,20 @@ class QueuedBackend(BucketBackend):
         member's turn comes answers that instead (bounded, for a lost estimate)."""
         return self.queue_poll_seconds
 
-    def _take_turn_and_try(self, member: str, weight: int, tokens: int) -> float:
+    def _take_turn_and_try(self, member: str, weight: int, tokens: int, lead: float) -> float:
         stale_ms = max(1, round(self.stale_ticket_seconds * 1000))
         if not self._take_turn(member, stale_ms):
             return self._behind_wait(member)
-        wait = super()._try_acquire_guarded(weight, tokens)
+        wait = super()._try_acquire_guarded(weight, tokens, lead)
         if wait > 0:
             # The front ticket waits for the bucket (an interval, a pause): it will not ask
             # again before `wait`, so it stays alive that much longer, not only stale_ms.
             self._keep_alive(member, stale_ms + round(wait * 1000))
             return wait
-        self._leave_queue([member])
+        self._leave_queue([member])  # admitted, now or by reservation (wait < 0)
         with self._members_lock:
             self._members.pop(threading.get_ident(), None)
-        return 0.0
+        return wait
 
     def _my_member(self) -> str:
         ident = threading.get_ident()

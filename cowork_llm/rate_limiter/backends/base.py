@@ -38,7 +38,7 @@ from pyrate_limiter.abstracts.bucket import AbstractBucket
 
 from ...config._sections import RateLimitConfig
 from ...errors import LimiterAcquireError, LimiterBackendError
-from .._rates import CHARS_PER_TOKEN
+from .._rates import CHARS_PER_TOKEN, REQUEST_LOG_UNITS_PER_SECOND
 from ._provider_store import LocalViewStore
 
 __all__ = ["LimiterBackend", "BucketBackend"]
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 # When a bucket refuses but reports no wait (a race), ask again soon rather than spinning.
 _MIN_RETRY_SECONDS = 0.001
 # Expired request entries are deleted this often (pyrate's own Leaker thread is not used).
-_LEAK_EVERY_MS = 10_000
+_LEAK_EVERY = 10 * REQUEST_LOG_UNITS_PER_SECOND
 # Makes the process-local provider view of a backend the first time it is used.
 _LOCAL_VIEW_LOCK = threading.Lock()
 
@@ -70,14 +70,18 @@ class LimiterBackend(ABC):
         never be admitted, so it fails before queueing instead of waiting forever."""
 
     @abstractmethod
-    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
         """Record one request start (``weight`` for the request rates, ``tokens`` for
-        the token budget) if no pause is running and every limit allows it now.
+        the token budget) if no pause is running and every limit allows it now, or,
+        when only the request rates stand in the way and they free a slot within
+        ``lead`` seconds, at that instant (a reservation, see
+        :func:`~cowork_llm.rate_limiter._rates.reservation_lead_seconds`).
 
-        Returns 0.0 when the start was recorded, otherwise the seconds to wait before
-        asking again (one call, so a shared backend answers in few round trips).
-        Raises LimiterAcquireError when the request can never fit, and
-        LimiterBackendError when the shared store fails.
+        Returns a number <= 0 when the start was recorded: 0.0 for now, ``-d`` for a
+        reservation ``d`` seconds from now (the caller must not start before). Otherwise
+        the seconds to wait before asking again (one call, so a shared backend answers
+        in few round trips). Raises LimiterAcquireError when the request can never fit,
+        and LimiterBackendError when the shared store fails.
         """
 
     @abstractmethod
@@ -152,6 +156,11 @@ class BucketBackend(LimiterBackend):
     """try_acquire over a request bucket and a token bucket; subclasses say where they
     live (:meth:`_guard`, the pause hooks, which exceptions mean "the store failed").
 
+    The request bucket is a pyrate-limiter log whose timestamps are integer microseconds
+    (:data:`~cowork_llm.rate_limiter._rates.REQUEST_LOG_UNITS_PER_SECOND`) of
+    :meth:`_request_clock`, its rates from
+    :func:`~cowork_llm.rate_limiter._rates.request_log_rates`.
+
     One attempt: pause? -> enough tokens (looked at, not spent)? -> put the request ->
     spend the tokens. Under a guard that excludes every other member (the SQLite file
     lock) that is atomic. Where it is not (Redis: each step is atomic on its own),
@@ -168,7 +177,7 @@ class BucketBackend(LimiterBackend):
         self._name = config.key
         self._requests = requests
         self._tokens = tokens
-        self._last_leak_ms: Optional[int] = None
+        self._last_leak: Optional[int] = None
         self._rates = requests.rates if requests is not None else []
 
     @property
@@ -186,6 +195,11 @@ class BucketBackend(LimiterBackend):
         return self._tokens is not None
 
     # --- hooks ----------------------------------------------------------------------------
+
+    def _request_clock(self) -> int:
+        """Now, in the request log's unit (microseconds), on the clock the members
+        sharing the log agree on: the wall clock (processes of one machine)."""
+        return time.time_ns() // 1000
 
     def _guard(self) -> ContextManager[Any]:
         """Held around every read-modify-write of the shared state."""
@@ -211,8 +225,10 @@ class BucketBackend(LimiterBackend):
     def check_fits(self, weight: int = 1, tokens: int = 0) -> None:
         if self._heaviest_request is not None and weight > self._heaviest_request:
             raise LimiterAcquireError(
-                f"a request of weight {weight} can never fit the rate limit {self._rates} "
-                f"(llm.rate_limit key {self._name!r})")
+                f"a request of weight {weight} can never fit the request rates: at most "
+                f"{self._heaviest_request} start(s) per window (llm.rate_limit "
+                f"min_interval_seconds = {self.config.min_interval_seconds}, requests_per_minute "
+                f"= {self.config.requests_per_minute}, key {self._name!r})")
         tpm = self.config.tokens_per_minute
         if tpm is not None and tokens > tpm:
             raise LimiterAcquireError(
@@ -222,15 +238,15 @@ class BucketBackend(LimiterBackend):
                 f"the prompt, lower max_tokens, or raise tokens_per_minute if the "
                 f"provider allows (key {self._name!r})")
 
-    def try_acquire(self, weight: int = 1, tokens: int = 0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
         self.check_fits(weight, tokens)
         try:
             with self._guard():
-                return self._try_acquire_guarded(weight, tokens if self._counts_tokens() else 0)
+                return self._try_acquire_guarded(weight, tokens if self._counts_tokens() else 0, lead)
         except self._store_errors as error:
             raise self._backend_error(error) from error
 
-    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+    def _try_acquire_guarded(self, weight: int, tokens: int, lead: float) -> float:
         paused = self._read_pause()
         if paused > 0:
             return paused
@@ -241,19 +257,30 @@ class BucketBackend(LimiterBackend):
             wait_ms = self._token_wait_ms(tokens)
             if wait_ms > 0:
                 return wait_ms / 1000
+        start_in = 0  # request-log units; > 0: a reservation
         if self._requests is not None:
-            item = RateItem(self._name, self._requests.now(), weight)
+            now = self._request_clock()
+            item = RateItem(self._name, now, weight)
             if not self._put_request(item):
-                return self._seconds(self._requests.waiting(item))
-            self._leak_now_and_then(item.timestamp)
+                wait = self._requests.waiting(item)
+                assert isinstance(wait, int)  # sync buckets answer synchronously
+                if not 0 < wait <= lead * REQUEST_LOG_UNITS_PER_SECOND:
+                    return self._seconds(wait, REQUEST_LOG_UNITS_PER_SECOND)
+                # The slot frees within the lead: take it for that instant. It is after
+                # every start in the log, so the log stays in time order.
+                item = RateItem(self._name, now + wait, weight)
+                if not self._put_request(item):  # kept for a bucket that disagrees
+                    return self._seconds(self._requests.waiting(item), REQUEST_LOG_UNITS_PER_SECOND)
+                start_in = wait
+            self._leak_now_and_then(now)
         if tokens > 0:
             assert self._tokens is not None
             item = RateItem(self._name, self._tokens.now(), tokens)
             if not self._tokens.put(item):
                 logger.debug("tokens spent by another member after the request slot was taken")
-                return self._seconds(self._tokens.waiting(item))
+                return self._seconds(self._tokens.waiting(item), 1000)
         self._on_admitted()
-        return 0.0
+        return -start_in / REQUEST_LOG_UNITS_PER_SECOND
 
     def _cap_wait(self) -> float:
         """With the guard held: seconds until a shared concurrency lease may be free
@@ -274,17 +301,17 @@ class BucketBackend(LimiterBackend):
             return 0
         return max(decision.retry_after_ms or 1, 1)
 
-    def _seconds(self, wait_ms: Any) -> float:
-        assert isinstance(wait_ms, int)  # sync buckets answer synchronously
-        if wait_ms < 0:  # check_fits rules this out; kept for a bucket that disagrees
+    def _seconds(self, wait: Any, units_per_second: int) -> float:
+        assert isinstance(wait, int)  # sync buckets answer synchronously
+        if wait < 0:  # check_fits rules this out; kept for a bucket that disagrees
             raise LimiterAcquireError(f"the request can never fit the rate limit (key {self._name!r})")
-        return max(wait_ms / 1000, _MIN_RETRY_SECONDS)
+        return max(wait / units_per_second, _MIN_RETRY_SECONDS)
 
-    def _leak_now_and_then(self, now_ms: int) -> None:
-        if self._last_leak_ms is None or now_ms - self._last_leak_ms >= _LEAK_EVERY_MS:
-            self._last_leak_ms = now_ms
+    def _leak_now_and_then(self, now: int) -> None:
+        if self._last_leak is None or now - self._last_leak >= _LEAK_EVERY:
+            self._last_leak = now
             assert self._requests is not None
-            self._requests.leak(now_ms)
+            self._requests.leak(now)
 
     def pause(self, seconds: float) -> None:
         if seconds <= 0:

@@ -7,7 +7,7 @@ from typing import Any, ContextManager
 from pyrate_limiter import InMemoryBucket, StateBucket, TokenBucket
 
 from ...config._sections import RateLimitConfig
-from .._rates import admission_rates, token_rates
+from .._rates import request_log_rates, token_rates
 from .base import BucketBackend
 
 __all__ = ["MemoryBackend", "BACKEND"]
@@ -20,11 +20,14 @@ class MemoryBackend(BucketBackend):
     description = "memory"
 
     def __init__(self, config: RateLimitConfig) -> None:
-        rates, tpm = admission_rates(config), token_rates(config)
+        rates, tpm = request_log_rates(config), token_rates(config)
         super().__init__(config, InMemoryBucket(rates) if rates else None,
                          StateBucket(tpm, algorithm=TokenBucket()) if tpm else None)
         self._pause_lock = threading.Lock()
         self._pause_until = 0.0  # time.monotonic()
+
+    def _request_clock(self) -> int:
+        return time.monotonic_ns() // 1000  # one process: immune to wall-clock steps
 
     def _guard(self) -> ContextManager[Any]:
         return self._pause_lock

@@ -32,7 +32,14 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
-from .._rates import admission_rates, lost_state_pause_seconds, padded_window_ms, request_rates, token_rates
+from .._rates import (
+    admission_rates,
+    lost_state_pause_seconds,
+    padded_window_ms,
+    request_rates,
+    reservation_lead_seconds,
+    token_rates,
+)
 from . import _redis_scripts as scripts
 from ._leases import LeaseKeeper
 from ._provider_store import redis_update
@@ -106,12 +113,13 @@ class RedisBackend(QueuedBackend):
         self._wake_prefix = tag + "wake:"
         rates = admission_rates(config)
         # The scripts count in fractional ms: pad the windows exactly, not rounded up to
-        # whole ms as pyrate's integer rates must be (at 10 ms, 10.1 ms instead of 11).
+        # whole ms (at 10 ms, 10.1 ms instead of 11).
         self._rates_arg = ",".join(f"{r.limit}:{padded_window_ms(r.interval)!r}"
                                    for r in request_rates(config))
         tpm = token_rates(config)
         self._tokens_args = [tpm[0].limit, tpm[0].interval] if tpm else [0, 1]
         self._lost_pause_ms = lost_state_pause_seconds(config) * 1000
+        self._lead = reservation_lead_seconds(config)
         self._generation = ""  # the generation this member last saw ("" before its first ask)
         self._host_clock = False
         self._last: Dict[int, int] = {}  # thread -> the code of its last answer
@@ -172,17 +180,17 @@ class RedisBackend(QueuedBackend):
 
     # --- asking ------------------------------------------------------------------------
 
-    def _try_acquire_guarded(self, weight: int, tokens: int) -> float:
+    def _try_acquire_guarded(self, weight: int, tokens: int, lead: float) -> float:
         member = self._my_member()
         ghosts = self._take_ghosts()
         try:
-            return self._ask(member, ghosts, weight, tokens)
+            return self._ask(member, ghosts, weight, tokens, lead)
         except self._store_errors:
             with self._members_lock:
                 self._ghosts.extend(ghosts)  # removed by the next good ask instead
             raise
 
-    def _ask(self, member: str, ghosts: List[str], weight: int, tokens: int) -> float:
+    def _ask(self, member: str, ghosts: List[str], weight: int, tokens: int, lead: float) -> float:
         lease = LeaseKeeper.new_id() if self._shared_cap else ""
         alive_ms = max(1, round(self.stale_ticket_seconds * 1000))
         # An ask that runs after its member gave up (Redis stalled past the socket timeout
@@ -196,7 +204,7 @@ class RedisBackend(QueuedBackend):
                   tokens, self._rates_arg, *self._tokens_args,
                   repr(self._lost_pause_ms), self.config.max_concurrent if self._shared_cap else 0,
                   round(self.leases.lease_seconds * 1000), lease, self._wake_prefix,
-                  ",".join(ghosts), 1])
+                  ",".join(ghosts), 1, repr(lead * 1000)])
         received = time.monotonic()
         self._offset_ms = float(now_ms) - (sent + received) / 2 * 1000
         generation = generation.decode() if isinstance(generation, bytes) else generation
@@ -215,6 +223,8 @@ class RedisBackend(QueuedBackend):
             if lease:
                 self._pending_lease[threading.get_ident()] = lease
                 self.leases.hold(lease)
+            if float(wait_ms) > 0:  # a reservation: the start is recorded at that instant
+                return min(0.0, -self._until(float(now_ms) + float(wait_ms)))
             return 0.0
         if int(code) == _EXPIRED:  # cannot happen to an ask we are still waiting for
             return self.await_fallback_seconds
@@ -250,10 +260,11 @@ class RedisBackend(QueuedBackend):
             logger.debug("waiting for a wake-up from %s: %s", self.description, self._scrub(str(error)))
             return True
         if woken is not None:
-            # The member admitted before us says when our turn can come: sleep until then.
+            # The member admitted before us says when our turn can come: sleep until the
+            # reservation lead before then, and ask for it.
             next_at = float(woken[1])  # when our turn can come, on the group's clock; 0: now
             if next_at > 0:
-                wait = self._until(next_at)
+                wait = self._until(next_at) - self._lead
                 if wait > 0:
                     threading.Event().wait(min(wait, timeout))
         return True

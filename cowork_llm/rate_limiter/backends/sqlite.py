@@ -28,7 +28,7 @@ from pyrate_limiter.clocks import WallClock
 
 from ...config._sections import RateLimitConfig
 from ...errors import ConfigError, LimiterBackendError
-from .._rates import admission_rates, lost_state_pause_seconds, token_rates
+from .._rates import REQUEST_LOG_UNITS_PER_SECOND, lost_state_pause_seconds, request_log_rates, token_rates
 from ._leases import LeaseKeeper
 from ._provider_store import SQLITE_CREATE, sqlite_update
 from ._sqlite_state import TOKEN_TABLE as _TOKEN_TABLE
@@ -61,7 +61,9 @@ T = TypeVar("T")
 def _table_name(key: str) -> str:
     """A table name safe to paste into pyrate's SQL (it quotes, never binds, it)."""
     readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:40]
-    return f"cowork_llm_requests_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    # "starts_us": the log counts in microseconds (earlier versions: milliseconds, in
+    # tables named cowork_llm_requests_*; a new name keeps their rows from being misread).
+    return f"cowork_llm_starts_us_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 class SQLiteBackend(QueuedBackend):
@@ -118,7 +120,7 @@ class SQLiteBackend(QueuedBackend):
 
     def _open(self, config: RateLimitConfig, conn: sqlite3.Connection) -> Any:
         table = _table_name(config.key)
-        rates, tpm = admission_rates(config), token_rates(config)
+        rates, tpm = request_log_rates(config), token_rates(config)
         with self._lock:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -286,17 +288,17 @@ class SQLiteBackend(QueuedBackend):
         ahead = conn.execute(
             f"SELECT COUNT(*) FROM {_QUEUE_TABLE} WHERE key = ? AND ticket < "
             f"(SELECT ticket FROM {_QUEUE_TABLE} WHERE member = ?)", (self._name, member)).fetchone()[0]
-        spacing_ms = min((rate.interval / rate.limit for rate in self._rates), default=0.0)
-        now_ms = time.time() * 1000
-        next_free_ms = 0.0
+        units = REQUEST_LOG_UNITS_PER_SECOND
+        spacing = min((rate.interval / rate.limit for rate in self._rates), default=0.0) / units
+        next_free = 0.0
         if self._requests is not None:
             table = self._requests.table  # type: ignore[attr-defined]
             last = conn.execute(f"SELECT MAX(item_timestamp) FROM '{table}'").fetchone()[0]
-            if last is not None:
-                next_free_ms = max(0.0, last + spacing_ms - now_ms)
-        wait_ms = max(self._read_pause() * 1000, next_free_ms) + max(0, ahead - 1) * spacing_ms
-        floor = max(0.001, min(self.queue_poll_seconds, spacing_ms / 1000))
-        return min(max(wait_ms / 1000, floor), BEHIND_WAIT_MAX_SECONDS)
+            if last is not None:  # may lie ahead: a reservation
+                next_free = max(0.0, last / units + spacing - self._request_clock() / units)
+        wait = max(self._read_pause(), next_free) + max(0, ahead - 1) * spacing
+        floor = max(0.001, min(self.queue_poll_seconds, spacing))
+        return min(max(wait, floor), BEHIND_WAIT_MAX_SECONDS)
 
     def _keep_alive(self, member: str, alive_ms: int) -> None:
         conn = self._connection()

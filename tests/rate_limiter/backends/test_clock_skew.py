@@ -48,7 +48,7 @@ admitted, ask = [], backend._acquire
 def recording(**kwargs):  # the admissions, on Redis's clock (what the scripts compare)
     answer = ask(**kwargs)
     if int(answer[0]) == 0:
-        admitted.append(float(answer[2]) / 1000)
+        admitted.append((float(answer[2]) + float(answer[1])) / 1000)  # now + reservation
     return answer
 
 backend._acquire = recording

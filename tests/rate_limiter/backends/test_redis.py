@@ -57,7 +57,7 @@ def record_admissions(backend, admitted):
     def recording(**kwargs):
         answer = ask(**kwargs)
         if int(answer[0]) == 0:
-            admitted.append(float(answer[2]) / 1000)
+            admitted.append((float(answer[2]) + float(answer[1])) / 1000)  # now + reservation
         return answer
 
     backend._acquire = recording

@@ -42,7 +42,7 @@ if hasattr(backend, "_acquire"):
     def recording(**kwargs):
         answer = ask(**kwargs)
         if int(answer[0]) == 0:
-            admitted.append(float(answer[2]) / 1000)
+            admitted.append((float(answer[2]) + float(answer[1])) / 1000)  # now + reservation
         return answer
     backend._acquire = recording
 else:
@@ -50,7 +50,7 @@ else:
     def recording_put(item):
         ok = put(item)
         if ok:
-            admitted.append(item.timestamp / 1000)
+            admitted.append(item.timestamp / 1e6)  # microseconds
         return ok
     backend._put_request = recording_put
 for i in range(int(sys.argv[1])):

@@ -86,7 +86,7 @@ def test_threads_of_two_members_hammering_one_file_keep_the_interval(make_backen
     # Measured at admission: the start times the file recorded (a clock read in the
     # thread after its slot would add the machine's scheduling delays, not the limiter's).
     backend = limiters[0].backend
-    admitted = sorted(row[0] / 1000 for row in backend._connection().execute(
+    admitted = sorted(row[0] / 1e6 for row in backend._connection().execute(  # microseconds
         f"SELECT item_timestamp FROM '{backend._requests.table}'"))
     assert len(admitted) == 32
     gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
