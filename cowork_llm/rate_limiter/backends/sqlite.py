@@ -27,8 +27,9 @@ from pyrate_limiter.buckets.sqlite_bucket import Queries
 from pyrate_limiter.clocks import WallClock
 
 from ...config._sections import RateLimitConfig
-from ...errors import ConfigError, LimiterBackendError
+from ...errors import LimiterBackendError
 from .._rates import REQUEST_LOG_UNITS_PER_SECOND, lost_state_pause_seconds, request_log_rates, token_rates
+from ._file_lock import file_lock
 from ._leases import LeaseKeeper
 from ._provider_store import SQLITE_CREATE, sqlite_update
 from ._sqlite_state import TOKEN_TABLE as _TOKEN_TABLE
@@ -41,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 # A member holding the lock longer than this is stuck (a lock holder does a few queries).
 _LOCK_TIMEOUT_SECONDS = 10.0
-# filelock polls a contended lock; its default 50 ms would leave slots unused.
+# The file lock polls while another process holds it (flock has no timed wait); 50 ms
+# (filelock's default) would leave slots unused.
 _LOCK_POLL_SECONDS = 0.001
 
 # The longest a member behind the front of the queue sleeps before asking again (its
@@ -69,24 +71,17 @@ def _table_name(key: str) -> str:
 class SQLiteBackend(QueuedBackend):
     """Request rates, token budget and pause in one SQLite file shared by processes.
 
-    Raises ConfigError when filelock is missing, LimiterBackendError when the file
-    cannot be opened, created or locked (it names the file).
+    Raises LimiterBackendError when the file cannot be opened, created or locked (it
+    names the file).
     """
 
     def __init__(self, config: RateLimitConfig) -> None:
-        try:
-            from filelock import FileLock, Timeout
-        except ImportError as error:  # pragma: no cover - a dependency of cowork-llm
-            raise ConfigError(
-                "llm.rate_limit.backend = 'sqlite' needs the filelock package: "
-                "pip install 'pyrate-limiter[filelock]'") from error
         assert config.path is not None  # RateLimitConfig requires it for sqlite
         self.path = os.path.abspath(os.path.expanduser(config.path))
         self.description = f"sqlite file {self.path}"
-        self._store_errors = (sqlite3.Error, OSError, Timeout)
-        self._lock_timeout = Timeout
-        self._lock = FileLock(self.path + ".lock", timeout=_LOCK_TIMEOUT_SECONDS,
-                              poll_interval=_LOCK_POLL_SECONDS)
+        self._store_errors = (sqlite3.Error, OSError)  # a lock timeout is a TimeoutError
+        self._lock = file_lock(self.path + ".lock", timeout=_LOCK_TIMEOUT_SECONDS,
+                               poll_interval=_LOCK_POLL_SECONDS)
         self._conn: Optional[sqlite3.Connection] = None
         self._file_id: Optional[Tuple[int, int]] = None  # (st_dev, st_ino) of the file opened
         try:
@@ -269,7 +264,7 @@ class SQLiteBackend(QueuedBackend):
                 conn = self._connection()
                 conn.execute(f"DELETE FROM {_LEASE_TABLE} WHERE lease = ?", (lease,))
                 conn.commit()
-        except (LimiterBackendError, sqlite3.Error, OSError, self._lock_timeout) as error:
+        except (LimiterBackendError, sqlite3.Error, OSError) as error:
             logger.warning("could not give back a concurrency lease in %s: %s; it expires by "
                            "itself within %.0f s", self.description, error, self.leases.lease_seconds)
 
