@@ -21,6 +21,11 @@ request (call -> arrival) p50 / p99 / max next to its bound (requests queued x
 interval); client CPU per admitted request (each child's getrusage over its workload,
 start-up excluded); Redis CPU per request (INFO used_cpu_*).
 
+--limiter-only runs the same scenarios with no HTTP request: each thread takes a slot
+(with the demand the adaptive view charges) and reports usage, as the client does
+around a request; utilisation and gaps are then taken at admission, and the CPU column
+is the limiter's own.
+
     /work/venv/bin/python bench/limiter_scale.py                 # everything, 20 s each
     /work/venv/bin/python bench/limiter_scale.py --seconds 10 --only redis --intervals 0.01
 """
@@ -44,7 +49,7 @@ import json, os, resource, sys, threading, time, uuid
 mode, key = sys.argv[1], sys.argv[5]
 threads, seconds, interval = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 admitted, waits, lock = [], [], threading.Lock()
-if mode == "cowork":
+if mode in ("cowork", "limiter"):
     from cowork_llm import create_llm_client
     from cowork_llm.rate_limiter import get_global_rate_limiter
     client = create_llm_client()
@@ -65,7 +70,16 @@ if mode == "cowork":
                 with lock: admitted.append(item.timestamp / 1e6)  # microseconds
             return ok
         backend._put_request = recording_put
-    def send(tag): client.chat([{"role": "user", "content": tag}])
+    if mode == "cowork":
+        def send(tag): client.chat([{"role": "user", "content": tag}])
+    else:  # what the client does around a request, without the request
+        from cowork_llm.rate_limiter._provider_view import demand_for
+        limiter = get_global_rate_limiter(key)
+        demand, used = demand_for(8, 100), {"tokens": 20.0, "input_tokens": 8.0, "output_tokens": 12.0}
+        def send(tag):
+            with limiter.slot(tokens=100, demand=demand) as slot:
+                pass
+            limiter.observe(slot, None, used)
 else:
     import redis
     from cowork_llm.config import ModelConfig
@@ -153,9 +167,10 @@ def run(mode: str, backend: str, layout: List[int], interval: float, seconds: fl
 
 def summarise(reports: List[Dict[str, Any]], arrivals: Dict[str, float], interval: float,
               threads: int, redis_before: Optional[float], redis_after: Optional[float]) -> Dict[str, Any]:
-    times = sorted(arrivals.values())
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     admitted = sorted(t for report in reports for t in report["admitted"])
+    # --limiter-only: no server; the starts are the admissions (on the store's clock).
+    times = sorted(arrivals.values()) if arrivals else admitted
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     admission_gaps = [b - a for a, b in zip(admitted, admitted[1:], strict=False)]
     waits = [arrivals[tag] - started for report in reports for tag, started in report["starts"]
              if tag in arrivals]
@@ -187,6 +202,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--intervals", type=float, nargs="+", default=[0.05, 0.01])
+    parser.add_argument("--limiter-only", action="store_true",
+                        help="the limiter alone: each thread takes a slot and reports usage as "
+                             "the client does, with no HTTP request (client CPU of the limiter)")
     parser.add_argument("--only", nargs="+", help="modes or backends to run (cowork, limits, "
                         "pyrate, memory, sqlite, redis)")
     args = parser.parse_args()
@@ -199,12 +217,16 @@ def main() -> None:
             for n, (mode, backend, label, layout) in enumerate(SCENARIOS):
                 if args.only and mode not in args.only and backend not in args.only:
                     continue
+                if args.limiter_only:
+                    if mode != "cowork":
+                        continue  # the peers have no limiter-only mode here
+                    mode = "limiter"
                 store: Dict[str, Any] = {"redis_url": url} if backend == "redis" else {}
                 if backend == "sqlite":
                     store = {"path": os.path.join(workdir, f"run{n}-{interval}.sqlite")}
                 key = f"bench-{n}-{interval}"
                 r = run(mode, backend, layout, interval, args.seconds, store, key)
-                who = backend if mode == "cowork" else f"{mode} (peer)"
+                who = {"cowork": backend, "limiter": f"{backend}, limiter only"}.get(mode, f"{mode} (peer)")
                 short = "—" if r["admission_short"] is None else str(r["admission_short"])
                 redis_ms = "—" if r["redis_cpu_ms"] is None else f"{r['redis_cpu_ms']:.2f} ms"
                 print(f"| {interval * 1000:.0f} ms | {who} | {label} | {100 * r['utilisation']:.1f} % "

@@ -218,6 +218,11 @@ class RateLimiter:
         """With the lock held: wait until ``me`` is admitted; return the seconds from now
         until its recorded start (0.0: now; more for a reservation)."""
         cancel_events = active_cancel_events()
+        # When the backend's last answer says to ask again (monotonic). A release wakes
+        # the head too (it may be waiting for max_concurrent); before this instant that
+        # changes nothing the backend said, so it does not ask again (an ask costs a
+        # round trip to a shared store).
+        ask_at = 0.0
         while True:
             self._check_open()
             if cancel_events and is_cancelled(cancel_events):  # checked before every ask
@@ -227,18 +232,23 @@ class RateLimiter:
             wait: Optional[float] = None  # None: until woken
             asked = False
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
-                # Only the head calls the backend, so releasing the lock meanwhile (a
-                # shared backend may be slow) cannot reorder anyone.
-                self._lock.release()
-                try:
-                    wait = self._try_start(me, weight, tokens)
-                finally:
-                    self._lock.acquire()
-                if wait <= 0:
-                    return -wait
-                if wait > self._lead:  # ask again the lead before, to reserve the slot
-                    wait -= self._lead
-                asked = True
+                early = ask_at - time.monotonic()
+                if early > 0:
+                    wait = early
+                else:
+                    # Only the head calls the backend, so releasing the lock meanwhile (a
+                    # shared backend may be slow) cannot reorder anyone.
+                    self._lock.release()
+                    try:
+                        wait = self._try_start(me, weight, tokens)
+                    finally:
+                        self._lock.acquire()
+                    if wait <= 0:
+                        return -wait
+                    if wait > self._lead:  # ask again the lead before, to reserve the slot
+                        wait -= self._lead
+                    ask_at = time.monotonic() + wait
+                    asked = True
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -249,6 +259,7 @@ class RateLimiter:
             if cancel_events:  # nobody notifies us when an Event is set: look that often
                 wait = _at_most(wait, CANCEL_CHECK_SECONDS)
             if asked and self._await_in_backend(wait):
+                ask_at = 0.0  # another member woke this one: ask now
                 continue
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)

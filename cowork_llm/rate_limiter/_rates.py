@@ -131,12 +131,12 @@ def request_log_rates(config: RateLimitConfig) -> List[Rate]:
 
 # How far ahead of its slot the head of the queue asks (see reservation_lead_seconds).
 _RESERVATION_LEAD_MAX_SECONDS = 0.005
-_RESERVATION_LEAD_FRACTION = 0.25
+_RESERVATION_LEAD_FRACTION = 0.5
 
 
 def reservation_lead_seconds(config: RateLimitConfig) -> float:
     """How long before the request rates free a slot the head of the queue asks for it:
-    min(5 ms, a quarter of ``min_interval_seconds``); 0 without an interval.
+    min(5 ms, half of ``min_interval_seconds``); 0 without an interval.
 
     The store then records the start *at the instant the slot frees* (a reservation) and
     the head starts then. Asking at the instant instead would record the start when the

@@ -215,5 +215,8 @@ def test_sixteen_threads_share_one_client():
     assert sorted(answers) == sorted(f"echo: t{i}-{j}" for i in range(16) for j in range(4))
     arrivals = sorted(call.monotonic for call in inner.calls)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert min(gaps) >= 0.005 * 0.9
+    # The limiter records starts exactly one padded interval apart (tests/rate_limiter);
+    # what the model sees adds each thread's wake-up delay, which varies by up to ~2 ms
+    # on a busy 2-core machine (BENCHMARKS.md, "arrival gaps").
+    assert min(gaps) >= 0.005 - 0.002
     assert fast.in_flight == 0 and fast.queued == 0

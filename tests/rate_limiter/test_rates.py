@@ -85,8 +85,9 @@ def test_the_request_logs_keep_requests_per_minute_over_a_padded_minute():
 
 @pytest.mark.parametrize("seconds, lead", [
     (2.0, 0.005),  # capped at 5 ms
-    (0.01, 0.0025),  # a quarter of the interval
+    (0.01, 0.005),  # capped at 5 ms too
+    (0.004, 0.002),  # half the interval
     (0, 0.0),  # no interval, nothing to reserve
 ])
-def test_the_head_asks_at_most_5_ms_and_a_quarter_interval_ahead(seconds, lead):
+def test_the_head_asks_at_most_5_ms_and_half_an_interval_ahead(seconds, lead):
     assert reservation_lead_seconds(RateLimitConfig(min_interval_seconds=seconds)) == pytest.approx(lead)
