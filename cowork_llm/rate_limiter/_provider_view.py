@@ -39,7 +39,7 @@ every update as ``now``.
 import logging
 import math
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ..config._sections import RateLimitConfig
 from ..limits import DIMENSIONS, LearnedLimit, LimitReport, LimitsSnapshot
@@ -48,6 +48,8 @@ from .backends.base import LimiterBackend
 __all__ = ["ProviderView", "Demand", "Marks", "demand_for", "used_by"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Demand = Mapping[str, float]  #: what one request takes from each dimension
 Marks = Dict[str, float]  #: the cumulative charge of each dimension right after admission
@@ -190,14 +192,20 @@ class ProviderView:
         self.config = config
         self.backend = backend
         self._even = config.pace == "even"
-        self._anything_learned = False  # until a report arrives, admission skips the store
+        # Whether the view held a learned limit when this process last looked. While it
+        # did not, wait() skips its look (one store round trip per ask on sqlite and
+        # redis): admit() checks again atomically, so a limit another member learned
+        # meanwhile still holds (the configured slot of that ask is then lost, never an
+        # excess), and from then on wait() looks again.
+        self._limits_seen = False
 
     def wait(self, demand: Demand) -> float:
-        """Seconds until ``demand`` fits every learned dimension (0.0: now). Reads only."""
-        if not self._anything_learned and not self.backend.shares_provider_view:
+        """Seconds until ``demand`` fits every learned dimension (0.0: now). Reads only,
+        and only when this process last saw a learned limit (see admit())."""
+        if not self._limits_seen:
             return 0.0
         return float(self.backend.update_provider_view(
-            lambda state, now: _wait(state, demand, now, self._even), read_only=True))
+            self._seeing(lambda state, now: _wait(state, demand, now, self._even)), read_only=True))
 
     def admit(self, demand: Demand) -> Tuple[float, Marks]:
         """Charge ``demand`` if it fits now: ``(0.0, marks)``; otherwise ``(wait, {})``
@@ -205,8 +213,16 @@ class ProviderView:
         def update(state: Dict[str, Any], now: float) -> Tuple[float, Marks]:
             wait = _wait(state, demand, now, self._even)
             return (wait, {}) if wait > 0 else (0.0, _charge(state, demand, now, self._even))
-        result: Tuple[float, Marks] = self.backend.update_provider_view(update)
+        result: Tuple[float, Marks] = self.backend.update_provider_view(self._seeing(update))
         return result
+
+    def _seeing(self, fn: Callable[[Dict[str, Any], float], T]) -> Callable[[Dict[str, Any], float], T]:
+        """``fn``, noting whether the state it is given holds a learned limit."""
+        def noting(state: Dict[str, Any], now: float) -> T:
+            result = fn(state, now)
+            self._limits_seen = bool(state.get("dims"))  # after: fn may have learned one
+            return result
+        return noting
 
     def observe(self, report: Optional[LimitReport], *, marks: Marks, demand: Demand,
                 used: Optional[Mapping[str, float]], refused: bool = False,
@@ -218,8 +234,6 @@ class ProviderView:
         the same on the store's clock)."""
         if report is None and not used:
             return
-        if report is not None:
-            self._anything_learned = True
 
         def update(state: Dict[str, Any], now: float) -> List[Tuple[str, Optional[float], Optional[float]]]:
             if used:
@@ -227,7 +241,7 @@ class ProviderView:
             if report is None:
                 return []
             return _apply(state, report, now - max(0.0, reported_age), marks, now, refused)
-        for name, old, new in self.backend.update_provider_view(update):
+        for name, old, new in self.backend.update_provider_view(self._seeing(update)):
             if old is None:
                 logger.info("rate limiter %r learned the provider's %s limit: %s", self.config.key,
                             name, _amount(new))

@@ -484,3 +484,21 @@ def test_until_something_is_learned_a_process_local_view_is_not_consulted(clock)
     learn(view, openai(requests=(0, 60, 60.0)))
     looked.clear()
     assert view.wait(ONE) > 0 and looked == [1]
+
+
+def test_a_limit_another_member_learned_holds_the_next_admission_of_one_that_had_not_looked(clock):
+    # Two members of one store (processes sharing a sqlite file or a Redis). While a
+    # member has seen no learned limit it skips the separate look before asking the
+    # rates (a store round trip per ask); its admission still checks, atomically.
+    config = RateLimitConfig(min_interval_seconds=0)
+    backend = MemoryBackend(config)
+    informed, unaware = ProviderView(config, backend), ProviderView(config, backend)
+    _, marks = informed.admit(ONE)
+    assert unaware.admit(ONE)[0] == 0.0  # nothing learned anywhere yet
+    # The provider refused one of informed's requests: 60 a minute, none left, 30 s to go.
+    informed.observe(openai(requests=(0, 60, 30.0)), marks=marks, demand=ONE, used=None,
+                     refused=True)
+    assert unaware.wait(ONE) == 0.0  # it has not looked since...
+    wait, marks = unaware.admit(ONE)
+    assert wait == pytest.approx(30.0) and marks == {}  # ...but nothing gets past admit
+    assert unaware.wait(ONE) == pytest.approx(30.0)  # and it looks from now on
