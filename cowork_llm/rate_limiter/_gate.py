@@ -145,6 +145,10 @@ class RateLimiter:
         # The head asks this long before the rates free a slot and reserves it (see
         # reservation_lead_seconds): what its sleep overshoots is not added to the interval.
         self._lead = reservation_lead_seconds(self.config)
+        # The process's own starts, kept min_interval_seconds apart (see _start_in_turn).
+        self._spacing = self.config.min_interval_seconds
+        self._start_lock = threading.Lock()
+        self._last_start = -float("inf")  # time.monotonic() of the latest start
         _live_limiters.add(self)
 
     # --- taking and giving back slots ---------------------------------------------------
@@ -204,14 +208,33 @@ class RateLimiter:
             self._admitted += 1
             lease = self.backend.take_lease()
             admitted_at = time.monotonic() + start_in
-        if start_in > 0:
-            # A reservation (at most the lead, a few ms): the start was recorded for then.
-            # The lock and the queue are free meanwhile, so the next head asks already.
-            time.sleep(max(0.0, admitted_at - time.monotonic()))
-        return Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
+        slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
                     admitted_wall=time.time())
+        if self._spacing > 0:
+            try:
+                self._start_in_turn(admitted_at)
+            except BaseException:  # Ctrl-C in the short sleep: the slot goes back
+                slot.release()
+                raise
+        return slot
+
+    def _start_in_turn(self, start_at: float) -> None:
+        """Without the lock, once admitted: sleep until the start the backend recorded
+        (a reservation lies up to the lead ahead), and until ``min_interval_seconds``
+        after this process's previous start. The recorded starts are spaced exactly;
+        a thread that wakes late (the machine was busy) would otherwise start just
+        before the next one, on time, and the server would see the two close together.
+        The lateness is absorbed by the next start only: the recorded grid stays."""
+        while True:
+            now = time.monotonic()
+            with self._start_lock:
+                ready = max(start_at, self._last_start + self._spacing)
+                if now >= ready:
+                    self._last_start = now
+                    return
+            time.sleep(ready - now)
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
@@ -369,6 +392,8 @@ class RateLimiter:
         self._arrived = threading.Condition(self._lock)
         self._queue = deque()
         self._in_flight = 0
+        self._start_lock = threading.Lock()
+        self._last_start = -float("inf")  # a new process: its starts are spaced by its backend
         self._fork_epoch += 1
         if isinstance(self.backend, MemoryBackend):
             self.backend = build_backend(self.config)

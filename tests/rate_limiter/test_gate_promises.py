@@ -254,3 +254,44 @@ def test_a_pause_is_logged_with_the_key_and_its_length(caplog):
         limiter.close()
     assert [r.getMessage() for r in caplog.records if r.name.startswith("cowork_llm.rate_limiter")] \
         == ["rate limiter 'paused-key' paused for 0.01 s"]
+
+
+class _GridRecorded(MemoryBackend):
+    """A backend that admits every ask at once: as if each start had been recorded on
+    the grid long ago and its thread only now woke up (a busy machine)."""
+
+    def try_acquire(self, weight=1, tokens=0, lead=0.0):
+        return 0.0
+
+
+def test_threads_that_wake_late_still_start_an_interval_apart_in_their_process():
+    config = RateLimitConfig(min_interval_seconds=0.05, max_concurrent=8)
+    limiter = RateLimiter(config, backend=_GridRecorded(config))
+    starts, lock = [], threading.Lock()
+
+    def start():
+        with limiter.slot():
+            with lock:
+                starts.append(time.monotonic())
+    threads = [start_thread(start) for _ in range(6)]
+    for thread in threads:
+        thread.join(WAIT)
+    starts.sort()
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(starts) == 6 and min(gaps) >= 0.05 - 0.002, gaps  # measured after the gate
+    limiter.close()
+
+
+def test_ctrl_c_while_waiting_to_start_gives_the_slot_back():
+    config = RateLimitConfig(min_interval_seconds=0.5, max_concurrent=2)
+    limiter = RateLimiter(config, backend=_GridRecorded(config))
+    limiter.acquire().release()  # the process's last start: the next may start 0.5 s later
+    timer = threading.Timer(0.1, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            limiter.acquire()  # admitted at once, then waits for the spacing in the main thread
+    finally:
+        timer.cancel()
+    assert limiter.in_flight == 0
+    limiter.close()
