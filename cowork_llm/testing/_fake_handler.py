@@ -1,19 +1,18 @@
-"""The HTTP side of FakeLlmServer: a threading server that can end its connections, and
-the handler (one per connection, keep-alive) that records, injects faults and answers.
+"""The HTTP handler of FakeLlmServer (one per connection, keep-alive): it records each
+request, injects its fault and decides the answer; writing the answer is
+:mod:`._fake_writer`'s job, the server that runs the handlers :mod:`._fake_http`'s.
 
 Each request is recorded first, then takes its fault (if one is queued for it), then is
 checked like a real server would (key, ``anthropic-version``, body), then answered.
 """
 
-import itertools
 import json
 import logging
 import math
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
 from ..results import ToolCall
@@ -28,11 +27,9 @@ from ._fake_tools import (
     openai_tool_completion,
     openai_tool_stream,
 )
+from ._fake_writer import FakeResponseWriter
 from ._schema_sample import sample_for_schema
 from .fake_faults import Fault
-
-if TYPE_CHECKING:
-    from .fake_server import FakeLlmServer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ EMBEDDINGS_PATH = "/v1/embeddings"
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout)
 
 
-class FakeLlmHandler(BaseHTTPRequestHandler):
+class FakeLlmHandler(FakeResponseWriter):
     """Serves one connection; ``self.server.owner`` is the FakeLlmServer."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
@@ -51,10 +48,6 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
     # client's delayed ACK of the headers: 40 ms per response on Linux (measured).
     disable_nagle_algorithm = True
     server_version = "FakeLlmServer/1.0"
-
-    @property
-    def owner(self) -> "FakeLlmServer":
-        return self.server.owner  # type: ignore[attr-defined,no-any-return]
 
     def parse_request(self) -> bool:
         self._arrival = (time.monotonic(), time.time())  # as soon as the request line is in
@@ -235,124 +228,3 @@ class FakeLlmHandler(BaseHTTPRequestHandler):
             raise wire.ApiProblem(404, f"The model `{parsed.model}` does not exist.", "model_not_found")
         body = wire.embeddings_response(parsed, empty=fault is not None and fault.kind == "empty")
         self._send_json(200, body, {"x-request-id": f"req_fake{self.owner._next_id():08d}"})
-
-    # --- writing ---------------------------------------------------------------------------
-
-    def _serve_fault(self, fault: Fault) -> None:
-        if fault.kind == "drop":  # no status line at all: the client sees the connection close
-            self.close_connection = True
-            return
-        if fault.kind == "malformed":
-            self._send_body(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess',
-                            "application/json", fault.response_headers())
-            return
-        if fault.body is not None:
-            self._send_body(fault.status, fault.body, "application/json", fault.response_headers())
-            return
-        status = fault.status
-        if self.anthropic and fault.error_code == "insufficient_quota":
-            status = 400  # Anthropic's "credit balance is too low" is a 400, not a 429
-        self._send_error(status, fault.message, fault.error_code, fault.response_headers())
-
-    def _send_error(self, status: int, message: Optional[str], code: Optional[str],
-                    headers: Optional[Mapping[str, str]] = None, *, param: Optional[str] = None) -> None:
-        request_id = f"req_fake_err{self.owner._next_id():08d}"
-        if self.anthropic:  # Anthropic repeats the request id in the error body
-            body = wire.anthropic_error(status, message, code, request_id=request_id)
-            extra = {"request-id": request_id}
-        else:
-            body = wire.openai_error(status, message, code, param)
-            extra = {"x-request-id": request_id}
-        extra.update(headers or {})
-        self._send_json(status, body, extra)
-
-    def _send_json(self, status: int, body: Any, headers: Optional[Mapping[str, str]] = None) -> None:
-        self._send_body(status, body, "application/json", headers)
-
-    def _send_body(self, status: int, body: Union[bytes, str, Mapping[str, Any]], content_type: str,
-                   headers: Optional[Mapping[str, str]] = None) -> None:
-        data = body if isinstance(body, bytes) else (
-            body.encode() if isinstance(body, str) else json.dumps(body).encode())
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, events: List[bytes], fault: Optional[Fault], headers: Dict[str, str]) -> None:
-        """Server-sent events in chunked transfer encoding, as the real APIs stream."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        cut_after = fault.after_chunks if fault is not None and fault.kind == "mid_stream" else None
-        for i, event in enumerate(events):
-            if cut_after is not None and i >= cut_after:
-                # no terminating chunk: the client sees the stream end prematurely
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            pause = self.owner.stream_delay_seconds
-            if i and pause and not self.owner._pause(pause):
-                self.close_connection = True
-                return
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-
-class FakeHttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its connections and threads, so stop() can end them."""
-
-    daemon_threads = True  # a server the test forgot to stop must not hang interpreter exit
-    request_queue_size = 128  # 64 clients connecting at once must not overflow the backlog
-
-    def __init__(self, address: Tuple[str, int], owner: "FakeLlmServer") -> None:
-        self.owner = owner
-        self._lock = threading.Lock()
-        self._connections: set = set()
-        self._handler_threads: set = set()
-        self._numbers = itertools.count(1)
-        super().__init__(address, FakeLlmHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), daemon=True,
-            name=f"fake-llm-{self.server_address[1]}-conn-{next(self._numbers)}",
-        )
-        with self._lock:
-            self._connections.add(request)
-            self._handler_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._lock:
-                self._connections.discard(request)
-                self._handler_threads.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver would print a traceback to stderr; a vanished client is normal here
-        logger.debug("FakeLlmServer: error on a connection from %s", client_address, exc_info=True)
-
-    def close_connections(self) -> List[threading.Thread]:
-        """Shut every open connection (waking handlers idle on keep-alive); return the
-        handler threads still to be joined."""
-        with self._lock:
-            connections, threads = list(self._connections), list(self._handler_threads)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
-        return threads

@@ -39,7 +39,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from ..config._sections import LlmConfig
 from ._echo import echo_reply
 from ._fake_config import config_env, fake_config
-from ._fake_handler import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, MODELS_PATH, FakeHttpServer
+from ._fake_handler import CHAT_PATH, EMBEDDINGS_PATH, MESSAGES_PATH, MODELS_PATH
+from ._fake_http import FakeHttpServer
 from ._fake_record import RecordedRequest, RequestLog
 from .fake_faults import Fault, FaultQueue
 from .fake_quota import Quota, QuotaBuckets
