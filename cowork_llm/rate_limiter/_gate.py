@@ -193,7 +193,7 @@ class RateLimiter:
             self._arrived.notify_all()
             admitted = False
             try:
-                start_in = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
+                admitted_at = self._wait_for_turn(me, weight, tokens, asked_at, deadline)
                 admitted = True
             finally:
                 # Every way out (admission, timeout, KeyboardInterrupt in a wait, a
@@ -207,7 +207,6 @@ class RateLimiter:
             self._in_flight += 1
             self._admitted += 1
             lease = self.backend.take_lease()
-            admitted_at = time.monotonic() + start_in
         slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
@@ -238,8 +237,8 @@ class RateLimiter:
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
-        """With the lock held: wait until ``me`` is admitted; return the seconds from now
-        until its recorded start (0.0: now; more for a reservation)."""
+        """With the lock held: wait until ``me`` is admitted; return its recorded start
+        (time.monotonic(): when the backend answered, or later for a reservation)."""
         cancel_events = active_cancel_events()
         # When the backend's last answer says to ask again (monotonic). A release wakes
         # the head too (it may be waiting for max_concurrent); before this instant that
@@ -264,10 +263,11 @@ class RateLimiter:
                     self._lock.release()
                     try:
                         wait = self._try_start(me, weight, tokens)
+                        answered_at = time.monotonic()  # not after waiting for the lock
                     finally:
                         self._lock.acquire()
                     if wait <= 0:
-                        return -wait
+                        return answered_at - wait
                     if wait > self._lead:  # ask again the lead before, to reserve the slot
                         wait -= self._lead
                     ask_at = time.monotonic() + wait
