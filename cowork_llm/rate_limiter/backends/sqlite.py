@@ -28,7 +28,13 @@ from pyrate_limiter.clocks import WallClock
 
 from ...config._sections import RateLimitConfig
 from ...errors import LimiterBackendError
-from .._rates import REQUEST_LOG_UNITS_PER_SECOND, lost_state_pause_seconds, request_log_rates, token_rates
+from .._rates import (
+    REQUEST_LOG_UNITS_PER_SECOND,
+    lost_state_pause_seconds,
+    request_log_rates,
+    reservation_lead_seconds,
+    token_rates,
+)
 from ._file_lock import file_lock
 from ._leases import LeaseKeeper
 from ._provider_store import SQLITE_CREATE, sqlite_update
@@ -94,6 +100,7 @@ class SQLiteBackend(QueuedBackend):
                 f"limit: {error}. Point path at a writable SQLite file (it is created if "
                 "missing; every process sharing the limit must use the same file)") from error
         super().__init__(config, requests, tokens)
+        self._lead = reservation_lead_seconds(config)
         self.leases = LeaseKeeper(self._renew, self.description)
         self._pending_lease: Dict[int, str] = {}  # thread -> the lease its admission took
 
@@ -291,7 +298,9 @@ class SQLiteBackend(QueuedBackend):
             last = conn.execute(f"SELECT MAX(item_timestamp) FROM '{table}'").fetchone()[0]
             if last is not None:  # may lie ahead: a reservation
                 next_free = max(0.0, last / units + spacing - self._request_clock() / units)
-        wait = max(self._read_pause(), next_free) + max(0, ahead - 1) * spacing
+        # Plus the lead: the member just ahead reserves its slot the lead before it frees,
+        # and asking at that same moment would only contend with it for the file lock.
+        wait = max(self._read_pause(), next_free) + max(0, ahead - 1) * spacing + self._lead
         floor = max(0.001, min(self.queue_poll_seconds, spacing))
         return min(max(wait, floor), BEHIND_WAIT_MAX_SECONDS)
 
