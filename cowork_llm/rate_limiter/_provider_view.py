@@ -232,7 +232,9 @@ class ProviderView:
         one atomic update. ``refused``: the answer was a 429; ``reported_age``: seconds
         since its headers arrived (measured on this host's monotonic clock, so it means
         the same on the store's clock)."""
-        if report is None and not used:
+        if report is None and (not used or not self._limits_seen):
+            # Nothing to correct, and no learned limit this process saw (so none its
+            # admission charged): settling would refund what was never charged.
             return
 
         def update(state: Dict[str, Any], now: float) -> List[Tuple[str, Optional[float], Optional[float]]]:

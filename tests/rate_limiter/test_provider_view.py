@@ -502,3 +502,17 @@ def test_a_limit_another_member_learned_holds_the_next_admission_of_one_that_had
     wait, marks = unaware.admit(ONE)
     assert wait == pytest.approx(30.0) and marks == {}  # ...but nothing gets past admit
     assert unaware.wait(ONE) == pytest.approx(30.0)  # and it looks from now on
+
+
+def test_a_request_admitted_before_any_limit_was_learned_refunds_nothing_into_one(clock):
+    # Its estimate was charged to no learned budget (there was none), so its real usage
+    # must not be "refunded" into the budget another member learned meanwhile.
+    config = RateLimitConfig(min_interval_seconds=0)
+    backend = MemoryBackend(config)
+    early, informed = ProviderView(config, backend), ProviderView(config, backend)
+    demand = {"tokens": 500.0}
+    _, early_marks = early.admit(demand)
+    _, marks = informed.admit(demand)
+    informed.observe(openai(tokens=(100, 1000, 60.0)), marks=marks, demand=demand, used=None)
+    early.observe(None, marks=early_marks, demand=demand, used={"tokens": 10.0})
+    assert informed.learned()["tokens"].level < 150  # 100 left, not 100 + 490
