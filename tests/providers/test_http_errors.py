@@ -1,11 +1,16 @@
 """cowork_llm.providers._http_errors: statuses and transport failures mapped to the error tree."""
 
 import json
+import logging
+import socket
+import threading
 
 import pytest
 import requests
 import responses
+import urllib3.exceptions
 
+from cowork_llm.config import ModelConfig
 from cowork_llm.errors import (
     ApiConnectionError,
     ApiTimeoutError,
@@ -17,7 +22,7 @@ from cowork_llm.errors import (
     RateLimitError,
     ServerError,
 )
-from cowork_llm.providers import _http_errors, _response_meta
+from cowork_llm.providers import _http_errors, _response_meta, build_provider
 
 URL = "https://llm.example/v1/x"
 
@@ -70,13 +75,13 @@ def test_error_carries_message_request_id_and_retry_after():
 ])
 def test_provider_message_from_other_shapes(body, content_type, expected):
     error = _http_errors.error_for_response(_response(502, body, content_type=content_type),
-                                     provider="openai", secrets=())
+                                            provider="openai", secrets=())
     assert expected in error.message
 
 
 def test_long_body_is_truncated():
     error = _http_errors.error_for_response(_response(500, "x" * 10_000, content_type="text/plain"),
-                                     provider="openai", secrets=())
+                                            provider="openai", secrets=())
     assert len(error.message) < _response_meta.MAX_MESSAGE_CHARS + 100
 
 
@@ -106,9 +111,60 @@ def test_transport_exceptions(exc, cls):
 
 
 def test_read_timeout_wrapped_in_connection_error_is_a_timeout():
-    import urllib3.exceptions
-
     inner = urllib3.exceptions.ReadTimeoutError(None, URL, "Read timed out.")
     error = _http_errors.error_for_exception(requests.ConnectionError(inner), provider="openai", url=URL,
-                                      timeout=(10, 60), secrets=())
+                                             timeout=(10, 60), secrets=())
     assert type(error) is ApiTimeoutError
+
+
+# --- found by mutation testing (TESTING.md) -------------------------------------------------
+
+
+def test_an_error_without_a_body_is_explained_by_the_reason_phrase():
+    error = _http_errors.error_for_response(_response(503, ""), provider="openai", secrets=())
+    assert error.message == "openai answered HTTP 503: Service Unavailable"
+
+
+@pytest.fixture
+def too_many_headers():
+    """A server that answers every request with 150 headers (http.client stops at 100)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+                             + b"Content-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    stop.set()
+    server.close()
+    thread.join(5)
+
+
+def test_too_many_response_headers_are_an_invalid_response_that_says_so(too_many_headers):
+    config = ModelConfig(base_url=too_many_headers, api_key="sk-headers-0123456789", model_name="m")
+    with build_provider(config) as llm:
+        with pytest.raises(InvalidResponseError) as info:
+            llm.chat([{"role": "user", "content": "hi"}])
+    assert info.value.message == ("the response header from 127.0.0.1 is too large (got more than 100 "
+                                  "headers); the connection was dropped")
+
+
+def test_a_transport_failure_logs_the_transports_own_text_at_debug_with_the_key_redacted(caplog):
+    key = "sk-debug-0123456789abcdef"
+    exc = requests.ConnectionError(f"pool exhausted after 3 tries ({key})")
+    with caplog.at_level(logging.DEBUG, logger="cowork_llm"):
+        error = _http_errors.error_for_exception(exc, provider="openai", url=URL, timeout=(10, 60),
+                                                 secrets=(key,))
+    assert type(error) is ApiConnectionError
+    assert [r.getMessage() for r in caplog.records] == [
+        f"openai at {URL}: ConnectionError: pool exhausted after 3 tries ([REDACTED])"]

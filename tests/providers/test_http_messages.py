@@ -69,7 +69,7 @@ def test_formatdate_round_trip_from_the_clock():
 
 def _message(body, content_type="text/plain"):
     return _http_errors.error_for_response(_response(500, body, content_type), provider="openai",
-                                    secrets=()).message
+                                           secrets=()).message
 
 
 def test_a_long_provider_message_is_cut_at_exactly_the_bound():
@@ -100,7 +100,7 @@ KEY = "sk-proj-Abc123Def456Ghi789"
 def _echo(text, secrets=(KEY,)):
     body = json.dumps({"error": {"message": text}})
     return _http_errors.error_for_response(_response(401, body), provider="openai",
-                                    secrets=secrets).message
+                                           secrets=secrets).message
 
 
 @pytest.mark.parametrize("echoed", [
@@ -151,7 +151,7 @@ def test_an_exception_chain_that_loops_is_a_connection_error_not_a_hang():
     first, second = requests.ConnectionError("reset"), OSError("loop")
     first.__context__, second.__context__ = second, first
     error = _http_errors.error_for_exception(first, provider="openai", url="https://x/v1",
-                                      timeout=(10, 60), secrets=())
+                                             timeout=(10, 60), secrets=())
     assert type(error).__name__ == "ApiConnectionError"
 
 

@@ -242,3 +242,54 @@ def test_fake_server_429_rotates_the_key_for_the_retry():
             assert llm.generate_content("x") == "echo: x"
         keys = [r.headers["authorization"][7:] for r in server.chat_requests]
     assert keys == [K1, K2]
+
+
+# --- found by mutation testing (TESTING.md) -------------------------------------------------
+
+
+def test_a_rejected_key_error_keeps_the_providers_message_status_and_request_id(mock):
+    mock.post(URLS["openai"], json={"error": {"message": "bad key"}}, status=401,
+              headers={"x-request-id": "req_401"})
+    with build_provider(make_config(keys=(K1, K2))) as llm:
+        with pytest.raises(KeyRejectedError) as info:
+            llm.chat(MESSAGES)
+    error = info.value
+    assert error.message == "openai answered HTTP 401: bad key; retrying with the next API key"
+    assert error.status_code == 401 and error.request_id == "req_401" and error.retry_after == 0.0
+
+
+def test_health_checks_the_key_the_next_request_would_send(mock):
+    mock.post(URLS["openai"], json={"error": {"message": "slow"}}, status=429)
+    mock.get(BASE + "/models", json={"object": "list", "data": []})
+    with build_provider(make_config()) as llm:
+        with pytest.raises(RateLimitError):
+            llm.chat(MESSAGES)  # the rotation moves on to K2
+        assert llm.health().ok
+    assert [sent_key(c.request) for c in mock.calls] == [K1, K2]
+
+
+def test_a_rotation_shows_its_keys_masked_in_its_repr():
+    keys = KeyRotation([K1, K2], label="llm.fallback[0]")
+    keys.on_rate_limited(K1)
+    assert repr(keys) == "KeyRotation(llm.fallback[0]: ['sk-…AAAA', 'sk-…BBBB'], current=1)"
+
+
+def test_a_dropped_key_is_logged_with_its_section_and_the_keys_left(caplog):
+    keys = KeyRotation([K1, K2, K3], label="llm.fallback[0]")
+    with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+        keys.on_unauthorized(K1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "llm.fallback[0]: API key 'sk-…AAAA' was rejected (HTTP 401) and is no longer used; "
+        "2 key(s) left"]
+
+
+def test_only_the_headers_that_carry_the_key_are_masked_in_a_traceback(mock):
+    # An error reporter that records locals shows the request's headers by repr: the key
+    # masked, the other headers as they are (they help to debug the call).
+    mock.post(URLS["anthropic"], json=OK["anthropic"])
+    with build_provider(make_config("anthropic")) as llm:
+        llm.chat(MESSAGES)
+    headers = mock.calls[0].request.headers
+    name = "x-api-key" if "x-api-key" in headers else "Authorization"
+    assert K1 in headers[name] and K1[:-4] not in repr(headers[name])
+    assert repr(headers["anthropic-version"]) == repr(str(headers["anthropic-version"]))

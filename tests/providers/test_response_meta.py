@@ -3,6 +3,7 @@
 from email.utils import formatdate
 
 import pytest
+import requests
 
 from cowork_llm.providers import _response_meta
 
@@ -49,3 +50,19 @@ def test_request_id_from_either_header():
     assert _response_meta.request_id_of({"X-Request-Id": "req_1"}) == "req_1"
     assert _response_meta.request_id_of({"request-id": "req_2"}) == "req_2"
     assert _response_meta.request_id_of({}) is None
+
+
+# --- the body's text -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain"])
+def test_a_body_that_declares_no_charset_is_read_as_utf8(content_type):
+    # Left to requests, text/* would be Latin-1 and no type at all a guess (this body
+    # guesses as UTF-16).
+    response = requests.Response()
+    response.status_code = 200
+    response._content = '{"x": "ÄÖÜ"}'.encode()
+    if content_type:
+        response.headers["Content-Type"] = content_type
+    _response_meta.check_utf8(response, provider="openai")
+    assert response.text == '{"x": "ÄÖÜ"}'

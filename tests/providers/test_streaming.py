@@ -20,7 +20,7 @@ from cowork_llm.errors import (
 )
 from cowork_llm.providers import build_provider
 from cowork_llm.providers._base import HttpProvider
-from cowork_llm.providers._sse import SseEvent, iter_events, iter_lines
+from cowork_llm.providers._sse import LineTooLong, SseEvent, iter_events, iter_lines
 from cowork_llm.results import Usage
 from cowork_llm.streaming import ChatStream, StreamState
 from cowork_llm.testing import FakeLlmServer
@@ -443,3 +443,51 @@ def test_each_request_is_logged_at_debug_with_url_model_status_and_time(mock, ca
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("POST ")]
     assert len(lines) == 1
     assert lines[0].startswith(f"POST {URLS['openai']} (model m-1, stream): HTTP 200 in ")
+
+
+def test_sse_an_event_left_open_at_the_end_keeps_all_its_data_lines():
+    # Some servers omit the final blank line: the last event is still whole.
+    assert events_of(b"data: first\ndata: second\n") == [SseEvent("message", "first\nsecond")]
+
+
+def test_sse_a_line_of_exactly_max_line_bytes_is_accepted_even_split_over_chunks():
+    line = b"data: " + b"x" * 26  # 32 bytes
+    assert list(iter_lines([line, b"\n"], max_line=32)) == [line.decode()]
+    assert list(iter_lines([line[:10], line[10:], b"\n"], max_line=32)) == [line.decode()]
+    with pytest.raises(LineTooLong):
+        list(iter_lines([line + b"y"], max_line=32))
+
+
+def test_a_stream_carries_the_request_id_with_an_echoed_key_redacted(mock):
+    add_stream(mock, "openai", openai_body(), headers={"x-request-id": f"req-{KEY}"})
+    with build_provider(make_config()) as llm:
+        with llm.stream(MESSAGES) as stream:
+            assert "".join(stream) == "Hello"
+    assert stream.request_id == "req-[REDACTED]"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_stream_that_ends_early_names_the_request(mock, provider):
+    body = openai_body(done=False) if provider == "openai" else anthropic_body(stop=False)
+    add_stream(mock, provider, body, headers={"x-request-id": "req_cut"})
+    with build_provider(make_config(provider)) as llm:
+        with pytest.raises(ApiConnectionError) as info:
+            list(llm.stream(MESSAGES))
+    assert info.value.request_id == "req_cut"
+
+
+def test_an_event_that_is_not_json_names_the_request(mock):
+    add_stream(mock, "openai", openai_chunk("Hi") + "data: {not json\n\n",
+               headers={"x-request-id": "req_bad"})
+    with build_provider(make_config()) as llm:
+        with pytest.raises(InvalidResponseError) as info:
+            list(llm.stream(MESSAGES))
+    assert info.value.request_id == "req_bad"
+
+
+def test_an_error_mid_stream_without_a_type_is_labelled_error(mock):
+    add_stream(mock, "openai", openai_chunk("Hi") + sse({"error": {"message": "it broke"}}))
+    with build_provider(make_config()) as llm:
+        with pytest.raises(ServerError) as info:
+            list(llm.stream(MESSAGES))
+    assert info.value.message == "openai reported an error mid-stream: error: it broke"
