@@ -33,7 +33,6 @@ from ..config._sections import ModelConfig
 from ..errors import (
     ApiConnectionError,
     ApiTimeoutError,
-    AuthenticationError,
     ClientClosedError,
     InvalidResponseError,
     KeyRejectedError,
@@ -200,14 +199,11 @@ class HttpProvider(Llm):
         """``GET {base_url}/models`` with the key the next request would send (no
         completion quota, no rate-limiter slot). The key stays in here: only the status
         comes out. Raises nothing for a network or HTTP failure."""
-        from ..health import HealthStatus, check_health  # health builds on this package
+        from ..health import check_health  # health builds on this package
 
-        try:
-            api_key = self._keys.current()
-        except AuthenticationError as error:  # every key was rejected earlier
-            return HealthStatus(False, 0.0, f"{self.config.host}: {error}")
+        # current() never raises: the last key stays in the rotation, even when rejected.
         return check_health(self.config, timeout=timeout, session=self._sessions.get(),
-                            api_key=api_key)
+                            api_key=self._keys.current())
 
     def close(self) -> None:
         """Close the HTTP sessions of every thread; later calls raise ClientClosedError.

@@ -113,7 +113,10 @@ class Guard:
 
 
 def _shutdown(connection: Any) -> None:
-    sock = getattr(connection, "sock", None)
+    # http.client lets go of the socket (sock = None) when a response will end with the
+    # connection (no length, no chunks, "Connection: close"): the response reads on from
+    # the socket the connection opened, which is the one to shut down.
+    sock = getattr(connection, "sock", None) or getattr(connection, "_guarded_sock", None)
     if sock is None:
         return
     try:
@@ -221,6 +224,7 @@ class _GuardedMixin:
         if guard is not None:
             guard.attach(self)
         super().connect()  # type: ignore[misc]
+        self._guarded_sock = getattr(self, "sock", None)  # see _shutdown
         if guard is not None and guard.expired is not None:
             _shutdown(self)  # expired while connecting: the socket appeared too late
 

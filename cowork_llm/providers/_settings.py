@@ -17,7 +17,7 @@ __all__ = ["check_model_settings", "ENDPOINT_SUFFIXES"]
 ENDPOINT_SUFFIXES = ("/chat/completions", "/messages", "/embeddings")
 
 
-def check_model_settings(config: ModelConfig, section: str = "llm.model") -> None:
+def check_model_settings(config: ModelConfig, section: str) -> None:
     """What every HTTP provider refuses before it sends anything (``cowork-llm init``
     runs the same check, so it never calls valid a setup the client refuses).
 

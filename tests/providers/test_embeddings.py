@@ -199,3 +199,11 @@ def test_unusable_embeddings_settings_are_config_errors(model, embeddings, words
 def test_embeddings_section_checks(fields, words):
     with pytest.raises(ConfigError, match=words):
         EmbeddingsConfig(**fields)
+
+
+@responses.activate
+def test_embed_goes_to_base_url_slash_embeddings_whatever_the_base_url_ends_in():
+    base = "https://gateway.example/deployments/EMBED-X/"  # a trailing slash is dropped, nothing else
+    responses.post("https://gateway.example/deployments/EMBED-X/embeddings", json=answer([[1.0]]))
+    with client(base_url=base) as llm:
+        assert llm.embed(["a"]).vectors == [[1.0]]

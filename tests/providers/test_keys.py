@@ -86,8 +86,9 @@ def test_removing_a_key_before_the_current_one_keeps_the_current_one():
 def test_empty_rotation_is_refused():
     with pytest.raises(ValueError):
         KeyRotation([])
-    with pytest.raises(ValueError):
-        KeyRotation([K1, ""])
+    with pytest.raises(ValueError) as info:
+        KeyRotation([K1, ""], label="llm.fallback[1]")
+    assert str(info.value) == "llm.fallback[1]: a key rotation needs at least one non-empty key"
 
 
 def test_many_threads_reporting_the_same_429_move_the_rotation_once():

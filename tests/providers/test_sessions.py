@@ -106,3 +106,11 @@ def test_a_thread_gets_a_fresh_session_after_close():
     pool.close()
     second = pool.get()
     assert second is not first and len(pool) == 1
+
+
+@pytest.mark.parametrize("url", ["https://api.openai.com/v1/chat/completions", "http://127.0.0.1:8080/v1"])
+def test_https_and_http_connections_alike_are_ones_a_deadline_can_cut(url):
+    from cowork_llm.providers._guard import GuardedAdapter
+
+    with _sessions.new_session() as session:
+        assert isinstance(session.get_adapter(url), GuardedAdapter)

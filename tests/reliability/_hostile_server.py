@@ -56,9 +56,11 @@ class HostileServer:
             "ok": self._ok,
             "slowloris-headers": self._slowloris_headers,
             "slowloris-body": self._slowloris_body,
+            "slowloris-unsized-body": self._slowloris_unsized_body,
             "endless-body": self._endless_body,
             "gzip-bomb": self._gzip_bomb,
             "endless-sse-keepalive": self._endless_sse_keepalive,
+            "endless-sse-keepalive-unsized": self._endless_sse_keepalive,
             "endless-sse-content": self._endless_sse_content,
             "endless-sse-line": self._endless_sse_line,
             "huge-header": self._huge_header,
@@ -162,6 +164,12 @@ class HostileServer:
                      % len(_OK_BODY))
         self._drip(conn, _OK_BODY, every=0.5)
 
+    def _slowloris_unsized_body(self, conn: socket.socket, mode: str, path: str) -> None:
+        # No length, no chunks: the body ends when the connection does (HTTP/1.0 style),
+        # so a body cut at the deadline looks complete to the reader.
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+        self._drip(conn, _OK_BODY, every=0.5)
+
     def _endless_body(self, conn: socket.socket, mode: str, path: str) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
@@ -185,12 +193,17 @@ class HostileServer:
         return b"%x\r\n" % len(data) + data + b"\r\n"
 
     def _endless_sse_keepalive(self, conn: socket.socket, mode: str, path: str) -> None:
-        self._sse_head(conn)
+        unsized = mode.endswith("-unsized")  # no chunks: the stream ends with the connection
+        if unsized:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        else:
+            self._sse_head(conn)
+        frame = (lambda data: data) if unsized else self._chunk
         first = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]}
-        conn.sendall(self._chunk(b"data: " + json.dumps(first).encode() + b"\n\n"))
+        conn.sendall(frame(b"data: " + json.dumps(first).encode() + b"\n\n"))
         started = time.monotonic()
         while self._alive(started):
-            conn.sendall(self._chunk(b": keep-alive\n\n"))
+            conn.sendall(frame(b": keep-alive\n\n"))
             self._stop.wait(0.2)
 
     def _endless_sse_content(self, conn: socket.socket, mode: str, path: str) -> None:

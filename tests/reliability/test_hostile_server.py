@@ -126,6 +126,12 @@ def test_slowloris_body_ends_at_the_attempt_deadline(hostile):
     assert_bounded(out, "ApiTimeoutError", "model.timeout_seconds = 2 s", 2)
 
 
+def test_a_slow_body_without_a_length_cut_at_the_deadline_is_a_timeout_not_an_answer(hostile):
+    # Cut at the deadline, a body whose end is the connection's end looks whole.
+    out = run_call(hostile, "slowloris-unsized-body", model={"timeout_seconds": 2})
+    assert_bounded(out, "ApiTimeoutError", "the attempt was cut off at model.timeout_seconds = 2 s", 2)
+
+
 def test_total_timeout_bounds_the_whole_call_attempts_and_waits(hostile):
     # Two full attempts would take 4 s and five 10 s: the 3 s budget cuts the second short.
     out = run_call(hostile, "slowloris-headers", model={"timeout_seconds": 2},
@@ -134,8 +140,10 @@ def test_total_timeout_bounds_the_whole_call_attempts_and_waits(hostile):
     assert out["attempts"] == 2 and out["seconds"] >= 2.9
 
 
-def test_a_stream_of_keep_alives_ends_at_the_idle_timeout(hostile):
-    out = run_call(hostile, "endless-sse-keepalive", call="stream",
+@pytest.mark.parametrize("mode", ["endless-sse-keepalive", "endless-sse-keepalive-unsized"])
+def test_a_stream_of_keep_alives_ends_at_the_idle_timeout(hostile, mode):
+    # "-unsized": no chunks, the stream ends when the connection does.
+    out = run_call(hostile, mode, call="stream",
                    model={"stream_idle_timeout_seconds": 1.5})
     assert_bounded(out, "ApiTimeoutError", "stream_idle_timeout_seconds = 1.5 s", 1.5)
 
