@@ -143,7 +143,8 @@ def _apply(state: Dict[str, Any], report: LimitReport, reported_at: float, marks
 
     A refusal (429) that reports a dimension empty proves the model wrong about it: that
     dimension then takes the strictest reading of the report, nothing until its reset
-    (as a fixed window would), and full after it, as the provider promised."""
+    (as a fixed window would), and full after it, as the provider promised. Only a
+    report that shows room (or a new limit) ends that hold early."""
     dims, charged = state.setdefault("dims", {}), state.setdefault("charged", {})
     changes = []
     for rep in report.dimensions:
@@ -169,6 +170,10 @@ def _apply(state: Dict[str, Any], report: LimitReport, reported_at: float, marks
         }
         if refused and rep.remaining <= 0 and rep.reset_seconds:
             dim["level"], dim["hold_until"] = min(level, 0.0), now + rep.reset_seconds
+        elif old and not limit_changed and old.get("hold_until", 0.0) > now and reported_now <= 0:
+            # A late answer to a request admitted before the refusal that shows no room
+            # either tells nothing new: the refusal's hold stands.
+            dim["hold_until"] = old["hold_until"]
         if limit_changed and (old is None or dim["limit"] != old_limit):
             changes.append((rep.name, old_limit, dim["limit"]))
     return changes

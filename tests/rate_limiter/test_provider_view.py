@@ -516,3 +516,28 @@ def test_a_request_admitted_before_any_limit_was_learned_refunds_nothing_into_on
     informed.observe(openai(tokens=(100, 1000, 60.0)), marks=marks, demand=demand, used=None)
     early.observe(None, marks=early_marks, demand=demand, used={"tokens": 10.0})
     assert informed.learned()["tokens"].level < 150  # 100 left, not 100 + 490
+
+
+def test_a_late_answer_showing_no_room_does_not_lift_a_429s_hold(clock):
+    view = make_view()
+    _, earlier = view.admit(ONE)  # in flight when the next one is refused
+    _, refused = view.admit(ONE)
+    view.observe(openai(requests=(0, 100, 360.0)), marks=refused, demand=ONE, used=None,
+                 refused=True)
+    clock.now += 1
+    # the earlier request's answer arrives: 0 left, full in 5m59s; nothing new
+    view.observe(openai(requests=(0, 100, 359.0)), marks=earlier, demand=ONE, used=None)
+    assert view.wait(ONE) == 60.0
+    clock.now += 358.9
+    assert view.wait(ONE) == pytest.approx(0.1)
+
+
+def test_an_answer_showing_room_ends_a_429s_hold(clock):
+    view = make_view()
+    _, marks = view.admit(ONE)
+    view.observe(openai(requests=(0, 100, 360.0)), marks=marks, demand=ONE, used=None,
+                 refused=True)
+    _, marks = view.admit({"requests": 0.0})  # e.g. an answer to a call the limiter let through
+    view.observe(openai(requests=(3, 100, 300.0)), marks=marks, demand=ONE, used=None)
+    # the model never rises on a report, but it refills again: 97 in 300 s, one in ~3 s
+    assert view.wait(ONE) == pytest.approx(300 / 97)
