@@ -421,9 +421,19 @@ def test_close_wakes_waiters_with_a_clear_error(make_limiter):
     join_all(threads)
     assert len(errors) == 4 and "is closed" in str(errors[0])
     held.release()
-    with pytest.raises(LimiterAcquireError, match="is closed"):
+    with pytest.raises(LimiterAcquireError) as closed:
         limiter.acquire()
+    # what happened, and what to do about it
+    assert str(closed.value) == ("rate limiter 'default' is closed; create a new one "
+                                 "(or a new client) to send more requests")
     limiter.close()  # twice is fine
+
+
+def test_waiting_for_callers_who_never_come_ends_at_the_timeout(make_limiter):
+    limiter = make_limiter(min_interval_seconds=0)
+    started = time.monotonic()
+    assert limiter.wait_for_queued(1, timeout=0.2) is False
+    assert time.monotonic() - started < WAIT
 
 
 # --- hammering ----------------------------------------------------------------------------

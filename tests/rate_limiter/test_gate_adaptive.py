@@ -157,3 +157,12 @@ def test_pause_of_nothing_holds_nobody_and_says_nothing(make_limiter, caplog):
             pass
         limiter.pause(0.01)
     assert [r.getMessage() for r in caplog.records] == ["rate limiter 'default' paused for 0.01 s"]
+
+
+def test_an_answer_recorded_without_an_age_is_taken_as_of_now(make_limiter):
+    limiter = make_limiter()
+    slot = limiter.acquire(demand=ONE)
+    # 6000 a minute (100 a second), nothing left: the model must not assume time has passed
+    limiter.observe(slot, LimitReport("openai", (DimensionReport("requests", 0, 6000, 60.0),)))
+    slot.release()
+    assert limiter.limits().learned["requests"].level < 50  # 100 would be a second's refill

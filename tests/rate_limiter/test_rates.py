@@ -91,3 +91,12 @@ def test_the_request_logs_keep_requests_per_minute_over_a_padded_minute():
 ])
 def test_the_head_asks_at_most_5_ms_and_half_an_interval_ahead(seconds, lead):
     assert reservation_lead_seconds(RateLimitConfig(min_interval_seconds=seconds)) == pytest.approx(lead)
+
+
+def test_a_lost_shared_record_holds_starts_for_the_longest_window_and_no_rate_for_nothing():
+    from cowork_llm.rate_limiter._rates import lost_state_pause_seconds
+
+    assert lost_state_pause_seconds(RateLimitConfig(min_interval_seconds=2.0)) == 2.02
+    assert lost_state_pause_seconds(RateLimitConfig(min_interval_seconds=0.5,
+                                                    requests_per_minute=100)) == 60.02
+    assert lost_state_pause_seconds(RateLimitConfig(min_interval_seconds=0)) == 0

@@ -2,6 +2,7 @@
 the sqlite and redis members), and a request heavier than the whole budget failing at
 once. Waits are read from the backend (what it would make a caller wait), not slept."""
 
+import json
 import threading
 import time
 
@@ -152,3 +153,24 @@ def test_the_token_budget_is_shared_between_members(shared_config):
     finally:
         first.close()
         second.close()
+
+
+def test_tool_call_arguments_and_tool_definitions_are_text_of_the_request():
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": "' + "x" * 3991 + '"}'}}  # 4000 characters
+    messages = [{"role": "user", "content": "a" * 400},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "b" * 400}]
+    assert estimate_request_tokens(messages, 1) == 100 + 1000 + 100
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "d" * 4000}}]
+    definitions = len(json.dumps(tools))
+    assert estimate_request_tokens(user("a" * 400), 1, tools=tools) == -(-(400 + definitions) // 4)
+    # a tool call the estimate cannot read (no function, arguments not text) weighs nothing
+    odd = [{"role": "assistant", "content": "a" * 40,
+            "tool_calls": [{"id": "c2"}, {"function": {"arguments": {"q": 1}}}, "junk"]}]
+    assert estimate_request_tokens(odd, 1) == 10
+
+
+def test_content_parts_the_estimate_cannot_read_are_skipped_not_the_rest():
+    parts = ["stray text", {"type": "text", "text": "a" * 400}]
+    assert estimate_request_tokens([{"role": "user", "content": parts}], 1) == 100

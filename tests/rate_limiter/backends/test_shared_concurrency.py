@@ -179,3 +179,40 @@ def test_sixteen_threads_on_two_members_hammering_the_shared_cap(store, request)
     finally:
         for limiter in limiters:
             limiter.close()
+
+
+def test_a_redis_waiter_is_woken_by_the_release_not_by_its_fallback_poll(store, request):
+    """On redis a member waiting for another's slot blocks until that member releases,
+    and is let in at once, however long its fallback poll (no polling, no delay)."""
+    import threading
+
+    if store["backend"] != "redis":
+        pytest.skip("sqlite has no wake-ups: its waiters look again after a bounded wait")
+    first = RateLimiter(_config(store, request.node.name))
+    second = RateLimiter(_config(store, request.node.name, acquire_timeout_seconds=30))
+    second.backend.await_fallback_seconds = 20.0  # a poll would be far too late
+    refused = threading.Event()
+    ask = second.backend.try_acquire
+
+    def asking(*args):
+        wait = ask(*args)
+        if wait > 0:
+            refused.set()
+        return wait
+
+    second.backend.try_acquire = asking
+    admitted = []
+    try:
+        slot = first.acquire()
+        thread = threading.Thread(target=lambda: admitted.append((second.acquire(), time.monotonic())))
+        thread.start()
+        assert refused.wait(10)  # the waiter asked and was told the slot is out
+        released = time.monotonic()
+        slot.release()
+        thread.join(25)
+        assert admitted, "the waiter was never let in"
+        assert admitted[0][1] - released < 5.0  # woken, not polled after 20 s
+        admitted[0][0].release()
+    finally:
+        first.close()
+        second.close()
