@@ -173,6 +173,8 @@ def test_even_pace_spreads_starts_over_the_window():
         arrivals = sorted(r.arrival_monotonic for r in server.chat_requests[1:])
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert len(arrivals) == 16
-    # 100 ms apart, less the admission-to-arrival jitter of a busy machine
-    assert min(gaps) >= 0.08, sorted(gaps)[:3]
+    # 100 ms apart at admission; at the server one late arrival makes one gap short and
+    # the next long (60 ms seen on a loaded machine), so the typical gap is what is held
+    # to 100 ms (a burst, as pace "bucket" would send, has gaps near 0)
+    assert sorted(gaps)[len(gaps) // 2] >= 0.09, sorted(gaps)
     assert arrivals[-1] - arrivals[0] >= 15 * 0.1 - 0.05
