@@ -541,3 +541,20 @@ def test_an_answer_showing_room_ends_a_429s_hold(clock):
     view.observe(openai(requests=(3, 100, 300.0)), marks=marks, demand=ONE, used=None)
     # the model never rises on a report, but it refills again: 97 in 300 s, one in ~3 s
     assert view.wait(ONE) == pytest.approx(300 / 97)
+
+
+def test_a_long_prompt_waits_for_anthropics_input_budget(clock):
+    view = make_view()
+    learn(view, anthropic(input_tokens=(20000, 40000, 30.0)), demand={"input_tokens": 0.0})
+    assert demand_for(prompt_tokens=30000, max_tokens=10) == {
+        "requests": 1.0, "tokens": 30010.0, "input_tokens": 30000.0, "output_tokens": 10.0}
+    # 10,000 short, refilling 40,000 a minute: 15 s
+    assert view.wait(demand_for(prompt_tokens=30000, max_tokens=10)) == pytest.approx(15.0)
+
+
+def test_a_request_that_takes_nothing_from_a_dimension_keeps_its_even_pacing(clock):
+    view = make_view(pace="even")
+    learn(view, openai(tokens=(60000, 60000, None)), demand={"tokens": 0.0})  # 1000 a second
+    assert view.admit({"tokens": 500.0})[0] == 0.0
+    assert view.admit({"tokens": 0.0})[0] == 0.0  # nothing from the token budget: not paced
+    assert view.admit({"tokens": 500.0})[0] == pytest.approx(0.5)  # still half a second
