@@ -22,6 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, Tuple, TypeVar
 
 from ...errors import LimiterBackendError
@@ -110,9 +111,25 @@ return {redis.call('GET', KEYS[1]) or '', now[1], now[2]}
 """
 
 
+# Each client's registered scripts: EVALSHA sends the script's hash, not its text, and
+# Redis does not hash the text again on every call.
+_SCRIPTS: "weakref.WeakKeyDictionary[Any, Tuple[Any, Any]]" = weakref.WeakKeyDictionary()
+_SCRIPTS_LOCK = threading.Lock()
+
+
+def _scripts(client: Any) -> Tuple[Any, Any]:
+    """(read, compare-and-set) registered on ``client``."""
+    with _SCRIPTS_LOCK:
+        scripts = _SCRIPTS.get(client)
+        if scripts is None:
+            scripts = _SCRIPTS[client] = (client.register_script(_REDIS_READ),
+                                          client.register_script(_REDIS_CAS))
+        return scripts
+
+
 def _read(client: Any, key: str, redis_clock: bool) -> Tuple[str, float]:
     if redis_clock:
-        raw, seconds, micros = client.eval(_REDIS_READ, 1, key)
+        raw, seconds, micros = _scripts(client)[0](keys=[key])
         now = int(seconds) + int(micros) / 1e6
     else:
         raw, now = client.get(key), time.time()
@@ -134,7 +151,7 @@ def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any], float], T]
         after = _encode(state)
         if after == before or not state:
             return result
-        if client.eval(_REDIS_CAS, 1, key, before, after, _REDIS_TTL_MS):
+        if _scripts(client)[1](keys=[key], args=[before, after, _REDIS_TTL_MS]):
             return result
     raise LimiterBackendError(f"the provider view at {key!r} was updated by other members "
                               f"{_REDIS_ATTEMPTS} times in a row; Redis is overloaded")
