@@ -120,3 +120,42 @@ def test_a_child_forked_while_the_lock_is_held_starts_with_it_free(tmp_path):
     thread.join(5)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_lock_held_by_another_thread_times_out_naming_the_file_then_is_free(tmp_path):
+    path = str(tmp_path / "x.lock")
+    lock = FlockLock(path, timeout=0.2, poll_interval=0.001)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            holding.set()
+            done.wait(10)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"another thread held the lock {path} for 0.2 s"):
+        lock.acquire()
+    assert 0.2 <= time.monotonic() - started < 2
+    done.set()
+    holder.join(5)
+    other_process = FlockLock(path, timeout=0.05, poll_interval=0.001)
+    with lock:  # the failed attempt left nothing held
+        with lock:
+            pass
+        with pytest.raises(TimeoutError):  # leaving the inner hold kept the file locked
+            other_process.acquire()
+    with other_process:  # leaving the outer one let it go
+        pass
+
+
+def test_the_lock_file_is_created_readable_by_all_and_writable_by_its_owner(tmp_path):
+    path = tmp_path / "x.lock"
+    old = os.umask(0o022)
+    try:
+        with FlockLock(str(path), timeout=1, poll_interval=0.001):
+            pass
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
