@@ -23,7 +23,9 @@ def call_with_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) 
 
     Raises:
         ToolArgumentError: a missing or unknown argument, or a value that cannot be
-            converted (an unknown Enum value, a dict that does not make the dataclass).
+            converted (an unknown Enum value, a dict that does not make the dataclass, a
+            value of the wrong JSON type where the hint asks for a list, an object or a
+            scalar).
         Whatever ``func`` raises.
     """
     name = getattr(func, "__name__", "tool")
@@ -71,10 +73,15 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             return hint(**{k: _convert(v, field_hints.get(k), f"{where}.{k}") for k, v in value.items()})
         except TypeError as error:
             raise ToolArgumentError(f"{where}: {error}") from None
-    if origin in (list, collections.abc.Sequence, collections.abc.Iterable) and isinstance(value, list):
+    if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
+        if not isinstance(value, list):
+            raise ToolArgumentError(f"{where}: expected a list, got {value!r:.60}")
         return [_convert(item, args[0] if args else None, f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is dict and isinstance(value, dict) and len(args) == 2:
-        return {k: _convert(v, args[1], f"{where}[{k!r}]") for k, v in value.items()}
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ToolArgumentError(f"{where}: expected an object, got {value!r:.60}")
+        if len(args) == 2:
+            return {k: _convert(v, args[1], f"{where}[{k!r}]") for k, v in value.items()}
     if hint in _SCALAR_CHECKS and not _SCALAR_CHECKS[hint](value):
         raise ToolArgumentError(f"{where}: expected {hint.__name__}, got {value!r:.60}")
     if hint is float:

@@ -5,6 +5,7 @@ mutation testing, see TESTING.md)."""
 
 import dataclasses
 import enum
+import functools
 from typing import Dict, List, Optional
 
 import pytest
@@ -111,3 +112,67 @@ def test_an_arguments_section_may_have_blank_lines_between_entries():
     """
     assert parse_docstring(doc) == ("Book a table.",
                                     {"guests": "how many people", "time": "when, e.g. 19:30"})
+
+
+def tag(labels: Dict[str, int], names: List[str], extra: dict):
+    return labels, names, extra
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"labels": "a=1", "names": [], "extra": {}}, "tag: argument 'labels': expected an object, got 'a=1'"),
+    ({"labels": {}, "names": "Oslo", "extra": {}}, "tag: argument 'names': expected a list, got 'Oslo'"),
+    ({"labels": {}, "names": [], "extra": [1]}, "tag: argument 'extra': expected an object, got [1]"),
+    ({"labels": {"a": "1"}, "names": [], "extra": {}}, "tag: argument 'labels'['a']: expected int, got '1'"),
+    ({"labels": {}, "names": ["Oslo", 5], "extra": {}}, "tag: argument 'names'[1]: expected str, got 5"),
+])
+def test_a_value_of_the_wrong_json_type_is_named_before_the_tool_runs(arguments, message):
+    with pytest.raises(ToolArgumentError) as raised:
+        call_with_arguments(tag, arguments)
+    assert str(raised.value) == message
+
+
+def test_an_int_argument_given_a_list_is_refused():
+    with pytest.raises(ToolArgumentError, match=r"^record: argument 'reading': expected an object"):
+        call_with_arguments(record, {"reading": [1]})
+    with pytest.raises(ToolArgumentError, match=r"^plan: argument 'trips'\[0\]: expected an object"):
+        call_with_arguments(plan, {"home": None, "visits": {}, "trips": [[{"city": "Oslo"}]]})
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"reading": {"unit": "kelvin", "value": 1}},
+     "record: argument 'reading'.unit: 'kelvin' is not one of 'celsius', 'fahrenheit'"),
+    ({"reading": {"unit": "celsius"}},
+     "record: argument 'reading': Reading.__init__() missing 1 required positional argument: 'value'"),
+    ({"reading": {"unit": "celsius", "value": 1, "when": 2, "where": 3}},
+     "record: argument 'reading': unknown field(s) when, where for Reading"),
+])
+def test_a_bad_field_of_a_dataclass_argument_is_named(arguments, message):
+    with pytest.raises(ToolArgumentError) as raised:
+        call_with_arguments(record, arguments)
+    assert str(raised.value) == message
+
+
+def test_a_callable_without_hints_or_a_name_still_gets_its_arguments():
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    bound = functools.partial(add, 1)  # no __name__, and typing cannot read its hints
+    assert call_with_arguments(bound, {"b": 2}) == 3
+    with pytest.raises(ToolArgumentError, match=r"^tool: missing a required argument: 'b'"):
+        call_with_arguments(bound, {})
+
+
+def test_hints_the_schema_cannot_describe_are_passed_as_sent():
+    def loose(value: "int | str", items: list) -> tuple:
+        return value, items
+
+    assert call_with_arguments(loose, {"value": "seven", "items": [1, "a"]}) == ("seven", [1, "a"])
+
+    @dataclasses.dataclass
+    class Note:
+        text: "NoSuchType"  # noqa: F821 - a field typing cannot resolve
+
+    def keep(note: Note) -> Note:
+        return note
+
+    assert call_with_arguments(keep, {"note": {"text": "x"}}) == Note("x")

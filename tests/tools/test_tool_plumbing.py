@@ -71,18 +71,24 @@ def test_tool_choice_accepted(choice, expected):
     ("any", ["f"], "tool_choice must be one of auto, none, required"),
     ({"type": "function", "function": {"name": "g"}}, ["f"], "'g', which is not among the tools"),
     ({"type": "function"}, ["f"], "tool_choice must be 'auto'"),
-    ("auto", None, "tool_choice was given without tools"),
+    ("auto", None, "^tool_choice was given without tools$"),
 ])
 def test_bad_tool_choice_is_a_value_error(choice, names, words):
     with pytest.raises(ValueError, match=words):
         check_tool_choice(choice, names)
 
 
-def test_a_tool_dicts_parameters_may_leave_out_the_object_type():
-    lookup = {"type": "function", "function": {"name": "lookup", "parameters": {
+def test_a_tool_dicts_parameters_may_leave_out_the_object_type_and_strict_is_kept():
+    lookup = {"type": "function", "function": {"name": "lookup", "strict": True, "parameters": {
         "properties": {"word": {"type": "string"}}}}}
     (spec,), _ = normalize_tools([lookup])
     assert spec == lookup
+
+
+def test_unknown_keys_of_a_tool_dict_are_all_named():
+    with pytest.raises(ValueError) as raised:
+        normalize_tools([{"type": "function", "function": {"name": "f", "paramters": {}, "desc": ""}}])
+    assert str(raised.value) == "tools[0]['function'] has unknown key(s) desc, paramters"
 
 
 def test_a_tool_dict_of_another_type_is_refused_with_the_shape_it_must_have():
