@@ -69,8 +69,10 @@ def test_tool_choice_accepted(choice, expected):
 
 @pytest.mark.parametrize("choice, names, words", [
     ("any", ["f"], "tool_choice must be one of auto, none, required"),
-    ({"type": "function", "function": {"name": "g"}}, ["f"], "'g', which is not among the tools"),
-    ({"type": "function"}, ["f"], "tool_choice must be 'auto'"),
+    ({"type": "function", "function": {"name": "g"}}, ["f", "h"],
+     r"^tool_choice names 'g', which is not among the tools \(f, h\)$"),
+    ({"type": "function"}, ["f"], r"^tool_choice must be 'auto', 'none', 'required' or \{'type': 'function', "
+                                  r"'function': \{'name': \.\.\.\}\}, got \{'type': 'function'\}$"),
     ("auto", None, "^tool_choice was given without tools$"),
 ])
 def test_bad_tool_choice_is_a_value_error(choice, names, words):
