@@ -102,6 +102,19 @@ def test_tool_calls_are_sent_in_openais_form_with_arguments_as_json_text():
      "'function': {'name': ..., 'arguments': ...}}"),
     ([{"id": "c1", "function": {"name": "f", "arguments": 5}}],
      "messages[1]['tool_calls'][0]['function']['arguments'] must be JSON text or a dict, got int"),
+    ("call_1", "messages[1]['tool_calls'] must be a non-empty list of "
+               "{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': ...}}"),
+    (5, "messages[1]['tool_calls'] must be a non-empty list of "
+        "{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': ...}}"),
+    (["call_1"], "messages[1]['tool_calls'][0] must be a dict, got str"),
+    ([{"function": {"name": "f"}}],
+     "messages[1]['tool_calls'][0]['id'] must be a non-empty string (the id the tool result answers)"),
+    ([{"id": " ", "function": {"name": "f"}}],
+     "messages[1]['tool_calls'][0]['id'] must be a non-empty string (the id the tool result answers)"),
+    ([{"id": "c1", "function": {"name": "get weather"}}],
+     "messages[1]['tool_calls'][0]['function']['name'] must be a tool name, got 'get weather'"),
+    ([{"id": "c1", "function": {}}],
+     "messages[1]['tool_calls'][0]['function']['name'] must be a tool name, got None"),
 ])
 def test_a_bad_tool_call_is_refused_with_the_shape_it_must_have(calls, message):
     messages = assistant_calls()

@@ -8,7 +8,7 @@ import enum
 import functools
 import json
 import os
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import jsonschema
 import pytest
@@ -258,7 +258,13 @@ def mistaken_hint(unit: Unit.CELSIUS = Unit.CELSIUS) -> str:
     return ""
 
 
+def optional_union(value: Optional[Union[int, str]]) -> str:
+    return ""
+
+
 @pytest.mark.parametrize("func, message", [
+    (optional_union, "function optional_union, parameter 'value': a union of several types "
+                     "(typing.Union[int, str]) is not supported; use one type, or Optional[X]"),
     (mistaken_hint, "function mistaken_hint, parameter 'unit': type Unit.CELSIUS is not supported (use str, "
                     "int, float, bool, Optional, Literal, list, dict, a dataclass or an Enum)"),
     (complex_values, "function complex_values, parameter 'table': type complex is not supported (use str, "

@@ -41,9 +41,10 @@ def test_functions_and_dicts_become_openai_tools_and_functions_are_kept_by_name(
 
 
 @pytest.mark.parametrize("tools, words", [
-    ("get_weather", "tools must be a list"),
-    ([], "tools must not be empty"),
-    ([42], r"tools\[0\] must be a function or a tool dict"),
+    ("get_weather", r"^tools must be a list of functions or "
+                    r"\{'type': 'function', 'function': \{\.\.\.\}\} dicts$"),
+    ([], r"^tools must not be empty \(leave it out, or None, for no tools\)$"),
+    ([42], r"^tools\[0\] must be a function or a tool dict, got int$"),
     ([{"type": "retrieval"}], r"tools\[0\] must be \{'type': 'function'"),
     ([{"type": "function", "function": {"name": "has space"}}], r"tools\[0\]\['function'\]\['name'\]"),
     ([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}],
