@@ -176,3 +176,16 @@ def test_hints_the_schema_cannot_describe_are_passed_as_sent():
         return note
 
     assert call_with_arguments(keep, {"note": {"text": "x"}}) == Note("x")
+
+
+def test_a_parameters_section_free_text_and_a_description_over_several_lines():
+    doc = """Book a table at a restaurant
+    near the given address.
+
+    Parameters:
+        Both are required.
+        guests: how many people
+        time: when
+    """
+    assert parse_docstring(doc) == ("Book a table at a restaurant near the given address.",
+                                    {"guests": "how many people", "time": "when"})

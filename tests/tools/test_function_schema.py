@@ -262,7 +262,23 @@ def optional_union(value: Optional[Union[int, str]]) -> str:
     return ""
 
 
+def bytes_literal(raw: Literal[b"x"]) -> str:
+    return ""
+
+
+def complex_items(values: List[complex]) -> str:
+    return ""
+
+
 @pytest.mark.parametrize("func, message", [
+    (star_args, "function star_args, parameter 'cities': *args and **kwargs cannot be described to a model; "
+                "name each parameter"),
+    (no_hint, "function no_hint, parameter 'city' has no type hint; annotate it (str, int, float, bool, "
+              "Optional, Literal, list, dict, a dataclass or an Enum)"),
+    (bytes_literal, "function bytes_literal, parameter 'raw': Literal values must be str, int, float or "
+                    "bool, got typing.Literal[b'x']"),
+    (complex_items, "function complex_items, parameter 'values': type complex is not supported (use str, "
+                    "int, float, bool, Optional, Literal, list, dict, a dataclass or an Enum)"),
     (optional_union, "function optional_union, parameter 'value': a union of several types "
                      "(typing.Union[int, str]) is not supported; use one type, or Optional[X]"),
     (mistaken_hint, "function mistaken_hint, parameter 'unit': type Unit.CELSIUS is not supported (use str, "
@@ -358,3 +374,19 @@ def test_a_dataclass_field_that_cannot_be_described_is_named(func, message):
     with pytest.raises(ValueError) as raised:
         function_tool(func)
     assert str(raised.value).startswith(message)
+
+
+class Unreadable:
+    """A callable whose signature cannot be read."""
+
+    __name__ = "odd"
+    __signature__ = "not a signature"
+
+    def __call__(self, city: str) -> str:
+        return city
+
+
+def test_a_signature_that_cannot_be_read_is_named():
+    with pytest.raises(ValueError) as raised:
+        function_tool(Unreadable())
+    assert str(raised.value).startswith("function odd: cannot read its signature (")
