@@ -163,10 +163,11 @@ def test_a_callable_without_hints_or_a_name_still_gets_its_arguments():
 
 
 def test_hints_the_schema_cannot_describe_are_passed_as_sent():
-    def loose(value: "int | str", items: list) -> tuple:
-        return value, items
+    def loose(value: "int | str", items: list, more: List) -> tuple:
+        return value, items, more
 
-    assert call_with_arguments(loose, {"value": "seven", "items": [1, "a"]}) == ("seven", [1, "a"])
+    assert call_with_arguments(loose, {"value": "seven", "items": [1, "a"], "more": [2, "b"]}) == (
+        "seven", [1, "a"], [2, "b"])
 
     @dataclasses.dataclass
     class Note:
