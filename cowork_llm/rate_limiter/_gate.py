@@ -37,7 +37,7 @@ from ..errors import AcquireCancelled, LimiterAcquireError, LimiterBackendError
 from ..limits import LimitReport, LimitsSnapshot
 from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 from ._provider_view import Demand, ProviderView
-from ._rates import reservation_lead_seconds
+from ._rates import padded_window_ms, reservation_lead_seconds
 from .backends import build_backend
 from .backends.base import LimiterBackend
 from .backends.memory import MemoryBackend
@@ -147,6 +147,11 @@ class RateLimiter:
         self._lead = reservation_lead_seconds(self.config)
         # The process's own starts, kept min_interval_seconds apart (see _start_in_turn).
         self._spacing = self.config.min_interval_seconds
+        # When the next head may first ask: the lead before the interval after the
+        # latest admission here. Asking sooner would only be told to wait (a wasted round
+        # trip to a shared store); a start by another process since is learned then.
+        self._next_first_ask = 0.0
+        self._padded_interval = padded_window_ms(self._spacing * 1000) / 1000
         self._start_lock = threading.Lock()
         self._last_start = -float("inf")  # time.monotonic() of the latest start
         _live_limiters.add(self)
@@ -207,6 +212,8 @@ class RateLimiter:
             self._in_flight += 1
             self._admitted += 1
             lease = self.backend.take_lease()
+            if self._spacing > 0:
+                self._next_first_ask = admitted_at + self._padded_interval - self._lead
         slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
@@ -245,6 +252,7 @@ class RateLimiter:
         # changes nothing the backend said, so it does not ask again (an ask costs a
         # round trip to a shared store).
         ask_at = 0.0
+        asked_before = False
         while True:
             self._check_open()
             if cancel_events and is_cancelled(cancel_events):  # checked before every ask
@@ -254,6 +262,8 @@ class RateLimiter:
             wait: Optional[float] = None  # None: until woken
             asked = False
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
+                if not asked_before:
+                    ask_at = max(ask_at, self._next_first_ask)
                 early = ask_at - time.monotonic()
                 if early > 0:
                     wait = early
@@ -271,7 +281,7 @@ class RateLimiter:
                     if wait > self._lead:  # ask again the lead before, to reserve the slot
                         wait -= self._lead
                     ask_at = time.monotonic() + wait
-                    asked = True
+                    asked = asked_before = True
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -394,6 +404,7 @@ class RateLimiter:
         self._in_flight = 0
         self._start_lock = threading.Lock()
         self._last_start = -float("inf")  # a new process: its starts are spaced by its backend
+        self._next_first_ask = 0.0
         self._fork_epoch += 1
         if isinstance(self.backend, MemoryBackend):
             self.backend = build_backend(self.config)
