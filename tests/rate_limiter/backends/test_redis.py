@@ -135,6 +135,10 @@ def test_redis_down_is_an_error_naming_the_url_without_its_password(form):
     text = str(caught.value)
     assert PASSWORD not in text and PASSWORD not in repr(caught.value)
     assert f"127.0.0.1:{port}" in text and "***" in text
+    # What went wrong, in redis-py's words, and what to do about it.
+    assert f"failed: ConnectionError: Error 111 connecting to 127.0.0.1:{port}. Connection refused" in text
+    assert text.endswith("Check that Redis is running and reachable from this host; requests are "
+                         "not sent without their limit")
 
 
 def test_redis_going_away_later_is_an_error_not_a_fallback():

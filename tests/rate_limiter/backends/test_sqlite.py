@@ -128,3 +128,13 @@ def test_closed_backend_refuses(make_backend):
     backend.close()  # twice is harmless
     with pytest.raises(LimiterBackendError, match="closed"):
         backend.try_acquire()
+
+
+def test_a_pause_holds_its_seconds_rounded_up_to_the_millisecond_and_no_more(make_backend):
+    # Stored in whole milliseconds: rounded up, so a pause never ends early, and by at most
+    # the one millisecond, so a Retry-After of s seconds holds the group s seconds, not longer.
+    backend = make_backend()
+    for _ in range(30):
+        backend.pause(0.5)
+        left = backend.pause_remaining()
+        assert 0.4 < left <= 0.5 + 0.001, left
