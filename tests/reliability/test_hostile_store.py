@@ -5,6 +5,7 @@ flushed, restarted without persistence, stalled. Each asserts a bounded time, on
 
 import logging
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -156,6 +157,8 @@ def test_flushed_redis_state_holds_the_group_one_full_interval_with_one_warning(
         time.sleep(0.6)  # the conservative interval is over: starts resume
     warnings = [r for r in caplog.records if "was lost (Redis flushed" in r.getMessage()]
     assert len(warnings) == 6  # one per member per loss, never one per ask
+    assert re.search(r"holding this group's starts for one full interval \(0\.5\d\d s\)$",
+                     warnings[0].getMessage()), warnings[0].getMessage()
 
 
 @pytest.mark.redis

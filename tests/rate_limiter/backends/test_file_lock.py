@@ -159,3 +159,32 @@ def test_the_lock_file_is_created_readable_by_all_and_writable_by_its_owner(tmp_
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_waiter_on_a_deleted_lock_file_that_nobody_recreated_locks_a_new_one(tmp_path):
+    # The holder's file is deleted and nobody has opened the path since: the waiter that
+    # gets the old file's flock must not keep it (it excludes nobody who opens the path).
+    path = str(tmp_path / "x.lock")
+    first, second = FlockLock(path, 5, 0.001), FlockLock(path, 5, 0.001)
+    newcomer = FlockLock(path, 0.2, 0.001)
+    first.acquire()
+    inside, leave = threading.Event(), threading.Event()
+
+    def wait_on_old_file():
+        with second:
+            inside.set()
+            leave.wait(10)
+    waiter = threading.Thread(target=wait_on_old_file)
+    waiter.start()
+    time.sleep(0.1)  # second is polling the old file's flock
+    os.unlink(path)
+    first.release()
+    assert inside.wait(5)
+    try:
+        with pytest.raises(TimeoutError):  # second holds the file now at the path
+            newcomer.acquire()
+    finally:
+        leave.set()
+        waiter.join(5)
+    with newcomer:
+        pass

@@ -63,3 +63,18 @@ def test_without_a_token_budget_any_estimate_fits_and_spends_nothing(make_backen
     backend = make_backend(min_interval_seconds=0)
     for _ in range(3):
         assert backend.try_acquire(tokens=10**9) == 0.0
+
+
+def test_a_one_token_request_spends_its_token(make_backend):
+    backend = make_backend(min_interval_seconds=0, tokens_per_minute=2)
+    assert backend.try_acquire(tokens=1) == 0.0
+    assert backend.try_acquire(tokens=1) == 0.0
+    assert backend.try_acquire(tokens=1) > 1  # the budget refills at 2 a minute
+
+
+def test_a_request_refused_for_its_tokens_takes_no_request_slot(make_backend):
+    backend = make_backend(min_interval_seconds=0, requests_per_minute=3, tokens_per_minute=2)
+    assert backend.try_acquire(tokens=1) == 0.0
+    assert backend.try_acquire(tokens=1) == 0.0
+    assert backend.try_acquire(tokens=1) > 1  # no token left: refused...
+    assert backend.try_acquire(tokens=0) == 0.0  # ...without spending the third start

@@ -126,8 +126,11 @@ def test_closed_backend_refuses(make_backend):
     backend = make_backend()
     backend.close()
     backend.close()  # twice is harmless
-    with pytest.raises(LimiterBackendError, match="closed"):
-        backend.try_acquire()
+    for _ in range(2):  # every time, not only the first
+        with pytest.raises(LimiterBackendError, match="closed"):
+            backend.try_acquire()
+        backend.withdraw()  # giving up after that failure is quiet
+    backend.close()
 
 
 def test_a_pause_holds_its_seconds_rounded_up_to_the_millisecond_and_no_more(make_backend):
@@ -138,3 +141,26 @@ def test_a_pause_holds_its_seconds_rounded_up_to_the_millisecond_and_no_more(mak
         backend.pause(0.5)
         left = backend.pause_remaining()
         assert 0.4 < left <= 0.5 + 0.001, left
+
+
+def test_any_key_is_a_limit_of_its_own_quotes_and_all(make_backend):
+    # The key names tables pasted into SQL: quotes, spaces, slashes and dashes must not
+    # break it, and keys alike once made readable stay separate limits.
+    keys = ["team's gpt-4o / eu", "team_s gpt_4o _ eu", 'say "hi"; DROP TABLE x']
+    backends = [make_backend(key=key) for key in keys]
+    for backend in backends:
+        assert backend.try_acquire() == 0.0
+    for backend in backends:
+        assert backend.try_acquire() > 0.5  # its own interval, and only its own
+        backend.withdraw()
+
+
+def test_a_member_behind_another_sleeps_until_its_turn_can_come(make_backend):
+    first, second = make_backend(), make_backend()  # 1 s interval
+    assert first.try_acquire() == 0.0
+    assert first.try_acquire() > 0.9  # the front of the queue, waiting for the interval
+    # Behind it: nothing can happen for ~1 s, so it is told to ask again in the longest
+    # sleep a member behind takes (half a second), not to poll.
+    assert second.try_acquire() == pytest.approx(0.5)
+    first.withdraw()
+    second.withdraw()
