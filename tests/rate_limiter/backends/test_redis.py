@@ -4,6 +4,7 @@ pause, Redis down or restarted, and the password never shown."""
 
 import logging
 import threading
+import time
 
 import pytest
 from _redis_server import free_port, redis_server
@@ -182,3 +183,32 @@ def test_the_description_and_the_limiter_repr_hide_the_password(make_backend):
     backend = make_backend()
     limiter = RateLimiter(backend.config, backend=backend)
     assert PASSWORD not in backend.description and PASSWORD not in repr(limiter)
+
+
+def test_a_member_behind_is_woken_by_the_admission_ahead_and_sleeps_until_its_turn(make_backend):
+    first, second = make_backend(min_interval_seconds=0.3), make_backend(min_interval_seconds=0.3)
+    second.await_fallback_seconds = 5.0  # so only a wake-up can end its wait early
+    assert first.try_acquire() == 0.0
+    assert first.try_acquire() > 0.2  # the front of the queue, waiting for the interval
+    assert first.await_turn(0.3) is False  # a plain wait: the gate sleeps for it itself
+    behind = {}
+
+    def wait_behind():  # another process's head: asks, is behind, waits for its turn
+        behind["answer"] = second.try_acquire()
+        behind["started"] = time.monotonic()
+        behind["woke"] = second.await_turn(5.0)
+        behind["returned"] = time.monotonic()
+        behind["then"] = second.try_acquire(lead=0.005)
+    waiter = threading.Thread(target=wait_behind)
+    waiter.start()
+    time.sleep(0.35)
+    asked = time.monotonic()
+    assert first.try_acquire() == 0.0
+    waiter.join(10)
+    assert behind["answer"] == 5.0  # behind first: block on the wake-up, bounded
+    assert behind["woke"] is True
+    # Woken by that admission (long before the 5 s bound), then asleep until the
+    # reservation lead (5 ms) before its own slot, one interval after first's start.
+    assert behind["returned"] - behind["started"] < 4.0
+    assert behind["returned"] >= asked + 0.3 - 0.005 - 0.002, behind["returned"] - asked
+    assert behind["then"] <= 0.0  # and then admitted (or reserved)
