@@ -27,7 +27,7 @@ from ._accounting import count_failure, count_success, log_failure
 from ._attempts import demand, estimated_tokens, pause_for, resending_once, with_retries
 
 if TYPE_CHECKING:
-    from ..rate_limiter._gate import Slot
+    from ..rate_limiter._slot import Slot
     from ._accounting import CallRecord
     from ._rate_limited import RateLimitedLlm
 
