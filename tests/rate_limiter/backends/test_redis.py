@@ -198,7 +198,7 @@ def test_a_member_behind_is_woken_by_the_admission_ahead_and_sleeps_until_its_tu
         behind["started"] = time.monotonic()
         behind["woke"] = second.await_turn(5.0)
         behind["returned"] = time.monotonic()
-        behind["then"] = second.try_acquire(lead=0.005)
+        behind["then"] = second.try_acquire(lead=0.05)
     waiter = threading.Thread(target=wait_behind)
     waiter.start()
     time.sleep(0.35)
@@ -211,4 +211,6 @@ def test_a_member_behind_is_woken_by_the_admission_ahead_and_sleeps_until_its_tu
     # reservation lead (5 ms) before its own slot, one interval after first's start.
     assert behind["returned"] - behind["started"] < 4.0
     assert behind["returned"] >= asked + 0.3 - 0.005 - 0.002, behind["returned"] - asked
-    assert behind["then"] <= 0.0  # and then admitted (or reserved)
+    # Then its slot is at most a few ms away (the sleep is on an estimate of Redis's
+    # clock): an ask with a 50 ms lead is admitted or reserved.
+    assert behind["then"] <= 0.0
