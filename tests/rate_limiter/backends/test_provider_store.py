@@ -244,3 +244,22 @@ def test_only_an_unreadable_view_is_called_unreadable(where, caplog):
         assert caplog.records == []
     finally:
         backend.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("decode", [False, True])
+def test_the_host_clock_fallback_keeps_the_view_as_the_redis_clock_does(redis_url, decode):
+    """Where a managed Redis refuses TIME in scripts, the view is still read, updated and
+    kept (with a client that answers bytes or text)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=decode)
+    key = f"fallback:{decode}:view"
+    client.delete(key)
+
+    def add_one(state, now):
+        state["n"] = state.get("n", 0) + 1
+        return state["n"]
+
+    assert store_module.redis_update(client, key, add_one, redis_clock=False) == 1
+    assert store_module.redis_update(client, key, add_one, redis_clock=False) == 2
+    assert store_module.redis_update(client, key, lambda state, now: dict(state),
+                                     read_only=True, redis_clock=False) == {"n": 2}
