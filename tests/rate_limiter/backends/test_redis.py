@@ -214,3 +214,14 @@ def test_a_member_behind_is_woken_by_the_admission_ahead_and_sleeps_until_its_tu
     # Then its slot is at most a few ms away (the sleep is on an estimate of Redis's
     # clock): an ask with a 50 ms lead is admitted or reserved.
     assert behind["then"] <= 0.0
+
+
+def test_the_group_clock_is_redis_time_even_on_a_host_whose_clock_is_wrong(make_backend, monkeypatch):
+    backend = make_backend()
+    assert backend.try_acquire() == 0.0
+    seconds, micros = backend._client.time()
+    redis_now = seconds + micros / 1e6
+    monkeypatch.setattr(time, "time", lambda: 1_000.0)  # this host's wall clock gone wrong
+    assert abs(backend.clock() - redis_now) < 1  # in seconds, on Redis's clock
+    view_now = backend.update_provider_view(lambda state, now: now, read_only=True)
+    assert abs(view_now - redis_now) < 1  # what is learned is dated on Redis's clock too

@@ -4,6 +4,7 @@ the filelock 4.x trap avoided, and clear errors for a file it cannot use."""
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from pyrate_limiter import Limiter, Rate, SQLiteBucket
@@ -138,8 +139,11 @@ def test_a_pause_holds_its_seconds_rounded_up_to_the_millisecond_and_no_more(mak
     # the one millisecond, so a Retry-After of s seconds holds the group s seconds, not longer.
     backend = make_backend()
     for _ in range(30):
+        asked = time.time()
         backend.pause(0.5)
         left = backend.pause_remaining()
+        read = time.time()
+        assert read + left >= asked + 0.5  # it ends no earlier than 0.5 s after the call
         assert 0.4 < left <= 0.5 + 0.001, left
 
 
