@@ -2,6 +2,7 @@
 here stands for a process: its own connection and its own file lock), the shared pause,
 the filelock 4.x trap avoided, and clear errors for a file it cannot use."""
 
+import logging
 import sqlite3
 import threading
 import time
@@ -168,3 +169,14 @@ def test_a_member_behind_another_sleeps_until_its_turn_can_come(make_backend):
     assert second.try_acquire() == pytest.approx(0.5)
     first.withdraw()
     second.withdraw()
+
+
+def test_a_broken_queue_is_an_error_naming_the_file_and_leaving_it_is_logged(make_backend, caplog):
+    backend = make_backend()
+    backend._conn.execute("DROP TABLE cowork_llm_queue")  # the store breaks under us
+    with caplog.at_level(logging.DEBUG, logger="cowork_llm.rate_limiter.backends.sqlite"):
+        with pytest.raises(LimiterBackendError, match="limits.sqlite"):
+            backend.try_acquire()
+    # Its ticket could not be removed either: said at DEBUG, naming the file (the error
+    # raised is the first failure's).
+    assert f"leaving the queue of sqlite file {backend.path} after a failure: " in caplog.text
