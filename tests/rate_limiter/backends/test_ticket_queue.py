@@ -184,6 +184,7 @@ def test_withdraw_never_raises_when_redis_is_gone(caplog):
     with caplog.at_level(logging.WARNING, logger="cowork_llm"):
         waiting.withdraw()  # on the way out of another failure: must not hide it
     assert "could not leave the shared queue" in caplog.text
+    assert "; the other members skip this ticket after 5.0 s" in caplog.text  # the default
     assert "queue-pw-777" not in caplog.text
     other.close()
     waiting.close()
