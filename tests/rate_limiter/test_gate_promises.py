@@ -282,16 +282,19 @@ def test_threads_that_wake_late_still_start_an_interval_apart_in_their_process()
     limiter.close()
 
 
-def test_ctrl_c_while_waiting_to_start_gives_the_slot_back():
-    config = RateLimitConfig(min_interval_seconds=0.5, max_concurrent=2)
+def test_ctrl_c_while_waiting_to_start_gives_the_slot_back(default_sigint):
+    config = RateLimitConfig(min_interval_seconds=30, max_concurrent=2)
     limiter = RateLimiter(config, backend=_GridRecorded(config))
-    limiter.acquire().release()  # the process's last start: the next may start 0.5 s later
-    timer = threading.Timer(0.1, _thread.interrupt_main)
+    limiter.acquire().release()  # the process's last start: the next may start 30 s later
+    # A real SIGINT (it ends the main thread's sleep at once), a little after the wait began.
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    started = time.monotonic()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             limiter.acquire()  # admitted at once, then waits for the spacing in the main thread
     finally:
         timer.cancel()
+    assert time.monotonic() - started < 10
     assert limiter.in_flight == 0
     limiter.close()
