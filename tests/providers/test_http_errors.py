@@ -76,7 +76,7 @@ def test_error_carries_message_request_id_and_retry_after():
 def test_provider_message_from_other_shapes(body, content_type, expected):
     error = _http_errors.error_for_response(_response(502, body, content_type=content_type),
                                             provider="openai", secrets=())
-    assert expected in error.message
+    assert error.message == f"openai answered HTTP 502: {expected}"
 
 
 def test_long_body_is_truncated():

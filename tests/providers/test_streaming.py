@@ -491,3 +491,22 @@ def test_an_error_mid_stream_without_a_type_is_labelled_error(mock):
         with pytest.raises(ServerError) as info:
             list(llm.stream(MESSAGES))
     assert info.value.message == "openai reported an error mid-stream: error: it broke"
+
+
+def test_sse_only_a_leading_bom_is_dropped_not_one_where_a_later_chunk_begins():
+    # U+FEFF inside the data is text (a zero-width no-break space), wherever chunks split.
+    assert events_of(b"\xef\xbb\xbfdata: a", b"\xef\xbb\xbfb\n\n") == [SseEvent("message", "a\ufeffb")]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_error_mid_stream_names_the_request(mock, provider):
+    if provider == "openai":
+        body = openai_chunk("Hi") + sse({"error": {"message": "slow down", "type": "rate_limit_error"}})
+    else:
+        body = anthropic_body(stop=False).split("event: content_block_stop")[0] + sse(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+    add_stream(mock, provider, body, headers={"x-request-id": "req_mid"})
+    with build_provider(make_config(provider)) as llm:
+        with pytest.raises((RateLimitError, ServerError)) as info:
+            list(llm.stream(MESSAGES))
+    assert info.value.request_id == "req_mid"
