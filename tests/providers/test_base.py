@@ -45,3 +45,25 @@ def test_a_300_answer_is_not_taken_for_a_success_even_with_a_usable_body():
         mock.post(URL, status=300, json=answer)
         with pytest.raises(InvalidResponseError, match="openai answered HTTP 300"):
             llm.chat(MESSAGES)
+
+
+def test_a_chat_result_carries_the_rate_limits_its_answer_reported():
+    answer = {"choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "ok"}}]}
+    headers = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
+               "x-ratelimit-reset-requests": "1s"}
+    with responses.RequestsMock() as mock, build_provider(CONFIG) as llm:
+        mock.post(URL, json=answer, headers=headers)
+        result = llm.chat(MESSAGES)
+    assert result.rate_limits is not None and result.rate_limits.family == "openai"
+    requests_limit = result.rate_limits.get("requests")
+    assert requests_limit is not None and (requests_limit.limit, requests_limit.remaining) == (60, 59)
+
+
+def test_an_answer_that_declares_utf8_but_is_not_is_refused():
+    # Left to requests, the bad bytes would become U+FFFD and the damaged answer pass.
+    with responses.RequestsMock() as mock, build_provider(CONFIG) as llm:
+        mock.post(URL, body=b'{"choices": [{"index": 0, "message": {"content": "fi\xffne"}}]}',
+                  content_type="application/json; charset=utf-8")
+        with pytest.raises(InvalidResponseError, match="not valid UTF-8 .byte 0xff"):
+            llm.chat(MESSAGES)
