@@ -33,7 +33,9 @@ def test_a_missing_ca_bundle_is_refused_naming_the_setting(tmp_path):
                          ca_bundle=missing)
     with pytest.raises(ConfigError) as info:
         check_model_settings(config, "llm.model")
-    assert info.value.key == "llm.model.ca_bundle" and missing in str(info.value)
+    assert info.value.key == "llm.model.ca_bundle"
+    assert str(info.value) == (f"llm.model.ca_bundle {missing!r} does not exist: give the path of a PEM "
+                               "file (or directory) of CA certificates")
 
 
 def test_plain_http_to_the_network_says_how_to_fix_it():
