@@ -80,8 +80,11 @@ class RateLimiter:
 
     def __init__(self, config: Optional[RateLimitConfig] = None, *,
                  backend: Optional[LimiterBackend] = None) -> None:
-        """Raises ConfigError when the configured backend is not available."""
-        self.config = config if config is not None else RateLimitConfig()
+        """``config`` defaults to ``backend``'s configuration, else the defaults.
+        Raises ConfigError when the configured backend is not available."""
+        if config is None:  # a backend made from a configuration: that one
+            config = getattr(backend, "config", None) or RateLimitConfig()
+        self.config = config
         self.backend = backend if backend is not None else build_backend(self.config)
         #: what was learned from the provider's rate-limit headers (kept in the backend)
         self.provider_view = ProviderView(self.config, self.backend)
