@@ -166,3 +166,18 @@ def test_an_answer_recorded_without_an_age_is_taken_as_of_now(make_limiter):
     limiter.observe(slot, LimitReport("openai", (DimensionReport("requests", 0, 6000, 60.0),)))
     slot.release()
     assert limiter.limits().learned["requests"].level < 50  # 100 would be a second's refill
+
+
+def test_a_limit_learned_by_another_member_holds_one_that_has_not_looked_yet():
+    # Two limiters on one store (as two processes on one sqlite file or Redis): the one
+    # that has seen no learned limit skips its look before asking, but its admission
+    # still checks the store and must not let the request through.
+    config = RateLimitConfig(min_interval_seconds=0, acquire_timeout_seconds=0.3)
+    informed = RateLimiter(config)
+    unaware = RateLimiter(config, backend=informed.backend)
+    with informed.slot(demand=ONE) as slot:
+        pass
+    informed.observe(slot, requests_left(0, reset=30.0), refused=True)
+    with pytest.raises(LimiterAcquireError):
+        unaware.acquire(demand=ONE)
+    informed.close()

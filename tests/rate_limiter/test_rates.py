@@ -100,3 +100,8 @@ def test_a_lost_shared_record_holds_starts_for_the_longest_window_and_no_rate_fo
     assert lost_state_pause_seconds(RateLimitConfig(min_interval_seconds=0.5,
                                                     requests_per_minute=100)) == 60.02
     assert lost_state_pause_seconds(RateLimitConfig(min_interval_seconds=0)) == 0
+
+
+def test_an_interval_below_a_microsecond_is_still_an_interval():
+    config = RateLimitConfig(min_interval_seconds=0.0000005)
+    assert limits(request_log_rates(config)) == [(1, 2)]  # 1 µs, padded and rounded up

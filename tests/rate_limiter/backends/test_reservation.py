@@ -5,6 +5,8 @@ sleep's overshoot and the store's round trip were added to every interval (82-89
 100 requests/s; BENCHMARKS.md, "Limiter at scale")."""
 
 
+import threading
+
 import pytest
 from _redis_server import redis_server
 
@@ -73,7 +75,8 @@ def test_no_reservation_through_a_pause(make_backend):
     assert 1.4 < second.try_acquire(lead=2.0) <= 1.51
 
 
-def test_the_gate_starts_no_earlier_than_the_reserved_instant(make_backend):
+@pytest.mark.parametrize("adaptive", [False, True], ids=["configured", "adaptive"])
+def test_the_gate_starts_no_earlier_than_the_reserved_instant(make_backend, adaptive):
     backend = make_backend(min_interval_seconds=0.05)
     recorded = []  # the starts the store recorded, in seconds on its clock
     if hasattr(backend, "_acquire"):  # redis: now and the reservation, from the script
@@ -100,8 +103,9 @@ def test_the_gate_starts_no_earlier_than_the_reserved_instant(make_backend):
             return backend._request_clock() / 1e6
     limiter = RateLimiter(backend.config, backend=backend)
     started = []
+    demand = {"requests": 1.0, "tokens": 100.0} if adaptive else None  # what the client passes
     for _ in range(12):
-        with limiter.slot():
+        with limiter.slot(demand=demand):
             started.append(clock())
     gaps = [b - a for a, b in zip(recorded, recorded[1:], strict=False)]
     # The padded interval on the store's clock (less a microsecond of float rounding in
@@ -114,3 +118,29 @@ def test_the_gate_starts_no_earlier_than_the_reserved_instant(make_backend):
     # And the head asked ahead, so (nearly always) its slot was reserved, exactly one
     # padded interval after the previous start.
     assert sum(1 for g in gaps if g < 0.0506) >= 6, gaps
+
+
+def test_the_head_asks_once_per_admission_when_the_interval_binds(make_backend):
+    # Each ask is a round trip to a shared store: the next head waits until its slot can
+    # be free (the lead before it) instead of asking at once and being told to wait.
+    backend = make_backend(min_interval_seconds=0.02)
+    asks = []
+    ask = backend.try_acquire
+
+    def counting(*args, **kwargs):
+        asks.append(1)
+        return ask(*args, **kwargs)
+    backend.try_acquire = counting
+    limiter = RateLimiter(backend.config, backend=backend)
+
+    def worker():
+        for _ in range(5):
+            with limiter.slot():
+                pass
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert limiter.admitted_count == 20
+    assert len(asks) <= 20 + 8, len(asks)  # a late wake-up may cost an ask; not one per turn
