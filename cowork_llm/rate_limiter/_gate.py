@@ -10,8 +10,10 @@ are out, no pause is running, and the backend's rates allow another start.
 What this guarantees, per limiter: admissions (request starts, as the backend records
 them, to the microsecond) at least ``min_interval_seconds`` apart, at most
 ``max_concurrent`` in flight, admission in arrival order, and no caller going on before
-its recorded start. The head asks a little ahead (the reservation lead) so its start can
-be recorded at the instant the interval ends, not whenever its sleep happens to end.
+its recorded start. The head asks ahead and reserves its start: the store records it at
+the instant the interval ends (up to 100 ms ahead, see
+:func:`~._rates.reservation_horizon_seconds`), not whenever a sleep happens to end, and
+with processes taking turns one ask per admission does.
 What it does not: the time from admission to the request reaching the server (building
 and sending it, scheduling); on a busy 2-core machine that varied by a few milliseconds,
 so gaps seen by the server can be that much shorter than the admissions' gaps.
@@ -37,7 +39,7 @@ from ..errors import AcquireCancelled, LimiterAcquireError, LimiterBackendError
 from ..limits import LimitReport, LimitsSnapshot
 from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 from ._provider_view import Demand, ProviderView
-from ._rates import padded_window_ms, reservation_lead_seconds
+from ._rates import padded_window_ms, reservation_horizon_seconds, reservation_lead_seconds
 from ._slot import Slot, _SlotContext
 from .backends import build_backend
 from .backends.base import LimiterBackend
@@ -100,11 +102,15 @@ class RateLimiter:
         # The head asks this long before the rates free a slot and reserves it (see
         # reservation_lead_seconds): what its sleep overshoots is not added to the interval.
         self._lead = reservation_lead_seconds(self.config)
+        # How far ahead an ask may reserve a start (see reservation_horizon_seconds): a
+        # head whose slot lies a few turns of the other processes ahead takes it at once.
+        self._horizon = reservation_horizon_seconds(self.config)
         # The process's own starts, kept min_interval_seconds apart (see _start_in_turn).
         self._spacing = self.config.min_interval_seconds
-        # When the next head may first ask: the lead before the interval after the
-        # latest admission here. Asking sooner would only be told to wait (a wasted round
-        # trip to a shared store); a start by another process since is learned then.
+        # When the next head may first ask: at the latest admission's start (so a process
+        # holds at most one reservation ahead; the others' turns come between), or the
+        # horizon before the interval after it when that is later. Asking sooner would
+        # only be told to wait (a wasted round trip to a shared store).
         self._next_first_ask = 0.0
         self._padded_interval = padded_window_ms(self._spacing * 1000) / 1000
         self._start_lock = threading.Lock()
@@ -160,15 +166,18 @@ class RateLimiter:
                 # backend error) leaves the queue, so later tickets are never stuck.
                 was_head = self._queue[0] is me
                 self._queue.remove(me)
-                if was_head:
-                    if not admitted:  # the head gave up: its place between processes too
-                        self.backend.withdraw()
+                if was_head and not admitted:  # the head gave up: its place between processes too
+                    self.backend.withdraw()
+                if was_head and not (admitted and self._spacing > 0):
                     self._wake_head()
+                # Else the next head is woken once this start is made (_start_in_turn):
+                # it may not ask before then, and waking it now would only have it
+                # sleep again (a thread switch per admission).
             self._in_flight += 1
             self._admitted += 1
             lease = self.backend.take_lease()
             if self._spacing > 0:
-                self._next_first_ask = admitted_at + self._padded_interval - self._lead
+                self._next_first_ask = admitted_at + max(0.0, self._padded_interval - self._horizon)
         slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
@@ -179,6 +188,9 @@ class RateLimiter:
             except BaseException:  # Ctrl-C in the short sleep: the slot goes back
                 slot.release()
                 raise
+            finally:
+                with self._lock:
+                    self._wake_head()
         return slot
 
     def _start_in_turn(self, start_at: float) -> None:
@@ -227,7 +239,10 @@ class RateLimiter:
                     # shared backend may be slow) cannot reorder anyone.
                     self._lock.release()
                     try:
-                        wait = self._try_start(me, weight, tokens)
+                        horizon = self._horizon
+                        if deadline is not None:  # a start reserved past it would outlive it
+                            horizon = min(horizon, max(0.0, deadline - time.monotonic()))
+                        wait = self._try_start(me, weight, tokens, horizon)
                         answered_at = time.monotonic()  # not after waiting for the lock
                     finally:
                         self._lock.acquire()
@@ -262,18 +277,25 @@ class RateLimiter:
         finally:
             self._lock.acquire()
 
-    def _try_start(self, me: "_Waiter", weight: int, tokens: int) -> float:
-        """Without the lock, as the head: record a start if the provider's learned
-        budgets (looked at first, so a refusal there spends no configured slot) and the
-        configured rates allow it; else the seconds to wait."""
+    def _try_start(self, me: "_Waiter", weight: int, tokens: int, horizon: float) -> float:
+        """Without the lock, as the head: record a start (up to ``horizon`` ahead) if the
+        provider's learned budgets (looked at first, so a refusal there spends no
+        configured slot) and the configured rates allow it; else the seconds to wait."""
         if me.demand is None:
-            return self.backend.try_acquire(weight, tokens, self._lead)
+            return self.backend.try_acquire(weight, tokens, horizon)
         with self.backend.provider_view_guard():
             wait = self.provider_view.wait(me.demand)
             if wait > 0:
                 return wait
-            start = self.backend.try_acquire(weight, tokens, self._lead)
+            if self.backend.charges_view_with_ask:
+                start = self.backend.try_acquire(weight, tokens, horizon, demand=me.demand)
+            else:
+                start = self.backend.try_acquire(weight, tokens, horizon)
             if start > 0:
+                return start
+            marks = self.backend.take_charge()
+            if marks is not None:  # the ask charged the view too (nothing learned in it)
+                me.marks = marks
                 return start
             # Without a guard (redis) another process may have charged the view since
             # the look above; the configured slot is then lost (never an excess), as
@@ -323,8 +345,11 @@ class RateLimiter:
             # Before waking anyone: the head asks the store, which must see the lease back.
             self.backend.release_lease(slot._lease)
         with self._lock:
+            # Only a head held by max_concurrent waits for a release; any other waits for
+            # a time it knows, and waking it would only cost a thread switch.
+            if self._in_flight >= self.config.max_concurrent:
+                self._wake_head()
             self._in_flight -= 1
-            self._wake_head()
 
     def pause(self, seconds: float) -> None:
         """Hold every waiter (not only the caller) for ``seconds``, e.g. a 429's

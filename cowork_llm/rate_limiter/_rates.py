@@ -19,6 +19,7 @@ __all__ = [
     "request_log_rates",
     "REQUEST_LOG_UNITS_PER_SECOND",
     "reservation_lead_seconds",
+    "reservation_horizon_seconds",
     "token_rates",
     "estimate_request_tokens",
     "estimate_embedding_tokens",
@@ -147,6 +148,25 @@ def reservation_lead_seconds(config: RateLimitConfig) -> float:
     """
     interval = config.min_interval_seconds
     return min(_RESERVATION_LEAD_MAX_SECONDS, interval * _RESERVATION_LEAD_FRACTION) if interval > 0 else 0.0
+
+
+#: How far ahead a start may be reserved (see reservation_horizon_seconds).
+RESERVATION_HORIZON_SECONDS = 0.1
+
+
+def reservation_horizon_seconds(config: RateLimitConfig) -> float:
+    """How far ahead of its start a head may reserve it: 100 ms, at least the lead.
+
+    Processes sharing a store take turns: by the time a head asks, the next slot is
+    usually another process's, and its own lies one or more intervals later. Reserving
+    only within the lead, it was told to wait and asked again: two round trips to the
+    store per admission, where one does (measured: BENCHMARKS.md, "Limiter at scale").
+    A reserved start counts as started: a pause set after it (a 429's Retry-After) does
+    not hold it, as it does not hold requests already sent. 100 ms bounds that (a
+    request usually takes longer than that to be answered anyway), and covers up to 10
+    processes taking turns at 100 requests/s.
+    """
+    return max(RESERVATION_HORIZON_SECONDS, reservation_lead_seconds(config))
 
 
 def token_rates(config: RateLimitConfig) -> List[Rate]:

@@ -258,6 +258,38 @@ def test_timeout_covers_the_interval_too(make_limiter):
     assert time.monotonic() - started < 5.0  # the 30 s interval was not waited out
 
 
+def test_a_start_is_not_reserved_past_the_acquire_timeout(make_limiter):
+    # The next slot lies 80 ms ahead, within the 100 ms a start may be reserved ahead,
+    # but after the 40 ms the caller agreed to wait: it times out, nothing is reserved.
+    limiter = make_limiter(min_interval_seconds=0.08, acquire_timeout_seconds=0.04)
+    with limiter.slot():
+        pass
+    with pytest.raises(LimiterAcquireError, match="after waiting 0.0"):
+        limiter.acquire()
+    assert limiter.backend.try_acquire(1, 0, 0.0) > 0.0  # the slot 80 ms ahead is still free
+
+
+def test_a_start_within_the_horizon_is_reserved_by_the_first_ask(make_limiter):
+    # One process: the next head asks at the previous start and reserves the slot one
+    # interval on (within 100 ms) at once, rather than asking just before it frees.
+    limiter = make_limiter(min_interval_seconds=0.06)
+    asks = []
+    ask = limiter.backend.try_acquire
+
+    def recorded(*args):
+        asks.append((time.monotonic(), ask(*args)))
+        return asks[-1][1]
+
+    limiter.backend.try_acquire = recorded
+    with limiter.slot() as first:
+        pass
+    with limiter.slot() as second:
+        pass
+    assert len(asks) == 2 and asks[1][1] < 0  # one ask each; the second a reservation
+    assert asks[1][0] - first.admitted_at < 0.03  # asked at once, not 5 ms before the slot
+    assert second.admitted_at - first.admitted_at >= 0.06 - 0.001
+
+
 # --- pause --------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from cowork_llm.rate_limiter._rates import (
     estimate_embedding_tokens,
     request_log_rates,
     request_rates,
+    reservation_horizon_seconds,
     reservation_lead_seconds,
 )
 
@@ -91,6 +92,13 @@ def test_the_request_logs_keep_requests_per_minute_over_a_padded_minute():
 ])
 def test_the_head_asks_at_most_5_ms_and_half_an_interval_ahead(seconds, lead):
     assert reservation_lead_seconds(RateLimitConfig(min_interval_seconds=seconds)) == pytest.approx(lead)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 0.01, 0.004, 0])
+def test_a_start_may_be_reserved_100_ms_ahead(seconds):
+    config = RateLimitConfig(min_interval_seconds=seconds)
+    assert reservation_horizon_seconds(config) == pytest.approx(0.1)
+    assert reservation_horizon_seconds(config) >= reservation_lead_seconds(config)
 
 
 def test_a_lost_shared_record_holds_starts_for_the_longest_window_and_no_rate_for_nothing():

@@ -54,7 +54,7 @@ def test_an_error_between_write_and_commit_rolls_back_and_frees_the_others(sqlit
     with pytest.raises(LimiterBackendError, match="disk I/O error"):
         failing.try_acquire()
     assert not failing._connection().in_transaction
-    other._lock.timeout = 2.0
+    other._lock.lock.timeout = 2.0
     started = time.monotonic()
     assert other.try_acquire() == 0.0  # not "database is locked"
     assert time.monotonic() - started < 1.0
@@ -107,7 +107,7 @@ def test_a_stopped_lock_holder_gives_each_waiter_its_error_at_the_lock_timeout(s
     try:
         assert holder.stdout.readline() == b"held\n"
         os.kill(holder.pid, signal.SIGSTOP)
-        member._lock.timeout = 1.0
+        member._lock.lock.timeout = 1.0
         limiter = RateLimiter(member.config, backend=member)
         started = time.monotonic()
         with pytest.raises(LimiterBackendError, match="sqlite file"):

@@ -23,11 +23,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from ...errors import LimiterBackendError
 
-__all__ = ["LocalViewStore", "sqlite_update", "redis_update", "SQLITE_CREATE"]
+__all__ = ["LocalViewStore", "sqlite_update", "redis_update", "redis_view_scripts", "SQLITE_CREATE",
+           "REDIS_VIEW_TTL_MS"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 _TABLE = "cowork_llm_provider_view"
 # A view nobody updated for a day is forgotten by Redis (the model would have refilled
 # to full long before; only the limits would remain, and they are learned again at once).
-_REDIS_TTL_MS = 24 * 3600 * 1000
+REDIS_VIEW_TTL_MS = 24 * 3600 * 1000
 # WATCH conflicts happen when members update at the same moment; each retry is one more
 # round trip. Past this many, the store is too contended to be useful: say so.
 _REDIS_ATTEMPTS = 50
@@ -117,19 +118,24 @@ _SCRIPTS: "weakref.WeakKeyDictionary[Any, Tuple[Any, Any]]" = weakref.WeakKeyDic
 _SCRIPTS_LOCK = threading.Lock()
 
 
+def redis_view_scripts(client: Any) -> Tuple[Any, Any]:
+    """(read, compare-and-set) registered on ``client``: redis-py Scripts, called as
+    ``script(keys=..., args=...)``."""
+    return client.register_script(_REDIS_READ), client.register_script(_REDIS_CAS)
+
+
 def _scripts(client: Any) -> Tuple[Any, Any]:
-    """(read, compare-and-set) registered on ``client``."""
+    """(read, compare-and-set) registered on ``client``, once per client."""
     with _SCRIPTS_LOCK:
         scripts = _SCRIPTS.get(client)
         if scripts is None:
-            scripts = _SCRIPTS[client] = (client.register_script(_REDIS_READ),
-                                          client.register_script(_REDIS_CAS))
+            scripts = _SCRIPTS[client] = redis_view_scripts(client)
         return scripts
 
 
-def _read(client: Any, key: str, redis_clock: bool) -> Tuple[str, float]:
+def _read(client: Any, read: Any, key: str, redis_clock: bool) -> Tuple[str, float]:
     if redis_clock:
-        raw, seconds, micros = _scripts(client)[0](keys=[key])
+        raw, seconds, micros = read(keys=[key])
         now = int(seconds) + int(micros) / 1e6
     else:
         raw, now = client.get(key), time.time()
@@ -137,13 +143,19 @@ def _read(client: Any, key: str, redis_clock: bool) -> Tuple[str, float]:
 
 
 def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any], float], T], *,
-                 read_only: bool = False, redis_clock: bool = True) -> T:
+                 read_only: bool = False, redis_clock: bool = True,
+                 first: Optional[Tuple[str, float]] = None,
+                 scripts: Optional[Tuple[Any, Any]] = None) -> T:
     """``fn`` on the stored state, written back with a compare-and-set script and run
     again on the newer state when another member wrote in between (a read-only ``fn``:
-    one GET). Raises redis.RedisError, or LimiterBackendError when every attempt
-    conflicted."""
+    one GET). ``first``: (the state's text, now) read a moment ago, used instead of the
+    first read; ``scripts``: (read, compare-and-set) callables to use instead of
+    :func:`redis_view_scripts` on ``client``. Raises redis.RedisError, or
+    LimiterBackendError when every attempt conflicted."""
+    read, cas = scripts if scripts is not None else _scripts(client)
     for _ in range(_REDIS_ATTEMPTS):
-        before, now = _read(client, key, redis_clock)
+        before, now = first if first is not None else _read(client, read, key, redis_clock)
+        first = None
         state = _decode(before)
         result = fn(state, now)
         if read_only:
@@ -151,7 +163,7 @@ def redis_update(client: Any, key: str, fn: Callable[[Dict[str, Any], float], T]
         after = _encode(state)
         if after == before or not state:
             return result
-        if _scripts(client)[1](keys=[key], args=[before, after, _REDIS_TTL_MS]):
+        if cas(keys=[key], args=[before, after, REDIS_VIEW_TTL_MS]):
             return result
     raise LimiterBackendError(f"the provider view at {key!r} was updated by other members "
                               f"{_REDIS_ATTEMPTS} times in a row; Redis is overloaded")

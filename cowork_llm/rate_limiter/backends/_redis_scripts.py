@@ -37,20 +37,26 @@ end
 
 # KEYS: 1 requests (zset, score = start ms), 2 tokens (hash: level, at), 3 pause (string:
 # until ms), 4 queue (zset, score = ticket), 5 ticket counter, 6 alive (zset, score =
-# alive-until ms), 7 generation, 8 leases (zset, score = expiry ms)
+# alive-until ms), 7 generation, 8 leases (zset, score = expiry ms), 9 the provider view
+# (read only: returned on admission, so the charge that follows is one compare-and-set)
 # ARGV: 1 host clock or '', 2 member, 3 known generation or '', 4 ask valid until (ms, 0:
 # always), 5 ticket alive ms, 6 weight, 7 tokens, 8 rates "limit:window,...", 9 tokens
 # per window (0: none), 10 token window ms, 11 lost-state pause ms, 12 max leases (0: not
 # shared), 13 lease ms, 14 lease id, 15 wake-list prefix, 16 ghosts "m1,m2", 17 queued (1/0),
-# 18 reservation lead ms (0: none)
-# Returns {code, wait ms, now ms, generation, lost}: code 0 admitted (wait ms > 0: a
+# 18 reservation lead ms (0: none), 19 the adaptive view's demand "name:amount,..." ('':
+# none), 20 the view's time to live ms
+# Returns {code, wait ms, now ms, generation, lost, view, marks}: on admission with a
+# demand, marks "name:total,..." when this script charged the view (nothing is learned
+# in it: only the cumulative counters move, as _provider_view._charge does then), else
+# view is the view's text ('' when absent) for the caller's compare-and-set charge;
+# code 0 admitted (wait ms > 0: a
 # reservation, start that much after now), 1 wait this long, 2 behind the front (a
 # wake-up comes), 3 every lease is out (a release wakes), 4 the ask expired before it ran
 # (its member gave up on it).
 ACQUIRE = _PRELUDE + """
 local now = clock_ms(ARGV[1])
 local valid_until = tonumber(ARGV[4])
-if valid_until > 0 and now > valid_until then return {4, '0', ms(now), '', 0} end
+if valid_until > 0 and now > valid_until then return {4, '0', ms(now), '', 0, '', ''} end
 local member, queued = ARGV[2], ARGV[17] == '1'
 local alive_ms, wake_prefix = tonumber(ARGV[5]), ARGV[15]
 for ghost in string.gmatch(ARGV[16], '[^,]+') do
@@ -72,8 +78,8 @@ if lost == 1 and tonumber(ARGV[11]) > 0 and now + tonumber(ARGV[11]) > pause_unt
     pause_until = now + tonumber(ARGV[11])
     redis.call('SET', KEYS[3], ms(pause_until), 'PX', math.ceil(tonumber(ARGV[11])) + 1)
 end
-local function answer(code, wait)
-    return {code, ms(wait), ms(now), gen, lost}
+local function answer(code, wait, view, marks)
+    return {code, ms(wait), ms(now), gen, lost, view or '', marks or ''}
 end
 -- The queue: take a ticket, stay alive, skip dead tickets in front.
 if queued then
@@ -181,7 +187,24 @@ if queued then
     local next_wait = rates_wait(1)
     wake_front(KEYS[4], wake_prefix, ms(now + next_wait), alive_ms)
 end
-return answer(0, start - now)
+local view = redis.call('GET', KEYS[9]) or ''
+if ARGV[19] == '' then return answer(0, start - now, view) end
+-- The view's charge. Unreadable text starts afresh, as the Python side does.
+local ok, state = pcall(cjson.decode, view)
+if view == '' or not ok or type(state) ~= 'table' then state = {} end
+if type(state.dims) == 'table' and next(state.dims) ~= nil then
+    return answer(0, start - now, view)  -- limits learned: the caller's model decides
+end
+state.dims = {}
+if type(state.charged) ~= 'table' then state.charged = {} end
+local marks = {}
+for name, need in string.gmatch(ARGV[19], '([%w_]+):([%d.eE+-]+)') do
+    local total = (tonumber(state.charged[name]) or 0) + tonumber(need)
+    state.charged[name] = total
+    marks[#marks + 1] = name .. ':' .. string.format('%.17g', total)
+end
+redis.call('SET', KEYS[9], cjson.encode(state), 'PX', ARGV[20])
+return answer(0, start - now, '', table.concat(marks, ','))
 """
 
 # KEYS: 1 leases, 2 queue. ARGV: 1 host clock or '', 2 wake prefix, 3 wake ttl ms, 4.. lease ids.

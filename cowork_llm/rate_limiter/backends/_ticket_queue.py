@@ -22,12 +22,13 @@ own), so a race in the queue (a ticket going stale just as it is admitted) can r
 two starts but never bring them closer than the interval.
 """
 
+import itertools
 import logging
 import os
 import threading
 import uuid
 from abc import abstractmethod
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Mapping, Optional, Tuple, Type
 
 from pyrate_limiter import StateBucket
 from pyrate_limiter.abstracts.bucket import AbstractBucket
@@ -80,6 +81,8 @@ class QueuedBackend(BucketBackend):
         # never on the failing path itself (it would wait on the store that just failed).
         self._ghosts: List[str] = []
         self._store_failed = False
+        self._member_prefix = uuid.uuid4().hex[:16]
+        self._member_numbers = itertools.count()
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -99,9 +102,10 @@ class QueuedBackend(BucketBackend):
 
     # --- the queue ------------------------------------------------------------------------
 
-    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0,
+                    demand: Optional[Mapping[str, float]] = None) -> float:
         try:
-            wait = super().try_acquire(weight, tokens, lead)
+            wait = super().try_acquire(weight, tokens, lead, demand)
         except LimiterBackendError:
             self._forget_my_member()
             raise
@@ -164,8 +168,11 @@ class QueuedBackend(BucketBackend):
         with self._members_lock:
             member = self._members.get(ident)
             if member is None:
-                # The pid makes a ticket traceable to its process when looking at the store.
-                member = self._members[ident] = f"{os.getpid()}-{uuid.uuid4().hex}"
+                # Unique across hosts (the random part) and processes (the pid, which
+                # also makes a ticket traceable to its process when looking at the
+                # store); a counter instead of a uuid4 per ask (one per admission).
+                member = f"{os.getpid()}-{self._member_prefix}-{next(self._member_numbers)}"
+                self._members[ident] = member
             return member
 
     def withdraw(self) -> None:

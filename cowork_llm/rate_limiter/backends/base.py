@@ -31,7 +31,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from pyrate_limiter import RateItem, StateBucket
 from pyrate_limiter.abstracts.bucket import AbstractBucket
@@ -70,12 +70,15 @@ class LimiterBackend(ABC):
         never be admitted, so it fails before queueing instead of waiting forever."""
 
     @abstractmethod
-    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0,
+                    demand: Optional[Mapping[str, float]] = None) -> float:
         """Record one request start (``weight`` for the request rates, ``tokens`` for
         the token budget) if no pause is running and every limit allows it now, or,
         when only the request rates stand in the way and they free a slot within
         ``lead`` seconds, at that instant (a reservation, see
-        :func:`~cowork_llm.rate_limiter._rates.reservation_lead_seconds`).
+        :func:`~cowork_llm.rate_limiter._rates.reservation_horizon_seconds`).
+        ``demand``: the adaptive view's demand, given only to a backend that
+        :attr:`charges_view_with_ask` (others ignore it).
 
         Returns a number <= 0 when the start was recorded: 0.0 for now, ``-d`` for a
         reservation ``d`` seconds from now (the caller must not start before). Otherwise
@@ -115,6 +118,17 @@ class LimiterBackend(ABC):
 
     #: True when the provider view is shared with other processes (sqlite, redis).
     shares_provider_view: bool = False
+
+    #: True when :meth:`try_acquire` takes ``demand=`` (the adaptive view's demand) and
+    #: may charge the provider view in the same atomic step as the start (redis, while
+    #: nothing is learned in the view); the marks are then had from :meth:`take_charge`.
+    charges_view_with_ask: bool = False
+
+    def take_charge(self) -> Optional[Dict[str, float]]:
+        """Right after an admission asked with ``demand=``, in the admitted thread: the
+        marks (cumulative charge per dimension) if the ask charged the provider view
+        itself, else None (the caller charges it)."""
+        return None
 
     def provider_view_guard(self) -> ContextManager[Any]:
         """Held by the head around one admission (the provider view's look, the buckets,
@@ -238,7 +252,8 @@ class BucketBackend(LimiterBackend):
                 f"the prompt, lower max_tokens, or raise tokens_per_minute if the "
                 f"provider allows (key {self._name!r})")
 
-    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0) -> float:
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0,
+                    demand: Optional[Mapping[str, float]] = None) -> float:
         self.check_fits(weight, tokens)
         try:
             with self._guard():

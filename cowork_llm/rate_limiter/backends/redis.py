@@ -27,7 +27,7 @@ on while others are ahead of it).
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ...config._checks import mask_url_password, url_secrets
 from ...config._sections import RateLimitConfig
@@ -42,7 +42,8 @@ from .._rates import (
 )
 from . import _redis_scripts as scripts
 from ._leases import LeaseKeeper
-from ._provider_store import redis_update
+from ._provider_store import REDIS_VIEW_TTL_MS, redis_update, redis_view_scripts
+from ._redis_call import ScriptCall
 from ._ticket_queue import QueuedBackend
 
 __all__ = ["RedisBackend", "BACKEND", "CLUSTER_SCHEMES"]
@@ -60,6 +61,9 @@ AWAIT_FALLBACK_SECONDS = 0.5
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 _ADMITTED, _WAIT, _BEHIND, _LEASES_OUT, _EXPIRED = 0, 1, 2, 3, 4
+# How long the view an admission read may stand in for a fresh read (the charge follows
+# within microseconds; past this, something held the thread and it reads again).
+_VIEW_READ_FRESH_SECONDS = 0.05
 
 
 def _client_for(url: str) -> Any:
@@ -109,7 +113,8 @@ class RedisBackend(QueuedBackend):
                               f"{self._scrub(str(error))}") from None
         tag = f"cowork_llm:{{{config.key}}}:"
         self._keys = {name: tag + name for name in (
-            "requests", "tokens", "pause", "queue", "tickets", "alive", "generation", "leases")}
+            "requests", "tokens", "pause", "queue", "tickets", "alive", "generation", "leases",
+            "provider_view")}
         self._wake_prefix = tag + "wake:"
         rates = admission_rates(config)
         # The scripts count in fractional ms: pad the windows exactly, not rounded up to
@@ -124,9 +129,19 @@ class RedisBackend(QueuedBackend):
         self._host_clock = False
         self._last: Dict[int, int] = {}  # thread -> the code of its last answer
         self._last_lock = threading.Lock()
+        # thread -> (the provider view's text, Redis's clock in s, monotonic) read by its
+        # admission: the view's charge right after starts from it (see update_provider_view).
+        self._view_read: Dict[int, Tuple[str, float, float]] = {}
+        self._asking = threading.local()  # the demand of this thread's ask
+        self._charged: Dict[int, Dict[str, float]] = {}  # thread -> the marks its ask charged
         self.leases = LeaseKeeper(self._renew, self.description)
         try:
-            self._acquire = self._client.register_script(scripts.ACQUIRE)
+            # The ask, every admission: on a connection of its own (see _redis_call).
+            self._acquire = ScriptCall(self._client, self._client.register_script(scripts.ACQUIRE))
+            # The provider view's read and compare-and-set: the charge follows every
+            # admission when adaptive, so they take the same path.
+            read, cas = redis_view_scripts(self._client)
+            self._view_scripts = (ScriptCall(self._client, read), ScriptCall(self._client, cas))
             self._release = self._client.register_script(scripts.RELEASE)
             self._renew_script = self._client.register_script(scripts.RENEW)
             self._leave = self._client.register_script(scripts.LEAVE)
@@ -138,6 +153,19 @@ class RedisBackend(QueuedBackend):
         super().__init__(config, None, None)
         self._rates = rates
         self._pending_lease: Dict[int, str] = {}  # thread -> the lease its admission took
+
+    charges_view_with_ask = True
+
+    def try_acquire(self, weight: int = 1, tokens: int = 0, lead: float = 0.0,
+                    demand: Optional[Mapping[str, float]] = None) -> float:
+        self._asking.demand = demand
+        try:
+            return super().try_acquire(weight, tokens, lead)
+        finally:
+            self._asking.demand = None
+
+    def take_charge(self) -> Optional[Dict[str, float]]:
+        return self._charged.pop(threading.get_ident(), None)
 
     def _counts_tokens(self) -> bool:
         return bool(self._tokens_args[0])
@@ -198,13 +226,16 @@ class RedisBackend(QueuedBackend):
         # on Redis's clock, estimated from the last answer.
         valid_until = self._store_now_ms() + _SOCKET_TIMEOUT_SECONDS * 1000 if self._offset_ms else 0
         sent = time.monotonic()
-        code, wait_ms, now_ms, generation, lost = self._acquire(
+        demand = getattr(self._asking, "demand", None)
+        code, wait_ms, now_ms, generation, lost, view, marks = self._acquire(
             keys=list(self._keys.values()),
             args=[self._now_arg(), member, self._generation, repr(valid_until), alive_ms, weight,
                   tokens, self._rates_arg, *self._tokens_args,
                   repr(self._lost_pause_ms), self.config.max_concurrent if self._shared_cap else 0,
                   round(self.leases.lease_seconds * 1000), lease, self._wake_prefix,
-                  ",".join(ghosts), 1, repr(lead * 1000)])
+                  ",".join(ghosts), 1, repr(lead * 1000),
+                  ",".join(f"{name}:{amount!r}" for name, amount in demand.items()) if demand else "",
+                  REDIS_VIEW_TTL_MS])
         received = time.monotonic()
         self._offset_ms = float(now_ms) - (sent + received) / 2 * 1000
         generation = generation.decode() if isinstance(generation, bytes) else generation
@@ -220,6 +251,13 @@ class RedisBackend(QueuedBackend):
         if int(code) == _ADMITTED:
             with self._members_lock:
                 self._members.pop(threading.get_ident(), None)
+            marks = marks.decode() if isinstance(marks, bytes) else marks
+            if marks:  # the script charged the view (nothing learned in it yet)
+                self._charged[threading.get_ident()] = {
+                    name: float(total) for name, total in (pair.split(":") for pair in marks.split(","))}
+            elif demand:
+                view = view.decode() if isinstance(view, bytes) else view
+                self._view_read[threading.get_ident()] = (view, float(now_ms) / 1000, received)
             if lease:
                 self._pending_lease[threading.get_ident()] = lease
                 self.leases.hold(lease)
@@ -307,11 +345,20 @@ class RedisBackend(QueuedBackend):
     def update_provider_view(self, update: Callable[[Dict[str, Any], float], T], *,
                              read_only: bool = False) -> T:
         """The provider view next to the pause key (same hash tag, so the same slot), in
-        an optimistic transaction, on Redis's clock (the hosts' when TIME is refused)."""
-        key = self._keys["pause"][: -len("pause")] + "provider_view"
+        an optimistic transaction, on Redis's clock (the hosts' when TIME is refused).
+
+        An update right after this thread's admission (the view's charge) starts from the
+        view the admitting script read: one round trip instead of two. The
+        compare-and-set still guards it: had another member written since, it runs
+        again on a fresh read."""
+        read = self._view_read.pop(threading.get_ident(), None)
+        first = None
+        if read is not None and not read_only and time.monotonic() - read[2] < _VIEW_READ_FRESH_SECONDS:
+            first = (read[0], read[1] + time.monotonic() - read[2])  # its clock, brought to now
         try:
-            return redis_update(self._client, key, update, read_only=read_only,
-                                redis_clock=not self._host_clock)
+            return redis_update(self._client, self._keys["provider_view"], update,
+                                read_only=read_only, redis_clock=not self._host_clock, first=first,
+                                scripts=self._view_scripts)
         except self._store_errors as error:
             raise self._backend_error(error) from error
 
@@ -330,6 +377,8 @@ class RedisBackend(QueuedBackend):
         self.leases.close()
         self._withdraw_all()
         try:
+            for call in (self._acquire, *self._view_scripts):
+                getattr(call, "close", lambda: None)()  # a test may have wrapped one
             self._client.close()
         except self._store_errors as error:  # pragma: no cover - closing a dead socket
             logger.debug("closing %s: %s", self.description, error)
