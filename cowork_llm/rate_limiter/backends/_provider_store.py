@@ -88,8 +88,10 @@ def sqlite_update(conn: sqlite3.Connection, key: str, fn: Callable[[Dict[str, An
         conn.commit()  # ends the read transaction, so other processes' writes are seen next time
         return result
     after = _encode(state)
-    if after != before and (state or before):
-        conn.execute(f"INSERT OR REPLACE INTO {_TABLE} (key, state) VALUES (?, ?)", (key, after))
+    if after != before and row is not None:
+        conn.execute(f"UPDATE {_TABLE} SET state = ? WHERE key = ?", (after, key))  # cheaper than a REPLACE
+    elif after != before and state:
+        conn.execute(f"INSERT INTO {_TABLE} (key, state) VALUES (?, ?)", (key, after))
     conn.commit()
     return result
 

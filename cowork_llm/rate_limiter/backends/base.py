@@ -275,8 +275,13 @@ class BucketBackend(LimiterBackend):
         start_in = 0  # request-log units; > 0: a reservation
         if self._requests is not None:
             now = self._request_clock()
+            free_at = self._first_free(now, weight)
+            if free_at - now > lead * REQUEST_LOG_UNITS_PER_SECOND:
+                return self._seconds(free_at - now, REQUEST_LOG_UNITS_PER_SECOND)
             item = RateItem(self._name, now, weight)
-            if not self._put_request(item):
+            if free_at > now and self._put_request(RateItem(self._name, free_at, weight)):
+                start_in = free_at - now  # the store's estimate held: reserved in one put
+            elif not self._put_request(item):
                 wait = self._requests.waiting(item)
                 assert isinstance(wait, int)  # sync buckets answer synchronously
                 if not 0 < wait <= lead * REQUEST_LOG_UNITS_PER_SECOND:
@@ -296,6 +301,13 @@ class BucketBackend(LimiterBackend):
                 return self._seconds(self._tokens.waiting(item), 1000)
         self._on_admitted()
         return -start_in / REQUEST_LOG_UNITS_PER_SECOND
+
+    def _first_free(self, now: int, weight: int) -> int:
+        """With the guard held: the first instant (request-log units, from ``now``) when
+        every request rate has room for ``weight``, if the store can tell in less than
+        a failed put costs; else ``now`` (the bucket is then asked at ``now`` and says
+        how long). The bucket checks the put either way."""
+        return now
 
     def _cap_wait(self) -> float:
         """With the guard held: seconds until a shared concurrency lease may be free

@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
 
 from pyrate_limiter import SQLiteBucket, StateBucket, TokenBucket
 from pyrate_limiter.buckets.sqlite_bucket import Queries
@@ -105,6 +105,8 @@ class SQLiteBackend(QueuedBackend):
         self._lead = reservation_lead_seconds(config)
         self.leases = LeaseKeeper(self._renew, self.description)
         self._pending_lease: Dict[int, str] = {}  # thread -> the lease its admission took
+        # This backend's members that were given a ticket (under the guard, see _leave_queue).
+        self._ticketed: Set[str] = set()
 
     def _connect(self, config: RateLimitConfig) -> Any:
         """Open (or create) the file under the file lock and remember which file it is."""
@@ -244,6 +246,23 @@ class SQLiteBackend(QueuedBackend):
             self._keep_alive(member, alive_ms)
         return True
 
+    def _first_free(self, now: int, weight: int) -> int:
+        # Per rate, the start that must leave its window before `weight` more fit: one
+        # indexed read, where a put refused first (a count, a peek, the wait) took three
+        # statements and pyrate's bookkeeping. The put that follows checks it.
+        assert self._requests is not None
+        table = self._requests.table  # type: ignore[attr-defined]
+        conn = self._connection()
+        free = now
+        for rate in self._rates:
+            if rate.limit < weight:
+                continue  # check_fits refused it before; the bucket answers
+            row = conn.execute(f"SELECT item_timestamp FROM '{table}' ORDER BY item_timestamp DESC "
+                               "LIMIT 1 OFFSET ?", (rate.limit - weight,)).fetchone()
+            if row is not None:  # pyrate's own bound: the window includes its start
+                free = max(free, int(row[0]) + rate.interval + 1)
+        return free
+
     def _front(self, conn: sqlite3.Connection) -> Optional[Tuple[str, int]]:
         row = conn.execute(f"SELECT member, alive_until_ms FROM {_QUEUE_TABLE} WHERE key = ? "
                            "ORDER BY ticket LIMIT 1", (self._name,)).fetchone()
@@ -326,11 +345,18 @@ class SQLiteBackend(QueuedBackend):
                      "ON CONFLICT(member) DO UPDATE SET alive_until_ms = excluded.alive_until_ms",
                      (self._name, member, int(time.time() * 1000) + alive_ms))
         conn.commit()
+        self._ticketed.add(member)
 
     def _leave_queue(self, members: List[str]) -> None:
+        # Only members this backend gave a ticket (an admission straight from an empty
+        # queue has none: no statement for it). The set may name tickets gone since.
+        members = [member for member in members if member in self._ticketed]
+        if not members:
+            return
         conn = self._connection()
         conn.executemany(f"DELETE FROM {_QUEUE_TABLE} WHERE member = ?", [(m,) for m in members])
         conn.commit()
+        self._ticketed.difference_update(members)
 
     shares_provider_view = True
 

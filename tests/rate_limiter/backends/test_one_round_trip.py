@@ -105,6 +105,21 @@ def test_a_start_beyond_the_horizon_is_waited_for_not_reserved(make_limiter):
     assert 0.39 < second.backend.try_acquire(1, 0, 0.1) <= 0.506  # still nothing recorded
 
 
+def test_a_reservation_is_one_put_and_the_minute_rate_still_binds(make_sqlite_limiter):
+    # The first free instant comes from the log (one read), so the bucket is asked once;
+    # its own check still refuses what the log's reading would let through.
+    backend = make_sqlite_limiter(min_interval_seconds=0.02, requests_per_minute=3).backend
+    puts = []
+    put = backend._put_request
+    backend._put_request = lambda item: puts.append(item.timestamp) or put(item)
+    starts = [-backend.try_acquire(1, 0, 0.1) for _ in range(3)]
+    assert starts[0] == 0.0 and 0.015 < starts[1] < starts[2] <= 0.041
+    assert len(puts) == 3  # one each, two of them reservations
+    wait = backend.try_acquire(1, 0, 0.1)
+    assert 59 < wait <= 60.1  # the minute's three are spent: nothing reserved
+    assert len(puts) == 3
+
+
 def test_an_ask_is_one_transaction_with_the_views_charge(make_sqlite_limiter):
     limiter = make_sqlite_limiter(min_interval_seconds=0.001)
     with limiter.slot(demand=DEMAND):  # the tables exist, the view holds its counters

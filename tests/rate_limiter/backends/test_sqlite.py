@@ -173,6 +173,8 @@ def test_a_member_behind_another_sleeps_until_its_turn_can_come(make_backend):
 
 def test_a_broken_queue_is_an_error_naming_the_file_and_leaving_it_is_logged(make_backend, caplog):
     backend = make_backend()
+    with backend._guard():  # this thread holds a ticket (it was told to wait before)
+        backend._keep_alive(backend._my_member(), 5000)
     backend._conn.execute("DROP TABLE cowork_llm_queue")  # the store breaks under us
     with caplog.at_level(logging.DEBUG, logger="cowork_llm.rate_limiter.backends.sqlite"):
         with pytest.raises(LimiterBackendError, match="limits.sqlite"):
