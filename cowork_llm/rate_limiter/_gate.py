@@ -107,12 +107,12 @@ class RateLimiter:
         self._horizon = reservation_horizon_seconds(self.config)
         # The process's own starts, kept min_interval_seconds apart (see _start_in_turn).
         self._spacing = self.config.min_interval_seconds
-        # When the next head may first ask: at the latest admission's start (so a process
-        # holds at most one reservation ahead; the others' turns come between), or the
-        # horizon before the interval after it when that is later. Asking sooner would
-        # only be told to wait (a wasted round trip to a shared store).
+        # When the next head may first ask: _ask_after past the latest admission's start
+        # (so a process holds at most one reservation ahead). Asking sooner would only be
+        # told to wait (a wasted round trip to a shared store); see _learn_turn.
         self._next_first_ask = 0.0
         self._padded_interval = padded_window_ms(self._spacing * 1000) / 1000
+        self._ask_after = self._first_ask_delay()
         self._start_lock = threading.Lock()
         self._last_start = -float("inf")  # time.monotonic() of the latest start
         _live_limiters.add(self)
@@ -177,7 +177,7 @@ class RateLimiter:
             self._admitted += 1
             lease = self.backend.take_lease()
             if self._spacing > 0:
-                self._next_first_ask = admitted_at + max(0.0, self._padded_interval - self._horizon)
+                self._next_first_ask = admitted_at + self._ask_after
         slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
@@ -246,6 +246,8 @@ class RateLimiter:
                         answered_at = time.monotonic()  # not after waiting for the lock
                     finally:
                         self._lock.acquire()
+                    if not asked_before and self._spacing > 0:
+                        self._learn_turn(abs(wait))
                     if wait <= 0:
                         return answered_at - wait
                     if wait > self._lead:  # ask again the lead before, to reserve the slot
@@ -267,6 +269,24 @@ class RateLimiter:
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
+
+    def _first_ask_delay(self) -> float:
+        """The first estimate of _ask_after: this process alone, the horizon before
+        its next slot."""
+        return max(0.0, self._padded_interval - self._horizon)
+
+    def _learn_turn(self, distance: float) -> None:
+        """With the lock held, after a head's first ask: ``distance`` is how far ahead of
+        that ask its slot lay (0: free at once). Processes taking turns put their own
+        next slot several intervals on, maybe past the horizon (8 processes at 50 ms:
+        400 ms), where the ask is only told to wait and asks again. So the next head
+        first asks later, aiming at a slot half the horizon ahead: reserved
+        by that ask, with room for the other processes' timing. It moves by at most the
+        horizon per admission, a whole step down when the slot was free at once (the
+        ask may have come late), so a pause's long wait (or a place in the shared
+        queue) delays one ask by at most the horizon."""
+        error = distance - 0.5 * self._horizon if distance > 0 else -self._horizon
+        self._ask_after = max(0.0, self._ask_after + min(error, self._horizon))
 
     def _await_in_backend(self, wait: Optional[float]) -> bool:
         """With the lock held, as the head: let a shared backend block until another
@@ -385,6 +405,7 @@ class RateLimiter:
         self._start_lock = threading.Lock()
         self._last_start = -float("inf")  # a new process: its starts are spaced by its backend
         self._next_first_ask = 0.0
+        self._ask_after = self._first_ask_delay()
         self._fork_epoch += 1
         if isinstance(self.backend, MemoryBackend):
             self.backend = build_backend(self.config)

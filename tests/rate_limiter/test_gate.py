@@ -290,6 +290,23 @@ def test_a_start_within_the_horizon_is_reserved_by_the_first_ask(make_limiter):
     assert second.admitted_at - first.admitted_at >= 0.06 - 0.001
 
 
+def test_the_starts_after_a_pause_are_not_held_back_by_it(make_limiter):
+    # The first ask after the pause is told to wait 0.3 s; what the next head learns
+    # from that answer (when to first ask) moves by at most the 100 ms horizon, and
+    # back at once: the later starts keep the interval.
+    limiter = make_limiter(min_interval_seconds=0.02)
+    with limiter.slot():
+        pass
+    limiter.pause(0.3)
+    starts = []
+    for _ in range(7):
+        with limiter.slot() as slot:
+            starts.append(slot.admitted_at)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert max(gaps) < 0.02 + 0.1 + 0.05, gaps  # one ask late by the step at most
+    assert sum(gaps[1:]) < 5 * 0.0202 + 0.15, gaps
+
+
 # --- pause --------------------------------------------------------------------------------
 
 

@@ -97,6 +97,28 @@ def test_members_taking_turns_ask_once_per_admission(make_limiter):
     assert admissions <= total <= 1.5 * admissions, f"{total} asks for {admissions} admissions"
 
 
+def test_turns_longer_than_the_horizon_still_take_one_ask_per_admission(make_limiter):
+    # Four members at 50 ms: each one's next slot lies 200 ms on, past the 100 ms
+    # horizon. Each learns to first ask about then (a few admissions to learn it).
+    members = [make_limiter(min_interval_seconds=0.05) for _ in range(4)]
+    asks = [counting_asks(member) for member in members]
+    go = threading.Barrier(4)
+    per_member = 8
+
+    def work(limiter):
+        go.wait()
+        for _ in range(per_member):
+            with limiter.slot():
+                pass
+
+    threads = [threading.Thread(target=work, args=(member,)) for member in members]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    admissions = 4 * per_member
+    total = sum(count[0] for count in asks)
+    assert admissions <= total <= 1.5 * admissions, f"{total} asks for {admissions} admissions"
+
+
 def test_a_start_beyond_the_horizon_is_waited_for_not_reserved(make_limiter):
     first, second = make_limiter(min_interval_seconds=0.5), make_limiter(min_interval_seconds=0.5)
     assert first.backend.try_acquire(1, 0, 0.1) == 0.0
