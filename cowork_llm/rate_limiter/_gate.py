@@ -220,6 +220,7 @@ class RateLimiter:
         # round trip to a shared store).
         ask_at = 0.0
         asked_before = False
+        first_ask_at: Optional[float] = None
         while True:
             self._check_open()
             if cancel_events and is_cancelled(cancel_events):  # checked before every ask
@@ -242,14 +243,17 @@ class RateLimiter:
                         horizon = self._horizon
                         if deadline is not None:  # a start reserved past it would outlive it
                             horizon = min(horizon, max(0.0, deadline - time.monotonic()))
+                        if first_ask_at is None:
+                            first_ask_at = time.monotonic()
                         wait = self._try_start(me, weight, tokens, horizon)
                         answered_at = time.monotonic()  # not after waiting for the lock
                     finally:
                         self._lock.acquire()
-                    if not asked_before and self._spacing > 0:
-                        self._learn_turn(abs(wait))
                     if wait <= 0:
-                        return answered_at - wait
+                        start = answered_at - wait
+                        if self._spacing > 0:  # how far ahead of the first ask the slot lay
+                            self._learn_turn(start - first_ask_at if asked_before or wait < 0 else 0.0)
+                        return start
                     if wait > self._lead:  # ask again the lead before, to reserve the slot
                         wait -= self._lead
                     ask_at = time.monotonic() + wait
@@ -276,8 +280,9 @@ class RateLimiter:
         return max(0.0, self._padded_interval - self._horizon)
 
     def _learn_turn(self, distance: float) -> None:
-        """With the lock held, after a head's first ask: ``distance`` is how far ahead of
-        that ask its slot lay (0: free at once). Processes taking turns put their own
+        """With the lock held, at an admission: ``distance`` is how far ahead of the
+        head's first ask its slot lay (0: free at once), whatever came between (a wait,
+        a place in the shared queue, a pause). Processes taking turns put their own
         next slot several intervals on, maybe past the horizon (8 processes at 50 ms:
         400 ms), where the ask is only told to wait and asks again. So the next head
         first asks later, aiming at a slot half the horizon ahead: reserved
