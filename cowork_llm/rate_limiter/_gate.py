@@ -37,9 +37,9 @@ from typing import ContextManager, Deque, Dict, Mapping, Optional
 from ..config._sections import RateLimitConfig
 from ..errors import AcquireCancelled, LimiterAcquireError, LimiterBackendError
 from ..limits import LimitReport, LimitsSnapshot
+from ._ask_timing import AskTiming
 from ._cancel import CANCEL_CHECK_SECONDS, active_cancel_events, is_cancelled
 from ._provider_view import Demand, ProviderView
-from ._rates import padded_window_ms, reservation_horizon_seconds, reservation_lead_seconds
 from ._slot import Slot, _SlotContext
 from .backends import build_backend
 from .backends.base import LimiterBackend
@@ -99,22 +99,8 @@ class RateLimiter:
         self._admitted = 0
         self._closed = False
         self._fork_epoch = 0  # bumped in a forked child: slots from before the fork do not count
-        # The head asks this long before the rates free a slot and reserves it (see
-        # reservation_lead_seconds): what its sleep overshoots is not added to the interval.
-        self._lead = reservation_lead_seconds(self.config)
-        # How far ahead an ask may reserve a start (see reservation_horizon_seconds): a
-        # head whose slot lies a few turns of the other processes ahead takes it at once.
-        self._horizon = reservation_horizon_seconds(self.config)
-        # The process's own starts, kept min_interval_seconds apart (see _start_in_turn).
-        self._spacing = self.config.min_interval_seconds
-        # When the next head may first ask: _ask_after past the latest admission's start
-        # (so a process holds at most one reservation ahead). Asking sooner would only be
-        # told to wait (a wasted round trip to a shared store); see _learn_turn.
-        self._next_first_ask = 0.0
-        self._padded_interval = padded_window_ms(self._spacing * 1000) / 1000
-        self._ask_after = self._first_ask_delay()
-        self._start_lock = threading.Lock()
-        self._last_start = -float("inf")  # time.monotonic() of the latest start
+        # When the head asks, how far ahead it reserves, and when an admitted thread starts.
+        self._timing = AskTiming(self.config)
         _live_limiters.add(self)
 
     # --- taking and giving back slots ---------------------------------------------------
@@ -168,23 +154,21 @@ class RateLimiter:
                 self._queue.remove(me)
                 if was_head and not admitted:  # the head gave up: its place between processes too
                     self.backend.withdraw()
-                if was_head and not (admitted and self._spacing > 0):
+                if was_head and not (admitted and self._timing.spacing > 0):
                     self._wake_head()
-                # Else the next head is woken once this start is made (_start_in_turn):
+                # Else the next head is woken once this start is made (start_in_turn):
                 # it may not ask before then, and waking it now would only have it
                 # sleep again (a thread switch per admission).
             self._in_flight += 1
             self._admitted += 1
             lease = self.backend.take_lease()
-            if self._spacing > 0:
-                self._next_first_ask = admitted_at + self._ask_after
         slot = Slot(me.ticket, admitted_at - asked_at, admitted_at, self,
                     _fork_epoch=self._fork_epoch, queue_position=ahead,
                     _lease=lease, demand=me.demand, marks=me.marks or {},
                     admitted_wall=time.time())
-        if self._spacing > 0:
+        if self._timing.spacing > 0:
             try:
-                self._start_in_turn(admitted_at)
+                self._timing.start_in_turn(admitted_at)
             except BaseException:  # Ctrl-C in the short sleep: the slot goes back
                 slot.release()
                 raise
@@ -192,22 +176,6 @@ class RateLimiter:
                 with self._lock:
                     self._wake_head()
         return slot
-
-    def _start_in_turn(self, start_at: float) -> None:
-        """Without the lock, once admitted: sleep until the start the backend recorded
-        (a reservation lies up to the lead ahead), and until ``min_interval_seconds``
-        after this process's previous start. The recorded starts are spaced exactly;
-        a thread that wakes late (the machine was busy) would otherwise start just
-        before the next one, on time, and the server would see the two close together.
-        The lateness is absorbed by the next start only: the recorded grid stays."""
-        while True:
-            now = time.monotonic()
-            with self._start_lock:
-                ready = max(start_at, self._last_start + self._spacing)
-                if now >= ready:
-                    self._last_start = now
-                    return
-            time.sleep(ready - now)
 
     def _wait_for_turn(self, me: "_Waiter", weight: int, tokens: int, asked_at: float,
                        deadline: Optional[float]) -> float:
@@ -231,7 +199,7 @@ class RateLimiter:
             asked = False
             if self._queue[0] is me and self._in_flight < self.config.max_concurrent:
                 if not asked_before:
-                    ask_at = max(ask_at, self._next_first_ask)
+                    ask_at = max(ask_at, self._timing.next_first_ask)
                 early = ask_at - time.monotonic()
                 if early > 0:
                     wait = early
@@ -240,9 +208,7 @@ class RateLimiter:
                     # shared backend may be slow) cannot reorder anyone.
                     self._lock.release()
                     try:
-                        horizon = self._horizon
-                        if deadline is not None:  # a start reserved past it would outlive it
-                            horizon = min(horizon, max(0.0, deadline - time.monotonic()))
+                        horizon = self._timing.horizon_until(deadline)
                         if first_ask_at is None:
                             first_ask_at = time.monotonic()
                         wait = self._try_start(me, weight, tokens, horizon)
@@ -251,11 +217,12 @@ class RateLimiter:
                         self._lock.acquire()
                     if wait <= 0:
                         start = answered_at - wait
-                        if self._spacing > 0:  # how far ahead of the first ask the slot lay
-                            self._learn_turn(start - first_ask_at if asked_before or wait < 0 else 0.0)
+                        # How far ahead of the first ask the slot lay (0: free at once).
+                        ahead_of_ask = start - first_ask_at if asked_before or wait < 0 else 0.0
+                        self._timing.admitted(start, ahead_of_ask)
                         return start
-                    if wait > self._lead:  # ask again the lead before, to reserve the slot
-                        wait -= self._lead
+                    if wait > self._timing.lead:  # ask again the lead before, to reserve the slot
+                        wait -= self._timing.lead
                     ask_at = time.monotonic() + wait
                     asked = asked_before = True
             if deadline is not None:
@@ -273,25 +240,6 @@ class RateLimiter:
             if me.wakeup is None:
                 me.wakeup = threading.Condition(self._lock)
             me.wakeup.wait(wait)
-
-    def _first_ask_delay(self) -> float:
-        """The first estimate of _ask_after: this process alone, the horizon before
-        its next slot."""
-        return max(0.0, self._padded_interval - self._horizon)
-
-    def _learn_turn(self, distance: float) -> None:
-        """With the lock held, at an admission: ``distance`` is how far ahead of the
-        head's first ask its slot lay (0: free at once), whatever came between (a wait,
-        a place in the shared queue, a pause). Processes taking turns put their own
-        next slot several intervals on, maybe past the horizon (8 processes at 50 ms:
-        400 ms), where the ask is only told to wait and asks again. So the next head
-        first asks later, aiming at a slot half the horizon ahead: reserved
-        by that ask, with room for the other processes' timing. It moves by at most the
-        horizon per admission, a whole step down when the slot was free at once (the
-        ask may have come late), so a pause's long wait (or a place in the shared
-        queue) delays one ask by at most the horizon."""
-        error = distance - 0.5 * self._horizon if distance > 0 else -self._horizon
-        self._ask_after = max(0.0, self._ask_after + min(error, self._horizon))
 
     def _await_in_backend(self, wait: Optional[float]) -> bool:
         """With the lock held, as the head: let a shared backend block until another
@@ -407,10 +355,7 @@ class RateLimiter:
         self._arrived = threading.Condition(self._lock)
         self._queue = deque()
         self._in_flight = 0
-        self._start_lock = threading.Lock()
-        self._last_start = -float("inf")  # a new process: its starts are spaced by its backend
-        self._next_first_ask = 0.0
-        self._ask_after = self._first_ask_delay()
+        self._timing.reset()  # a new process: its starts are spaced by its backend
         self._fork_epoch += 1
         if isinstance(self.backend, MemoryBackend):
             self.backend = build_backend(self.config)
