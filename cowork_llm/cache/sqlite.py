@@ -163,19 +163,34 @@ class SqliteCache(ResponseCache):
         # child abandons the parent's (closing it could disturb the parent's locks).
         self._conn = None
         try:
-            self._conn = self._open()
+            self._conn = self._open_when_free()
         except (sqlite3.Error, OSError) as error:
             if not _is_corrupt(error):
                 self._fall_back(error)
                 return None
             self._move_aside(error)
             try:
-                self._conn = self._open()
+                self._conn = self._open_when_free()
             except (sqlite3.Error, OSError) as again:
                 self._fall_back(again)
                 return None
         self._pid = os.getpid()
         return self._conn
+
+    def _open_when_free(self) -> sqlite3.Connection:
+        """:meth:`_open`, tried again for up to ``busy_timeout_seconds`` while it meets
+        "database is locked". Two processes opening a new cache file at the same moment
+        (one switching it to WAL and creating the table while the other looks) once left
+        one of them caching in memory for its whole run (seen in CI); SQLite's own busy
+        wait does not cover every step of opening. Raises what _open raises."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.01)
 
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))

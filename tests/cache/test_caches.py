@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -355,8 +356,51 @@ def test_a_locked_file_gives_a_warning_and_a_miss_never_an_exception(tmp_path, c
     cache.close()
 
 
+def test_a_file_held_by_another_connection_while_opening_is_waited_for(tmp_path, caplog):
+    # Another connection holds the file while the cache opens it: the cache waits for
+    # it (up to busy_timeout_seconds) rather than giving the file up for its whole life.
+    path = tmp_path / "cache.sqlite"
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("CREATE TABLE other (x)")
+    blocker.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.3, blocker.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+            cache = SqliteCache(path)
+            cache.put(key(), result())
+        assert not cache.in_memory_fallback and caplog.text == ""
+        cache.close()
+    finally:
+        release.join()
+        blocker.close()
+    again = SqliteCache(path)
+    assert again.get(key()).content == "hello"  # in the file, not in a process's memory
+    again.close()
+
+
+def test_a_file_held_past_the_busy_timeout_falls_back_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "cache.sqlite"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("CREATE TABLE other (x)")
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="cowork_llm"):
+            started = time.monotonic()
+            cache = SqliteCache(path, busy_timeout_seconds=0.2)
+            cache.put(key(), result())
+            assert cache.get(key()).content == "hello"  # from memory
+        assert 0.15 < time.monotonic() - started < 5.0
+        assert cache.in_memory_fallback and "caching in memory" in caplog.text
+        cache.close()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 _CHILD = textwrap.dedent("""
-    import sys
+    import logging, sys
+    logging.basicConfig(format="%(levelname)s %(message)s")  # a fallback shows as a WARNING
     from cowork_llm.cache import SqliteCache, cache_key
     from cowork_llm.llm import ChatResult
     path, who, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
