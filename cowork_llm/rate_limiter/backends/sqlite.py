@@ -239,12 +239,10 @@ class SQLiteBackend(QueuedBackend):
             conn.execute(f"DELETE FROM {_QUEUE_TABLE} WHERE key = ? AND alive_until_ms < ?",
                          (self._name, now_ms))  # dead members' tickets
             front = self._front(conn)
-        if front is not None and front[0] != member:
-            self._keep_alive(member, alive_ms)  # a ticket at the back, or a fresh heartbeat
-            return False
-        if front is not None:
-            self._keep_alive(member, alive_ms)
-        return True
+        if front is None:
+            return True
+        self._keep_alive(member, alive_ms)  # a ticket at the back, or a fresh heartbeat
+        return front[0] == member
 
     def _first_free(self, now: int, weight: int) -> int:
         # Per rate, the start that must leave its window before `weight` more fit: one

@@ -74,14 +74,11 @@ def counting_asks(limiter):
     return asks
 
 
-def test_members_taking_turns_ask_once_per_admission(make_limiter):
-    # Each member's next head asks when its previous start comes; by then the other
-    # member holds the next slot, so its own lies two intervals on: within the horizon,
-    # reserved by that one ask. (Reserving only within the 5 ms lead took two asks.)
-    members = [make_limiter(min_interval_seconds=0.02) for _ in range(2)]
+def asks_per_admission(members, per_member):
+    """Every member takes ``per_member`` slots from its own thread, all starting
+    together; (asks to the backends, admissions)."""
     asks = [counting_asks(member) for member in members]
-    go = threading.Barrier(2)
-    per_member = 12
+    go = threading.Barrier(len(members))
 
     def work(limiter):
         go.wait()
@@ -92,8 +89,15 @@ def test_members_taking_turns_ask_once_per_admission(make_limiter):
     threads = [threading.Thread(target=work, args=(member,)) for member in members]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    admissions = 2 * per_member
-    total = sum(count[0] for count in asks)
+    return sum(count[0] for count in asks), len(members) * per_member
+
+
+def test_members_taking_turns_ask_once_per_admission(make_limiter):
+    # Each member's next head asks when its previous start comes; by then the other
+    # member holds the next slot, so its own lies two intervals on: within the horizon,
+    # reserved by that one ask. (Reserving only within the 5 ms lead took two asks.)
+    members = [make_limiter(min_interval_seconds=0.02) for _ in range(2)]
+    total, admissions = asks_per_admission(members, 12)
     assert admissions <= total <= 1.5 * admissions, f"{total} asks for {admissions} admissions"
 
 
@@ -101,21 +105,7 @@ def test_turns_longer_than_the_horizon_still_take_one_ask_per_admission(make_lim
     # Four members at 50 ms: each one's next slot lies 200 ms on, past the 100 ms
     # horizon. Each learns to first ask about then (a few admissions to learn it).
     members = [make_limiter(min_interval_seconds=0.05) for _ in range(4)]
-    asks = [counting_asks(member) for member in members]
-    go = threading.Barrier(4)
-    per_member = 8
-
-    def work(limiter):
-        go.wait()
-        for _ in range(per_member):
-            with limiter.slot():
-                pass
-
-    threads = [threading.Thread(target=work, args=(member,)) for member in members]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    admissions = 4 * per_member
-    total = sum(count[0] for count in asks)
+    total, admissions = asks_per_admission(members, 8)
     assert admissions <= total <= 1.5 * admissions, f"{total} asks for {admissions} admissions"
 
 
