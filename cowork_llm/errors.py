@@ -149,7 +149,9 @@ class LlmApiError(LlmError):
         retry_after: seconds the provider asked us to wait, when it said.
         attempts: how many attempts were made before this error was raised.
         should_retry: the provider's ``x-should-retry`` header (True/False), None when
-            it did not send one; the retry policy obeys it over the status.
+            it did not send one; the retry policy obeys it over the status. False also
+            for a 5xx whose body says the server cannot read the input (llama.cpp
+            given an image without a multimodal projector).
         rate_limits: the response's rate-limit headers (a
             :class:`~cowork_llm.limits.LimitReport`), None when it sent none.
     """

@@ -70,19 +70,44 @@ def _is_quota_error(response: requests.Response) -> bool:
     return "insufficient_quota" in (error.get("code"), error.get("type"))
 
 
+# llama.cpp's answer to an image (or audio) part when the server was started without a
+# multimodal projector: a 500 {"error": {"message": "image input is not supported - hint:
+# if this is unexpected, you may need to provide the mmproj", "type": "server_error"}}
+# (docs/llamacpp-notes.md). The same request gets it every time: retrying only delays it
+# (it stays a ServerError, so a fallback model, which may read images, is still tried).
+_UNSUPPORTED_INPUT = "input is not supported"
+_UNSUPPORTED_INPUT_HINT = (" (this server cannot read that input, so the request is not retried: "
+                           "send images to a vision model; llama.cpp's llama-server reads them "
+                           "with a multimodal projector, --mmproj)")
+
+
+def _is_unsupported_input(response: requests.Response) -> bool:
+    try:
+        error = error_object(response.json())
+    except JSON_ERRORS:
+        return False
+    message = error.get("message")
+    return isinstance(message, str) and _UNSUPPORTED_INPUT in message
+
+
 def error_for_response(response: requests.Response, *, provider: str, secrets: Iterable[str]) -> LlmApiError:
     """The error for a non-2xx response, carrying the provider's message (secrets
-    redacted), status, request id, Retry-After, x-should-retry and rate-limit headers."""
+    redacted), status, request id, Retry-After, x-should-retry and rate-limit headers.
+    A 5xx saying the server cannot read the request's input (an image sent to a
+    text-only llama.cpp) gets ``should_retry = False``: every attempt would get it."""
     status = response.status_code
     cls = _error_class(status, response)
     message = redact(f"{provider} answered HTTP {status}: {provider_message(response)}", secrets)
+    unsupported = status >= 500 and _is_unsupported_input(response)
+    if unsupported:
+        message += _UNSUPPORTED_INPUT_HINT
     error = cls(
         message,
         status_code=status,
         request_id=request_id_of(response.headers, secrets),
         retry_after=parse_retry_after(response.headers),
     )
-    error.should_retry = should_retry_header(response.headers)
+    error.should_retry = False if unsupported else should_retry_header(response.headers)
     error.rate_limits = parse_rate_limit_headers(response.headers)
     return error
 

@@ -148,6 +148,17 @@ def test_failover_on_500s_answers_from_the_fallback(servers, caplog):
     assert not any(key in caplog.text for key in (PRIMARY_KEY, BACKUP_KEY))
 
 
+def test_an_input_the_server_cannot_read_is_not_retried_but_fails_over(servers):
+    # llama.cpp without a multimodal projector answers an image with this 500 every time.
+    primary, backup = servers
+    primary.fail_next(status=500, message="image input is not supported - hint: if this is unexpected, "
+                      "you may need to provide the mmproj", times=5)
+    with create_llm_client(chain_config(primary.config(), backup.config(), max_attempts=5)) as llm:
+        result = llm.chat(HELLO)
+    assert len(primary.chat_requests) == 1  # not the five attempts a 500 gets
+    assert result.model == "backup-model"
+
+
 def test_failover_on_connection_refused(servers):
     _, backup = servers
     dead = closed_port_url()

@@ -50,6 +50,23 @@ def test_status_maps_to_error_class(status, cls):
     assert error.status_code == status
 
 
+# llama.cpp's answer to an image when started without a multimodal projector (measured:
+# docs/llamacpp-notes.md).
+LLAMACPP_NO_IMAGES = {"error": {"code": 500, "message": "image input is not supported - hint: if this is "
+                                "unexpected, you may need to provide the mmproj", "type": "server_error"}}
+
+
+def test_a_500_saying_the_input_is_not_supported_is_not_retried():
+    error = _http_errors.error_for_response(_response(500, json.dumps(LLAMACPP_NO_IMAGES)),
+                                            provider="openai", secrets=())
+    assert type(error) is ServerError  # a fallback model, which may read images, is still tried
+    assert error.should_retry is False  # every attempt would get the same answer
+    assert "image input is not supported" in str(error) and "--mmproj" in str(error)
+    other = _http_errors.error_for_response(_response(500, json.dumps({"error": {"message": "boom"}})),
+                                            provider="openai", secrets=())
+    assert other.should_retry is None and "--mmproj" not in str(other)
+
+
 @pytest.mark.parametrize("field", ["code", "type"])
 def test_429_with_insufficient_quota_is_quota_exceeded(field):
     body = json.dumps({"error": {"message": "You exceeded your current quota", field: "insufficient_quota"}})

@@ -3,12 +3,15 @@ public client: structured output constrained by its grammar, stop sequences, see
 token-limit fields, the roles and names it takes, usage details. What these measure is
 written up in docs/llamacpp-notes.md ("The modern request")."""
 
+import base64
 import dataclasses
+import struct
+import zlib
 from typing import Any, Iterator, Literal
 
 import pytest
 
-from cowork_llm import RetryConfig, create_llm_client
+from cowork_llm import RetryConfig, ServerError, create_llm_client
 from cowork_llm.llm import Llm
 
 pytestmark = pytest.mark.realserver
@@ -93,3 +96,24 @@ def test_a_stream_takes_the_options_and_has_a_request_id_without_a_header(llm: L
         text = "".join(stream)
     assert text and stream.request_id and stream.request_id.startswith("chatcmpl-")
     assert stream.usage is not None and stream.usage.cached_prompt_tokens is not None
+
+
+def _one_pixel_png() -> str:
+    """A real 1x1 PNG as a data URL, made here (no file needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def test_an_image_to_a_server_without_vision_fails_at_once_saying_why(llamacpp_server: Any) -> None:
+    # Our server runs without a multimodal projector: it answers an image with a 500
+    # every time. Retried, that took every attempt and its backoff; now it is one.
+    config = llamacpp_server.config(max_tokens=4, retry=RetryConfig(max_attempts=3, initial_wait_seconds=1.0))
+    image = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                          {"type": "image_url", "image_url": {"url": _one_pixel_png()}}]}]
+    with create_llm_client(config) as client:
+        with pytest.raises(ServerError, match="--mmproj") as raised:
+            client.chat(image)
+    assert raised.value.status_code == 500 and raised.value.attempts == 1
