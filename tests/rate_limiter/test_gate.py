@@ -18,6 +18,7 @@ from cowork_llm.rate_limiter import (
     get_global_rate_limiter,
     init_global_rate_limiter,
 )
+from cowork_llm.rate_limiter._ask_timing import AskTiming
 from cowork_llm.rate_limiter._rates import request_rates
 from cowork_llm.rate_limiter._registry import _reset_global_rate_limiters
 from cowork_llm.rate_limiter.backends import MemoryBackend, build_backend
@@ -550,6 +551,27 @@ def test_hammer_with_timeouts_leaks_nothing(make_limiter):
     assert limiter.admitted_count == results["ok"]
 
 
+# --- when the head first asks (AskTiming) -------------------------------------------------
+
+
+def test_without_an_interval_the_next_head_asks_at_once():
+    # No interval: nothing to time, whatever the last wait was (a minute's rate).
+    timing = AskTiming(RateLimitConfig(min_interval_seconds=0, requests_per_minute=60))
+    timing.admitted(start=100.0, distance=5.0)
+    assert timing.next_first_ask == 0.0
+
+
+def test_a_slot_free_at_once_steps_the_first_ask_a_whole_horizon_earlier():
+    timing = AskTiming(RateLimitConfig(min_interval_seconds=0.4))
+    assert timing.horizon == 0.1
+    timing._ask_after = 0.25  # learned: the next head first asks 0.25 s after a start
+    timing.admitted(start=20.0, distance=0.0)  # free when asked: it may have asked too late
+    assert timing.next_first_ask == pytest.approx(20.0 + 0.15)  # a whole step, not half
+    # A slot 80 ms ahead of the first ask: 30 ms more than the aim (half the horizon).
+    timing.admitted(start=30.0, distance=0.08)
+    assert timing.next_first_ask == pytest.approx(30.0 + 0.18)
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
@@ -566,8 +588,20 @@ def test_registry_keeps_the_first_settings_and_warns(caplog):
     with caplog.at_level(logging.WARNING, logger="cowork_llm"):
         again = init_global_rate_limiter(RateLimitConfig(min_interval_seconds=9.0, key="k"))
     assert again is first and again.config.min_interval_seconds == 0.5
-    assert any(r.levelno == logging.WARNING and "'k' already exists" in r.getMessage()
-               for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # It names the settings kept and the ones ignored, and what to do instead.
+    assert len(warnings) == 1 and "'k' already exists" in warnings[0]
+    assert "min_interval_seconds=0.5" in warnings[0] and "min_interval_seconds=9.0" in warnings[0]
+    assert "(use another llm.rate_limit.key for a separate quota)" in warnings[0]
+
+
+def test_a_limiter_made_from_a_backend_takes_the_backends_settings():
+    backend = MemoryBackend(RateLimitConfig(min_interval_seconds=3.0, key="from-backend"))
+    limiter = RateLimiter(backend=backend)
+    try:
+        assert limiter.config is backend.config
+    finally:
+        limiter.close()
 
 
 def test_default_limiter_is_created_on_demand_other_keys_are_not():

@@ -61,6 +61,15 @@ def test_what_an_answer_said_reaches_the_view_through_its_slot(make_limiter):
         slot.release()
 
 
+def test_an_answer_to_a_slot_taken_without_demand_teaches_nothing(make_limiter):
+    # Such a slot was never charged to the view: its answer cannot be placed in it.
+    limiter = make_limiter()
+    with limiter.slot() as plain:
+        pass
+    limiter.observe(plain, requests_left(9))
+    assert limiter.limits().learned == {}
+
+
 def test_a_refusal_teaches_the_gate_to_hold_everyone_until_the_reset(make_limiter):
     limiter = make_limiter(acquire_timeout_seconds=5)
     slot = limiter.acquire(demand=ONE)

@@ -15,6 +15,7 @@ import pytest
 from cowork_llm.config import RateLimitConfig
 from cowork_llm.errors import LimiterAcquireError
 from cowork_llm.rate_limiter import RateLimiter
+from cowork_llm.rate_limiter._rates import reservation_lead_seconds
 from cowork_llm.rate_limiter.backends import MemoryBackend
 
 WAIT = 5.0
@@ -298,3 +299,35 @@ def test_ctrl_c_while_waiting_to_start_gives_the_slot_back(default_sigint):
     assert time.monotonic() - started < 10
     assert limiter.in_flight == 0
     limiter.close()
+
+
+class _ToldToWait(MemoryBackend):
+    """A shared store's answers, scripted: wait ``wait`` seconds, then admit; it records
+    how long the gate then asks it to block for a wake-up (and offers none)."""
+
+    def __init__(self, config, wait):
+        super().__init__(config)
+        self.answers = [wait, 0.0]
+        self.blocked_for = []
+
+    def try_acquire(self, weight=1, tokens=0, lead=0.0):
+        return self.answers.pop(0)
+
+    def await_turn(self, seconds):
+        self.blocked_for.append(seconds)
+        return False  # nothing to wait on: the gate sleeps for the wait itself
+
+
+def test_after_a_wait_answer_the_head_asks_again_the_lead_before_the_slot():
+    # Asking the lead (5 ms) before the slot frees lets the store reserve it for that
+    # instant; asking after it would add the lateness to the interval.
+    config = RateLimitConfig(min_interval_seconds=0.2)
+    backend = _ToldToWait(config, wait=0.15)  # under the main thread's wait slice (0.2 s)
+    limiter = RateLimiter(config, backend=backend)
+    try:
+        limiter.acquire().release()
+    finally:
+        limiter.close()
+    lead = reservation_lead_seconds(config)
+    # The gate's own wait, handed to the backend's wake-up (bounded, never unbounded).
+    assert backend.blocked_for == [pytest.approx(0.15 - lead, abs=1e-3)]
