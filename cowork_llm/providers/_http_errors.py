@@ -6,7 +6,7 @@ import http.client
 import logging
 import socket
 import ssl
-from typing import Iterable, Optional, Tuple, Type, Union
+from typing import Any, Iterable, Mapping, Optional, Tuple, Type, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -62,11 +62,16 @@ def _error_class(status: int, response: requests.Response) -> Type[LlmApiError]:
     return InvalidResponseError  # 1xx/3xx that requests did not resolve
 
 
-def _is_quota_error(response: requests.Response) -> bool:
+def _error_of(response: requests.Response) -> Mapping[str, Any]:
+    """The body's ``{"error": {...}}`` object; empty when the body is not one."""
     try:
-        error = error_object(response.json())
+        return error_object(response.json())
     except JSON_ERRORS:
-        return False
+        return {}
+
+
+def _is_quota_error(response: requests.Response) -> bool:
+    error = _error_of(response)
     return "insufficient_quota" in (error.get("code"), error.get("type"))
 
 
@@ -82,11 +87,7 @@ _UNSUPPORTED_INPUT_HINT = (" (this server cannot read that input, so the request
 
 
 def _is_unsupported_input(response: requests.Response) -> bool:
-    try:
-        error = error_object(response.json())
-    except JSON_ERRORS:
-        return False
-    message = error.get("message")
+    message = _error_of(response).get("message")
     return isinstance(message, str) and _UNSUPPORTED_INPUT in message
 
 
